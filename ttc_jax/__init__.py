@@ -1,0 +1,29 @@
+"""ttc_jax: compute-optimal test-time scaling of language models in JAX/Flax."""
+
+from ttc_jax.errors import (
+    CheckpointError,
+    CorruptCheckpointError,
+    MissingTensorError,
+    ShapeMismatchError,
+    UnexpectedTensorError,
+    UnsupportedArchitectureError,
+    UnsupportedQuantizationError,
+)
+from ttc_jax.lm import LanguageModel, load_lm
+from ttc_jax.models.config import ModelConfig
+from ttc_jax.sharding import ShardingRules, make_mesh
+
+__all__ = [
+    "CheckpointError",
+    "CorruptCheckpointError",
+    "LanguageModel",
+    "MissingTensorError",
+    "ModelConfig",
+    "ShapeMismatchError",
+    "ShardingRules",
+    "UnexpectedTensorError",
+    "UnsupportedArchitectureError",
+    "UnsupportedQuantizationError",
+    "load_lm",
+    "make_mesh",
+]

@@ -1,0 +1,207 @@
+"""`LanguageModel`: a loaded decoder (config, tokenizer, sharded parameters) and `load_lm`.
+
+The parameters are an explicit pytree; jitted functions take them as an argument rather than
+closing over them, so the same compiled program serves any weights of the same shapes and
+nothing large is baked into an executable as a constant.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+
+from ttc_jax.models.checkpoint import load_params
+from ttc_jax.models.config import ModelConfig
+from ttc_jax.models.gguf_source import GGUFSource
+from ttc_jax.models.params import (
+    Params,
+    abstract_model,
+    param_shardings,
+    random_params,
+    resolve_dtype,
+)
+from ttc_jax.models.safetensors_source import SafetensorsSource
+from ttc_jax.sharding import ShardingRules, make_mesh
+
+log = logging.getLogger(__name__)
+
+# Shortest padded sequence length: below this, bucketing would only add programs.
+MIN_SEQ_BUCKET = 16
+
+
+def bucket_length(n: int, minimum: int = MIN_SEQ_BUCKET) -> int:
+    """Next power of two >= n (and >= minimum): bounds the number of compiled programs."""
+    return max(minimum, 1 << max(0, n - 1).bit_length())
+
+
+class LanguageModel:
+    """A decoder-only LM placed on a mesh. Build one with `load_lm` or `LanguageModel.random`."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        params: Params,
+        mesh: Mesh,
+        rules: ShardingRules,
+        dtype,
+        tokenizer: Any = None,
+    ):
+        self.config = config
+        self.params = params
+        self.mesh = mesh
+        self.rules = rules
+        self.dtype = resolve_dtype(dtype)
+        self.tokenizer = tokenizer
+        self.graphdef, self.param_specs = abstract_model(config, self.dtype)
+        self.param_shardings = param_shardings(self.param_specs, mesh, rules)
+
+    @classmethod
+    def random(
+        cls,
+        config: ModelConfig,
+        dtype="float32",
+        mesh: Mesh | None = None,
+        rules: ShardingRules | None = None,
+        seed: int = 0,
+        tokenizer: Any = None,
+    ) -> LanguageModel:
+        """Random weights of a given shape (tests, benchmarks, training from scratch)."""
+        mesh = mesh or make_mesh(1, 1)
+        rules = rules or ShardingRules()
+        params = random_params(config, dtype, mesh, rules, seed)
+        return cls(config, params, mesh, rules, dtype, tokenizer)
+
+    def sharding(self, *logical_axes: str | None, shape=None) -> NamedSharding:
+        """NamedSharding for an activation whose axes carry these logical names."""
+        return self.rules.sharding(self.mesh, logical_axes, shape)
+
+    @property
+    def data_parallelism(self) -> int:
+        axis = self.rules.mesh_axis("batch")
+        return 1 if axis is None else self.mesh.shape[axis]
+
+    @functools.cached_property
+    def _forward(self):
+        tokens = self.sharding("batch", "seq")
+        logits = self.sharding(
+            "batch", "seq", "vocab", shape=(self.data_parallelism, 1, self.config.vocab_size)
+        )
+        return jax.jit(
+            functools.partial(_forward_logits, self.graphdef),
+            in_shardings=(self.param_shardings, tokens, tokens, tokens),
+            out_shardings=logits,
+        )
+
+    def logits(self, token_ids, attention_mask=None) -> jax.Array:
+        """Float32 logits [batch, time, vocab] of a full causal forward pass.
+
+        ``token_ids`` is [batch, time] (array or nested lists of equal length). An optional
+        ``attention_mask`` (1 = token, 0 = padding, either side) makes padding invisible:
+        positions count real tokens only, so a left-padded row gives the same logits as the
+        unpadded one. Inputs are padded to bucketed shapes and the result sliced back.
+        """
+        tokens = np.asarray(token_ids)
+        if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
+            raise ValueError(
+                f"token_ids must be a [batch, time] integer array, got shape {tokens.shape} "
+                f"and dtype {tokens.dtype}"
+            )
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.config.vocab_size):
+            raise ValueError(
+                f"token ids must lie in [0, {self.config.vocab_size}); "
+                f"got min {tokens.min()}, max {tokens.max()}"
+            )
+        mask = np.ones_like(tokens, bool) if attention_mask is None else np.asarray(attention_mask)
+        if mask.shape != tokens.shape:
+            raise ValueError(
+                f"attention_mask has shape {mask.shape}, token_ids has shape {tokens.shape}"
+            )
+        mask = mask.astype(bool)
+        batch, time = tokens.shape
+        self._check_window(int(mask.sum(axis=1).max(initial=0)))
+        padded_batch = _round_up(bucket_length(batch, 1), self.data_parallelism)
+        padded_time = bucket_length(time)
+        pad = ((0, padded_batch - batch), (0, padded_time - time))
+        positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+        with jax.set_mesh(self.mesh):
+            out = self._forward(
+                self.params,
+                np.pad(tokens, pad).astype(np.int32),
+                np.pad(positions, pad).astype(np.int32),
+                np.pad(mask, pad),
+            )
+        return out[:batch, :time]
+
+    def _check_window(self, length: int) -> None:
+        window = self.config.sliding_window
+        if window is not None and length > window:
+            raise NotImplementedError(
+                f"sequence of {length} tokens exceeds the sliding window ({window}); "
+                "sliding-window attention is not implemented"
+            )
+
+
+def _forward_logits(graphdef, params, tokens, positions, valid):
+    model = nnx.merge(graphdef, params)
+    return model.logits(model.hidden_states(tokens, positions, valid))
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def load_lm(
+    path: str | Path,
+    dtype="float32",
+    mesh: Mesh | None = None,
+    rules: ShardingRules | None = None,
+) -> LanguageModel:
+    """Loads a Hugging Face folder (safetensors, single or sharded) or a ``.gguf`` file.
+
+    The default mesh is the first device alone; pass `ttc_jax.make_mesh(data, model)` to
+    split the model. Loading is strict: see `ttc_jax.models.checkpoint`.
+    """
+    path = Path(path)
+    dtype = resolve_dtype(dtype)
+    mesh = mesh or make_mesh(1, 1)
+    rules = rules or ShardingRules()
+    if path.suffix == ".gguf":
+        source = GGUFSource(path)
+        config = source.config
+        tokenizer = _gguf_tokenizer(path) if source.has_tokenizer else None
+    else:
+        config = ModelConfig.from_hf_file(_require(path / "config.json"))
+        source = SafetensorsSource(path)
+        tokenizer = _folder_tokenizer(path)
+    params = load_params(source, config, dtype, mesh, rules)
+    return LanguageModel(config, params, mesh, rules, dtype, tokenizer)
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist (expected a Hugging Face model folder)")
+    return path
+
+
+def _gguf_tokenizer(path: Path):
+    """The tokenizer and chat template stored in a GGUF file's metadata."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
+def _folder_tokenizer(path: Path):
+    """transformers tokenizer of an HF folder, or None when the folder ships none."""
+    from transformers import AutoTokenizer
+
+    if (path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists():
+        return AutoTokenizer.from_pretrained(str(path))
+    log.info("%s has no tokenizer files; lm.tokenizer is None", path)
+    return None

@@ -1,0 +1,45 @@
+"""Attention kernels over grouped-query projections.
+
+Queries come as [B, T, H, D] and keys/values as [B, S, K, D] with H = K * G. Queries are viewed
+as [B, T, K, G, D] so that each key/value head is read once for its G query heads, instead of
+being repeated G times in memory.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+# A finite "minus infinity": a row whose keys are all masked (a padding query) gets a uniform
+# softmax instead of NaNs, and its output is discarded by the caller.
+MASKED_LOGIT = -1e30
+
+
+def attention_logits(q: jnp.ndarray, k: jnp.ndarray) -> jnp.ndarray:
+    """q [B, T, H, D], k [B, S, K, D] -> scaled logits [B, K, G, T, S] in float32."""
+    b, t, h, d = q.shape
+    kv_heads = k.shape[2]
+    grouped = q.reshape(b, t, kv_heads, h // kv_heads, d)
+    logits = jnp.einsum("btkgd,bskd->bkgts", grouped, k, preferred_element_type=jnp.float32)
+    return logits * (d**-0.5)
+
+
+def attend_values(probs: jnp.ndarray, v: jnp.ndarray, dtype) -> jnp.ndarray:
+    """probs [B, K, G, T, S], v [B, S, K, D] -> [B, T, H, D]."""
+    out = jnp.einsum("bkgts,bskd->btkgd", probs.astype(v.dtype), v)
+    b, t, k, g, d = out.shape
+    return out.reshape(b, t, k * g, d).astype(dtype)
+
+
+def dense_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, mask: jnp.ndarray):
+    """Softmax attention with a boolean mask [B, T, S] (True = may attend)."""
+    logits = attention_logits(q, k)
+    logits = jnp.where(mask[:, None, None, :, :], logits, MASKED_LOGIT)
+    return attend_values(jax.nn.softmax(logits, axis=-1), v, q.dtype)
+
+
+def causal_mask(key_valid: jnp.ndarray) -> jnp.ndarray:
+    """[B, S] validity -> [B, S, S] mask: query t sees valid keys at positions <= t."""
+    s = key_valid.shape[-1]
+    causal = jnp.tril(jnp.ones((s, s), dtype=bool))
+    return causal[None] & key_valid[:, None, :]

@@ -1,0 +1,168 @@
+"""Read a GGUF file (llama.cpp's format) as a transformers-layout tensor source plus a config.
+
+Tensors are renamed to transformers' keys and dequantised to float32 with the ``gguf`` package,
+and the query/key rows that llama.cpp permutes for its RoPE kernel are put back, so the shared
+converter in `ttc_jax.models.checkpoint` handles GGUF and safetensors alike.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+from ttc_jax.errors import (
+    CorruptCheckpointError,
+    UnexpectedTensorError,
+    UnsupportedArchitectureError,
+    UnsupportedQuantizationError,
+)
+from ttc_jax.models.config import ModelConfig
+
+Q = gguf.GGMLQuantizationType
+SUPPORTED_TYPES = frozenset(
+    {Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q4_K, Q.Q5_K, Q.Q6_K}
+)
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2")
+
+_GLOBAL_NAMES = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+_LAYER_NAMES = {
+    "attn_norm.weight": "input_layernorm.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+    "attn_q.weight": "self_attn.q_proj.weight",
+    "attn_k.weight": "self_attn.k_proj.weight",
+    "attn_v.weight": "self_attn.v_proj.weight",
+    "attn_output.weight": "self_attn.o_proj.weight",
+    "attn_q.bias": "self_attn.q_proj.bias",
+    "attn_k.bias": "self_attn.k_proj.bias",
+    "attn_v.bias": "self_attn.v_proj.bias",
+    "attn_output.bias": "self_attn.o_proj.bias",
+    "ffn_gate.weight": "mlp.gate_proj.weight",
+    "ffn_up.weight": "mlp.up_proj.weight",
+    "ffn_down.weight": "mlp.down_proj.weight",
+    "ffn_gate.bias": "mlp.gate_proj.bias",
+    "ffn_up.bias": "mlp.up_proj.bias",
+    "ffn_down.bias": "mlp.down_proj.bias",
+}
+_LAYER_PATTERN = re.compile(r"blk\.(\d+)\.(.+)")
+# llama.cpp's Llama 3 frequency factors: part of the config, not a weight.
+_ROPE_FREQS = "rope_freqs.weight"
+
+
+def transformers_name(gguf_name: str) -> str:
+    """GGUF tensor name -> transformers state-dict key; unknown names are an error."""
+    if gguf_name in _GLOBAL_NAMES:
+        return _GLOBAL_NAMES[gguf_name]
+    match = _LAYER_PATTERN.fullmatch(gguf_name)
+    if match and match.group(2) in _LAYER_NAMES:
+        return f"model.layers.{match.group(1)}.{_LAYER_NAMES[match.group(2)]}"
+    raise UnexpectedTensorError(f"GGUF tensor {gguf_name!r} has no place in the model")
+
+
+class GGUFSource:
+    """A GGUF checkpoint: its config, and its tensors under transformers' names and layout."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.name = str(self.path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"GGUF file {self.path} does not exist")
+        try:
+            self.reader = gguf.GGUFReader(self.path)
+        except Exception as e:  # the reader raises ValueError, struct or numpy errors
+            raise CorruptCheckpointError(f"{self.path} is not a readable GGUF file: {e}") from e
+        self.architecture = self._field("general.architecture")
+        if self.architecture not in SUPPORTED_ARCHITECTURES:
+            raise UnsupportedArchitectureError(
+                f"GGUF architecture {self.architecture!r} is not supported; "
+                f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
+            )
+        self._tensors = {}
+        for tensor in self.reader.tensors:
+            if tensor.tensor_type not in SUPPORTED_TYPES:
+                raise UnsupportedQuantizationError(
+                    f"GGUF tensor {tensor.name!r} is stored as {tensor.tensor_type.name}; "
+                    f"supported: {', '.join(sorted(t.name for t in SUPPORTED_TYPES))}"
+                )
+            if tensor.name != _ROPE_FREQS:
+                self._tensors[transformers_name(tensor.name)] = tensor
+        self.config = self._config()
+
+    @property
+    def has_tokenizer(self) -> bool:
+        return "tokenizer.ggml.model" in self.reader.fields
+
+    def _field(self, key: str, default=None):
+        field = self.reader.fields.get(key)
+        return default if field is None else field.contents()
+
+    def _config(self) -> ModelConfig:
+        arch = self.architecture
+
+        def meta(name, default=None):
+            return self._field(f"{arch}.{name}", default)
+
+        heads = meta("attention.head_count")
+        hidden = meta("embedding_length")
+        tokens = self._field("tokenizer.ggml.tokens")
+        rope_freqs = self._rope_freq_factors()
+        eos = self._field("tokenizer.ggml.eos_token_id")
+        return ModelConfig(
+            vocab_size=meta("vocab_size") or len(tokens),
+            hidden_size=hidden,
+            num_layers=meta("block_count"),
+            num_heads=heads,
+            num_kv_heads=meta("attention.head_count_kv", heads),
+            head_dim=meta("attention.key_length") or hidden // heads,
+            intermediate_size=meta("feed_forward_length"),
+            rms_norm_eps=float(meta("attention.layer_norm_rms_epsilon", 1e-6)),
+            rope_theta=float(meta("rope.freq_base", 10000.0)),
+            rope_freq_factors=rope_freqs,
+            max_position_embeddings=meta("context_length", 4096),
+            tie_word_embeddings="lm_head.weight" not in self._tensors,
+            qkv_bias="model.layers.0.self_attn.q_proj.bias" in self._tensors,
+            o_bias="model.layers.0.self_attn.o_proj.bias" in self._tensors,
+            mlp_bias="model.layers.0.mlp.gate_proj.bias" in self._tensors,
+            model_type=arch,
+            bos_token_id=self._field("tokenizer.ggml.bos_token_id"),
+            eos_token_ids=() if eos is None else (int(eos),),
+        )
+
+    def _rope_freq_factors(self) -> tuple[float, ...] | None:
+        for tensor in self.reader.tensors:
+            if tensor.name == _ROPE_FREQS:
+                return tuple(float(f) for f in _dequantize(tensor))
+        return None
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        # GGUF lists dimensions innermost first; numpy (and torch) outermost first.
+        return {key: tuple(int(d) for d in reversed(t.shape)) for key, t in self._tensors.items()}
+
+    def read(self, key: str) -> np.ndarray:
+        weight = _dequantize(self._tensors[key])
+        if self.architecture == "llama" and key.endswith(("q_proj.weight", "k_proj.weight")):
+            cfg = self.config
+            heads = cfg.num_heads if key.endswith("q_proj.weight") else cfg.num_kv_heads
+            weight = unpermute_rope_rows(weight, heads)
+        return weight
+
+
+def _dequantize(tensor) -> np.ndarray:
+    shape = tuple(int(d) for d in reversed(tensor.shape))
+    values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+    return np.asarray(values, dtype=np.float32).reshape(shape)
+
+
+def unpermute_rope_rows(weight: np.ndarray, num_heads: int) -> np.ndarray:
+    """Undo llama.cpp's interleaving of each head's rows ([out, in] layout)."""
+    out_dim, in_dim = weight.shape
+    head_dim = out_dim // num_heads
+    return (
+        weight.reshape(num_heads, head_dim // 2, 2, in_dim).swapaxes(1, 2).reshape(out_dim, in_dim)
+    )

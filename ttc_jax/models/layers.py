@@ -1,0 +1,127 @@
+"""Flax NNX building blocks of a Llama/Qwen2-family decoder layer.
+
+Weights are stored in einsum-friendly layouts (``q_proj`` is [embed, heads, head_dim], not
+torch's [heads * head_dim, embed]) and every parameter carries ``logical_axes`` metadata that
+`ttc_jax.sharding` maps onto the device mesh. Attention itself is not here: a layer exposes
+`Attention.project_qkv` and `Attention.project_out`, and the caller decides how queries meet
+keys (a dense causal mask for a full forward pass, a KV cache with a shared prompt prefix for
+sampling), so one set of weights and projections serves every attention strategy.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ttc_jax.models.config import ModelConfig
+from ttc_jax.models.rope import apply_rope
+
+# transformers' default initializer_range: random models have realistic activation scales.
+INIT_STD = 0.02
+
+
+def _param(rngs: nnx.Rngs, shape, axes, dtype, std=INIT_STD) -> nnx.Param:
+    return nnx.Param(std * jax.random.normal(rngs.params(), shape, dtype), logical_axes=axes)
+
+
+def _zeros(shape, axes, dtype) -> nnx.Param:
+    return nnx.Param(jnp.zeros(shape, dtype), logical_axes=axes)
+
+
+class RMSNorm(nnx.Module):
+    """Root-mean-square norm computed in float32, as transformers does for every dtype."""
+
+    def __init__(self, dim: int, eps: float, dtype):
+        self.scale = nnx.Param(jnp.ones((dim,), dtype), logical_axes=("embed",))
+        self.eps = eps
+
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        x32 = x.astype(jnp.float32)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return self.scale[...] * normed.astype(x.dtype)
+
+
+class Attention(nnx.Module):
+    """Grouped-query attention projections (optional q/k/v and output biases) with RoPE."""
+
+    def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs):
+        e, h, k, d = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        self.q_proj = _param(rngs, (e, h, d), ("embed", "heads", "head_dim"), dtype)
+        self.k_proj = _param(rngs, (e, k, d), ("embed", "kv_heads", "head_dim"), dtype)
+        self.v_proj = _param(rngs, (e, k, d), ("embed", "kv_heads", "head_dim"), dtype)
+        self.o_proj = _param(rngs, (h, d, e), ("heads", "head_dim", "embed"), dtype)
+        if cfg.qkv_bias:
+            self.q_bias = _zeros((h, d), ("heads", "head_dim"), dtype)
+            self.k_bias = _zeros((k, d), ("kv_heads", "head_dim"), dtype)
+            self.v_bias = _zeros((k, d), ("kv_heads", "head_dim"), dtype)
+        if cfg.o_bias:
+            self.o_bias = _zeros((e,), ("embed",), dtype)
+        self.has_qkv_bias = cfg.qkv_bias
+        self.has_o_bias = cfg.o_bias
+
+    def project_qkv(self, x: jnp.ndarray, cos: jnp.ndarray, sin: jnp.ndarray):
+        """x [B, T, E] -> q [B, T, H, D], k and v [B, T, K, D]; q and k rotated."""
+        q = jnp.einsum("bte,ehd->bthd", x, self.q_proj[...])
+        k = jnp.einsum("bte,ekd->btkd", x, self.k_proj[...])
+        v = jnp.einsum("bte,ekd->btkd", x, self.v_proj[...])
+        if self.has_qkv_bias:
+            q = q + self.q_bias[...]
+            k = k + self.k_bias[...]
+            v = v + self.v_bias[...]
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+    def project_out(self, attended: jnp.ndarray) -> jnp.ndarray:
+        """Attention output [B, T, H, D] -> [B, T, E]."""
+        out = jnp.einsum("bthd,hde->bte", attended, self.o_proj[...])
+        if self.has_o_bias:
+            out = out + self.o_bias[...]
+        return out
+
+
+class MLP(nnx.Module):
+    """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs):
+        e, f = cfg.hidden_size, cfg.intermediate_size
+        self.gate_proj = _param(rngs, (e, f), ("embed", "mlp"), dtype)
+        self.up_proj = _param(rngs, (e, f), ("embed", "mlp"), dtype)
+        self.down_proj = _param(rngs, (f, e), ("mlp", "embed"), dtype)
+        if cfg.mlp_bias:
+            self.gate_bias = _zeros((f,), ("mlp",), dtype)
+            self.up_bias = _zeros((f,), ("mlp",), dtype)
+            self.down_bias = _zeros((e,), ("embed",), dtype)
+        self.has_bias = cfg.mlp_bias
+
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        gate = jnp.einsum("bte,ef->btf", x, self.gate_proj[...])
+        up = jnp.einsum("bte,ef->btf", x, self.up_proj[...])
+        if self.has_bias:
+            gate = gate + self.gate_bias[...]
+            up = up + self.up_bias[...]
+        out = jnp.einsum("btf,fe->bte", jax.nn.silu(gate) * up, self.down_proj[...])
+        if self.has_bias:
+            out = out + self.down_bias[...]
+        return out
+
+
+class DecoderLayer(nnx.Module):
+    """Pre-norm block: x + attn(norm(x)), then + mlp(norm(x)).
+
+    Split in two halves around attention so that callers can plug in their own attention
+    (see the module docstring): ``q, k, v = layer.attention_inputs(x, cos, sin)``, attend,
+    then ``x = layer.finish(x, attended)``.
+    """
+
+    def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs):
+        self.input_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
+        self.attn = Attention(cfg, dtype, rngs)
+        self.post_attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
+        self.mlp = MLP(cfg, dtype, rngs)
+
+    def attention_inputs(self, x, cos, sin):
+        return self.attn.project_qkv(self.input_norm(x), cos, sin)
+
+    def finish(self, x: jnp.ndarray, attended: jnp.ndarray) -> jnp.ndarray:
+        x = x + self.attn.project_out(attended)
+        return x + self.mlp(self.post_attn_norm(x))

@@ -1,0 +1,83 @@
+"""The abstract parameter tree: shapes, dtypes and logical axes known before any weight is read.
+
+Random initialisation, Hugging Face loading and GGUF loading all fill the same tree, each
+tensor placed straight into its `NamedSharding`. Parameters travel as a plain nested dict
+("pure dict") keyed like the module attributes, e.g. ``params["layers"][3]["attn"]["q_proj"]``;
+``nnx.merge(graphdef, params)`` turns them back into a `Transformer` inside jitted code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx, traverse_util
+from jax.sharding import Mesh
+
+from ttc_jax.models.config import ModelConfig
+from ttc_jax.models.transformer import Transformer
+from ttc_jax.sharding import ShardingRules
+
+ParamPath = tuple[str | int, ...]
+Params = dict[str, Any]
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def resolve_dtype(dtype) -> jnp.dtype:
+    """'float32' | 'bfloat16' | a jnp dtype -> jnp dtype; anything else is an error."""
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype {dtype!r} is not supported; choose one of {sorted(DTYPES)}")
+        return jnp.dtype(DTYPES[dtype])
+    dtype = jnp.dtype(dtype)
+    if dtype not in [jnp.dtype(d) for d in DTYPES.values()]:
+        raise ValueError(f"dtype {dtype} is not supported; choose one of {sorted(DTYPES)}")
+    return dtype
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamSpec:
+    shape: tuple[int, ...]
+    dtype: jnp.dtype
+    logical_axes: tuple[str | None, ...]
+
+
+def abstract_model(cfg: ModelConfig, dtype) -> tuple[nnx.GraphDef, dict[ParamPath, ParamSpec]]:
+    """The model's graph definition and, per parameter path, its shape, dtype and axes."""
+    model = nnx.eval_shape(lambda: Transformer(cfg, dtype, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(model)
+    specs = {}
+    for path, variable in nnx.to_flat_state(state):
+        value = variable.get_value() if hasattr(variable, "get_value") else variable.value
+        axes = variable.get_metadata()["logical_axes"]
+        specs[tuple(path)] = ParamSpec(tuple(value.shape), value.dtype, tuple(axes))
+    return graphdef, specs
+
+
+def nest(flat: dict[ParamPath, Any]) -> Params:
+    """{("layers", 0, "attn", "q_proj"): x} -> {"layers": {0: {"attn": {"q_proj": x}}}}."""
+    return traverse_util.unflatten_dict(flat)
+
+
+def flatten(params: Params) -> dict[ParamPath, Any]:
+    return traverse_util.flatten_dict(params)
+
+
+def param_shardings(specs: dict[ParamPath, ParamSpec], mesh: Mesh, rules: ShardingRules):
+    """Nested dict of NamedSharding matching the parameter tree."""
+    return nest({path: rules.sharding(mesh, s.logical_axes, s.shape) for path, s in specs.items()})
+
+
+def random_params(cfg: ModelConfig, dtype, mesh: Mesh, rules: ShardingRules, seed: int = 0):
+    """Randomly initialised parameters, created directly in their shardings."""
+    dtype = resolve_dtype(dtype)
+    _, specs = abstract_model(cfg, dtype)
+
+    def init():
+        return nnx.to_pure_dict(nnx.state(Transformer(cfg, dtype, rngs=nnx.Rngs(seed))))
+
+    with jax.set_mesh(mesh):
+        return jax.jit(init, out_shardings=param_shardings(specs, mesh, rules))()

@@ -1,0 +1,63 @@
+"""The decoder-only transformer (Llama 2/3, SmolLM2, Mistral, Qwen2/2.5) as a Flax NNX module."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ttc_jax.models.attention import causal_mask, dense_attention
+from ttc_jax.models.config import ModelConfig
+from ttc_jax.models.layers import INIT_STD, DecoderLayer, RMSNorm
+from ttc_jax.models.rope import inverse_frequencies, rope_angles
+
+
+class Transformer(nnx.Module):
+    """Token embedding, ``num_layers`` decoder layers, final norm and LM head (maybe tied)."""
+
+    def __init__(self, cfg: ModelConfig, dtype=jnp.float32, *, rngs: nnx.Rngs):
+        self.config = cfg
+        self.embed = nnx.Param(
+            INIT_STD * jax.random.normal(rngs.params(), (cfg.vocab_size, cfg.hidden_size), dtype),
+            logical_axes=("vocab", "embed"),
+        )
+        self.layers = nnx.List([DecoderLayer(cfg, dtype, rngs) for _ in range(cfg.num_layers)])
+        self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
+        if not cfg.tie_word_embeddings:
+            self.lm_head = nnx.Param(
+                INIT_STD
+                * jax.random.normal(rngs.params(), (cfg.hidden_size, cfg.vocab_size), dtype),
+                logical_axes=("embed", "vocab"),
+            )
+
+    def rope(self, positions: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """cos and sin [B, T, head_dim] for integer positions [B, T]."""
+        return rope_angles(positions, inverse_frequencies(self.config))
+
+    def embed_tokens(self, tokens: jnp.ndarray) -> jnp.ndarray:
+        return jnp.take(self.embed[...], tokens, axis=0)
+
+    def hidden_states(self, tokens, positions, key_valid) -> jnp.ndarray:
+        """Full causal forward pass: tokens [B, T] -> final-normed hidden states [B, T, E].
+
+        ``positions`` [B, T] are the RoPE positions; ``key_valid`` [B, T] marks real tokens
+        (False for padding, which no query attends to).
+        """
+        x = self.embed_tokens(tokens)
+        cos, sin = self.rope(positions)
+        mask = causal_mask(key_valid)
+        for layer in self.layers:
+            with jax.named_scope("decoder_layer"):
+                q, k, v = layer.attention_inputs(x, cos, sin)
+                x = layer.finish(x, dense_attention(q, k, v, mask))
+        return self.final_norm(x)
+
+    def logits(self, hidden: jnp.ndarray) -> jnp.ndarray:
+        """Hidden states [B, T, E] -> float32 logits [B, T, V]."""
+        if self.config.tie_word_embeddings:
+            return jnp.einsum(
+                "bte,ve->btv", hidden, self.embed[...], preferred_element_type=jnp.float32
+            )
+        return jnp.einsum(
+            "bte,ev->btv", hidden, self.lm_head[...], preferred_element_type=jnp.float32
+        )
