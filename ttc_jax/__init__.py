@@ -1,5 +1,6 @@
 """ttc_jax: compute-optimal test-time scaling of language models in JAX/Flax."""
 
+from ttc_jax.engine.generate import Sample, generate
 from ttc_jax.errors import (
     CheckpointError,
     CorruptCheckpointError,
@@ -19,11 +20,13 @@ __all__ = [
     "LanguageModel",
     "MissingTensorError",
     "ModelConfig",
+    "Sample",
     "ShapeMismatchError",
     "ShardingRules",
     "UnexpectedTensorError",
     "UnsupportedArchitectureError",
     "UnsupportedQuantizationError",
+    "generate",
     "load_lm",
     "make_mesh",
 ]

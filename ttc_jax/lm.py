@@ -88,6 +88,13 @@ class LanguageModel:
         return 1 if axis is None else self.mesh.shape[axis]
 
     @functools.cached_property
+    def engine(self):
+        """The sampling engine (compiled programs, stop tables) of this model."""
+        from ttc_jax.engine.engine import Engine  # the engine builds on this module
+
+        return Engine(self)
+
+    @functools.cached_property
     def _forward(self):
         tokens = self.sharding("batch", "seq")
         logits = self.sharding(

@@ -24,6 +24,7 @@ MESH_AXES = ("data", "model")
 # (Megatron-style), the hidden dimension replicated.
 DEFAULT_RULES: tuple[tuple[str, str | None], ...] = (
     ("batch", "data"),
+    ("samples", None),
     ("seq", None),
     ("embed", None),
     ("heads", "model"),

@@ -3,6 +3,10 @@
 Queries come as [B, T, H, D] and keys/values as [B, S, K, D] with H = K * G. Queries are viewed
 as [B, T, K, G, D] so that each key/value head is read once for its G query heads, instead of
 being repeated G times in memory.
+
+Besides dense attention this module holds the pieces of *split* attention: attention over two
+key sets (a shared prompt prefix and a per-sample suffix) computed separately and merged exactly
+by log-sum-exp, so that N samples can read one stored copy of their prompt's keys.
 """
 
 from __future__ import annotations
@@ -10,8 +14,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-# A finite "minus infinity": a row whose keys are all masked (a padding query) gets a uniform
-# softmax instead of NaNs, and its output is discarded by the caller.
+# A finite "minus infinity": a row whose keys are all masked (a padding query, or an empty
+# prefix) contributes exp(-1e30 - max) = 0 instead of NaNs.
 MASKED_LOGIT = -1e30
 
 
@@ -43,3 +47,25 @@ def causal_mask(key_valid: jnp.ndarray) -> jnp.ndarray:
     s = key_valid.shape[-1]
     causal = jnp.tril(jnp.ones((s, s), dtype=bool))
     return causal[None] & key_valid[:, None, :]
+
+
+def partial_softmax(logits: jnp.ndarray, mask: jnp.ndarray):
+    """Unnormalised softmax pieces over the last axis: (exp(logits - max), max, sum)."""
+    logits = jnp.where(mask, logits, MASKED_LOGIT)
+    peak = jnp.max(logits, axis=-1, keepdims=True)
+    weights = jnp.exp(logits - peak)
+    return weights, peak, jnp.sum(weights, axis=-1, keepdims=True)
+
+
+def merge_partials(parts):
+    """Combines [(attended_unnormalised, max, sum), ...] from disjoint key sets exactly."""
+    peak = parts[0][1]
+    for _, part_peak, _ in parts[1:]:
+        peak = jnp.maximum(peak, part_peak)
+    total = 0.0
+    out = 0.0
+    for attended, part_peak, part_sum in parts:
+        scale = jnp.exp(part_peak - peak)
+        out = out + attended * scale
+        total = total + part_sum * scale
+    return out / total

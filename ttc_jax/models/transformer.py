@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -10,6 +12,9 @@ from ttc_jax.models.attention import causal_mask, dense_attention
 from ttc_jax.models.config import ModelConfig
 from ttc_jax.models.layers import INIT_STD, DecoderLayer, RMSNorm
 from ttc_jax.models.rope import inverse_frequencies, rope_angles
+
+# attend(layer_index, q [B, T, H, D], k [B, T, K, D], v [B, T, K, D]) -> [B, T, H, D]
+Attend = Callable[[int, jnp.ndarray, jnp.ndarray, jnp.ndarray], jnp.ndarray]
 
 
 class Transformer(nnx.Module):
@@ -37,20 +42,27 @@ class Transformer(nnx.Module):
     def embed_tokens(self, tokens: jnp.ndarray) -> jnp.ndarray:
         return jnp.take(self.embed[...], tokens, axis=0)
 
-    def hidden_states(self, tokens, positions, key_valid) -> jnp.ndarray:
-        """Full causal forward pass: tokens [B, T] -> final-normed hidden states [B, T, E].
+    def run_layers(self, tokens, positions, attend: Attend) -> jnp.ndarray:
+        """tokens [B, T] at RoPE positions [B, T] -> final-normed hidden states [B, T, E].
 
-        ``positions`` [B, T] are the RoPE positions; ``key_valid`` [B, T] marks real tokens
-        (False for padding, which no query attends to).
+        ``attend(layer_index, q, k, v)`` decides what each query sees: `hidden_states` passes
+        a dense causal mask, the engine passes one that reads and writes its KV cache.
         """
         x = self.embed_tokens(tokens)
         cos, sin = self.rope(positions)
-        mask = causal_mask(key_valid)
-        for layer in self.layers:
-            with jax.named_scope("decoder_layer"):
+        for index, layer in enumerate(self.layers):
+            with jax.named_scope(f"layer_{index}"):
                 q, k, v = layer.attention_inputs(x, cos, sin)
-                x = layer.finish(x, dense_attention(q, k, v, mask))
+                x = layer.finish(x, attend(index, q, k, v))
         return self.final_norm(x)
+
+    def hidden_states(self, tokens, positions, key_valid) -> jnp.ndarray:
+        """Full causal forward pass over tokens [B, T] -> hidden states [B, T, E].
+
+        ``key_valid`` [B, T] marks real tokens (False for padding, which no query attends to).
+        """
+        mask = causal_mask(key_valid)
+        return self.run_layers(tokens, positions, lambda _, q, k, v: dense_attention(q, k, v, mask))
 
     def logits(self, hidden: jnp.ndarray) -> jnp.ndarray:
         """Hidden states [B, T, E] -> float32 logits [B, T, V]."""

@@ -1,0 +1,16 @@
+"""Inference engine: shared-prefix KV cache, sampling, stop strings and the decode loop."""
+
+from ttc_jax.engine.decode import DecodeState, Finish, StepOutput
+from ttc_jax.engine.engine import Engine
+from ttc_jax.engine.generate import Sample, generate
+from ttc_jax.engine.sampling import SamplingConfig
+
+__all__ = [
+    "DecodeState",
+    "Engine",
+    "Finish",
+    "Sample",
+    "SamplingConfig",
+    "StepOutput",
+    "generate",
+]

@@ -1,0 +1,169 @@
+"""The decode loop: extend every live sample until a stop string, EOS or a token budget.
+
+`extend` is one `lax.while_loop` on device. It appends each sample's pending token to the KV
+cache, samples the next one and checks stop conditions, with per-sample done masks; the host
+is involved once per call, not once per token. Search calls it once per reasoning step with the
+step delimiter as the stop string: samples that reach the delimiter pause (they resume on the
+next call), samples that emit EOS or exhaust their budget finish for good.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx, struct
+
+from ttc_jax.engine import kv_cache
+from ttc_jax.engine.kv_cache import KVCache
+from ttc_jax.engine.sampling import SamplingConfig, sample_tokens
+
+
+class Finish(enum.IntEnum):
+    """Why a sample stopped. RUNNING: it can still be extended."""
+
+    RUNNING = 0
+    EOS = 1
+    STOP = 2
+    LENGTH = 3
+
+
+@struct.dataclass
+class DecodeState:
+    """Everything a sample needs to continue, for B questions x N samples."""
+
+    cache: KVCache
+    pending: jax.Array  # [B, N] int32: sampled, not yet appended to the cache
+    finished: jax.Array  # [B, N] bool: EOS or budget reached; never extended again
+    keys: jax.Array  # [B, N, 2] uint32
+    stop_state: jax.Array  # [B, N] int32: state of the stop-string automaton
+    num_generated: jax.Array  # [B, N] int32
+    logprob: jax.Array  # [B, N] float32: summed log-probability of generated tokens
+
+
+@struct.dataclass
+class StepOutput:
+    """The tokens one `extend` call added, per sample."""
+
+    tokens: jax.Array  # [B, N, R] int32; the first ``count`` are real
+    count: jax.Array  # [B, N] int32
+    finish: jax.Array  # [B, N] int32 (Finish): why the sample stopped in this call
+    logprob: jax.Array  # [B, N] float32: log-probability of this call's tokens
+
+
+def initial_state(cache: KVCache, last_prompt_token, keys) -> DecodeState:
+    """A state whose samples all start from their prompt's last token.
+
+    The prefill stores all but the last prompt token; that token is every sample's first
+    pending token, so the first new token is sampled by the same loop as all others.
+    """
+    b, n = keys.shape[:2]
+    pending = jnp.broadcast_to(last_prompt_token[:, None], (b, n)).astype(jnp.int32)
+    return DecodeState(
+        cache=cache,
+        pending=pending,
+        finished=jnp.zeros((b, n), bool),
+        keys=keys,
+        stop_state=jnp.zeros((b, n), jnp.int32),
+        num_generated=jnp.zeros((b, n), jnp.int32),
+        logprob=jnp.zeros((b, n), jnp.float32),
+    )
+
+
+def extend(
+    graphdef,
+    params,
+    state: DecodeState,
+    stop_next_state,
+    stop_completes,
+    eos_ids,
+    token_limit,
+    *,
+    sampling: SamplingConfig,
+    max_tokens: int,
+) -> tuple[DecodeState, StepOutput]:
+    """Extends every unfinished sample by up to ``max_tokens`` tokens (one while loop).
+
+    A sample stops when it completes a stop string (STOP, resumable), emits an EOS id (EOS),
+    reaches ``token_limit`` generated tokens in total or fills the cache (LENGTH).
+    """
+    model = nnx.merge(graphdef, params)
+    b, n = state.pending.shape
+    capacity = state.cache.capacity
+
+    def body(carry):
+        i, state, out, paused = carry
+        active = ~state.finished & ~paused
+        hidden, cache = kv_cache.append(
+            model, state.cache, state.pending[..., None], active[..., None]
+        )
+        logits = model.logits(hidden.reshape(b * n, 1, -1))[:, 0]  # [B*N, V] float32
+        step_keys = jax.vmap(jax.random.fold_in)(
+            state.keys.reshape(b * n, 2), state.num_generated.reshape(b * n)
+        )
+        token = sample_tokens(logits, step_keys, sampling)
+        token_logprob = jnp.take_along_axis(
+            jax.nn.log_softmax(logits, axis=-1), token[:, None], axis=-1
+        )[:, 0]
+        token = jnp.where(active, token.reshape(b, n), state.pending)
+        token_logprob = jnp.where(active, token_logprob.reshape(b, n), 0.0)
+
+        slot = jnp.arange(max_tokens) == out.count[..., None]
+        tokens = jnp.where(active[..., None] & slot, token[..., None], out.tokens)
+        count = out.count + active
+        num_generated = state.num_generated + active
+        is_eos = active & jnp.isin(token, eos_ids)
+        completes = active & stop_completes[state.stop_state, token]
+        stop_state = jnp.where(active, stop_next_state[state.stop_state, token], state.stop_state)
+        cache_full = cache.write_pos >= capacity
+        at_limit = active & ~is_eos & ~completes & ((num_generated >= token_limit) | cache_full)
+        finish = jnp.where(is_eos, Finish.EOS, out.finish)
+        finish = jnp.where(completes & ~is_eos, Finish.STOP, finish)
+        finish = jnp.where(at_limit, Finish.LENGTH, finish)
+        state = state.replace(
+            cache=cache,
+            pending=token,
+            finished=state.finished | is_eos | at_limit,
+            stop_state=stop_state,
+            num_generated=num_generated,
+            logprob=state.logprob + token_logprob,
+        )
+        out = StepOutput(tokens, count, finish, out.logprob + token_logprob)
+        return i + 1, state, out, paused | completes
+
+    def cond(carry):
+        i, state, _, paused = carry
+        live = jnp.any(~state.finished & ~paused)
+        return (i < max_tokens) & live & (state.cache.write_pos < capacity)
+
+    out = StepOutput(
+        tokens=jnp.zeros((b, n, max_tokens), jnp.int32),
+        count=jnp.zeros((b, n), jnp.int32),
+        finish=jnp.full((b, n), Finish.RUNNING, jnp.int32),
+        logprob=jnp.zeros((b, n), jnp.float32),
+    )
+    init = (jnp.zeros((), jnp.int32), state, out, jnp.zeros((b, n), bool))
+    _, state, out, _ = jax.lax.while_loop(cond, body, init)
+    return state, out
+
+
+def reorder(state: DecodeState, indices: jax.Array) -> DecodeState:
+    """Sample n' of question b continues sample ``indices[b, n']`` (beam selection, fan-out).
+
+    Copies get fresh keys (folded with their new slot) so that duplicates diverge.
+    """
+    take = functools.partial(kv_cache.gather_samples, indices=indices)
+    keys = take(state.keys)
+    slots = jnp.broadcast_to(jnp.arange(indices.shape[1]), indices.shape)
+    keys = jax.vmap(jax.random.fold_in)(keys.reshape(-1, 2), slots.reshape(-1))
+    return DecodeState(
+        cache=kv_cache.reorder(state.cache, indices),
+        pending=take(state.pending),
+        finished=take(state.finished),
+        keys=keys.reshape((*indices.shape, 2)),
+        stop_state=take(state.stop_state),
+        num_generated=take(state.num_generated),
+        logprob=take(state.logprob),
+    )

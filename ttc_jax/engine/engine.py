@@ -1,0 +1,201 @@
+"""`Engine`: the compiled prefill and extend programs of one `LanguageModel`, plus bucketing.
+
+Shapes are bucketed (questions and prompt lengths to powers of two, the suffix capacity to a
+power of two) so that a study compiles a handful of programs, not one per call. Programs are
+jitted once per engine and take the parameters as an argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ttc_jax.engine import decode, kv_cache
+from ttc_jax.engine.decode import DecodeState, StepOutput
+from ttc_jax.engine.sampling import SamplingConfig, sample_keys
+from ttc_jax.engine.stopping import StopTable, build_stop_table
+from ttc_jax.lm import LanguageModel, bucket_length
+
+# Size of the on-device EOS id list (padded with -1): a fixed shape keeps one program.
+MAX_EOS_IDS = 8
+
+_CACHE_AXES = {
+    "prefix_k": ("batch", "seq", "kv_heads", "head_dim"),
+    "prefix_v": ("batch", "seq", "kv_heads", "head_dim"),
+    "prefix_valid": ("batch", "seq"),
+    "prefix_len": ("batch",),
+    "suffix_k": ("batch", "samples", "seq", "kv_heads", "head_dim"),
+    "suffix_v": ("batch", "samples", "seq", "kv_heads", "head_dim"),
+    "suffix_valid": ("batch", "samples", "seq"),
+    "suffix_len": ("batch", "samples"),
+    "write_pos": (),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """Prompts laid out for the device: left-padded, all but the last token in the prefix."""
+
+    prefix_tokens: np.ndarray  # [B, P] int32
+    prefix_valid: np.ndarray  # [B, P] bool
+    last_tokens: np.ndarray  # [B] int32
+    is_real: np.ndarray  # [B] bool: False for rows that only pad the batch
+    num_prompts: int
+
+
+class Engine:
+    """Sampling programs for one language model; get it as ``lm.engine``."""
+
+    def __init__(self, lm: LanguageModel):
+        self.lm = lm
+        self._start = jax.jit(
+            self._start_fn, static_argnames=("num_samples", "capacity"), donate_argnames=()
+        )
+        self._extend = jax.jit(
+            functools.partial(decode.extend, lm.graphdef),
+            static_argnames=("sampling", "max_tokens"),
+            donate_argnames=("state",),
+        )
+        self._reorder = jax.jit(decode.reorder, donate_argnames=("state",))
+        self._stop_tables: dict[tuple[str, ...], tuple[jax.Array, jax.Array]] = {}
+
+    # -- prompts ------------------------------------------------------------------------------
+
+    def tokenize(self, prompts: Sequence[str] | Sequence[Sequence[int]]) -> list[list[int]]:
+        """Strings through the tokenizer (with its special tokens); id lists checked as-is."""
+        if isinstance(prompts, str) or not len(prompts):
+            raise ValueError("prompts must be a non-empty list of strings or of token id lists")
+        vocab = self.lm.config.vocab_size
+        ids = []
+        for i, prompt in enumerate(prompts):
+            if isinstance(prompt, str):
+                if self.lm.tokenizer is None:
+                    raise ValueError("text prompts need a tokenizer; this model has none")
+                prompt = self.lm.tokenizer(prompt)["input_ids"]
+            prompt = [int(t) for t in prompt]
+            if not prompt:
+                raise ValueError(f"prompt {i} is empty")
+            if min(prompt) < 0 or max(prompt) >= vocab:
+                raise ValueError(f"prompt {i} has token ids outside [0, {vocab})")
+            ids.append(prompt)
+        return ids
+
+    def layout(self, prompt_ids: list[list[int]]) -> Batch:
+        num = len(prompt_ids)
+        rows = -(-bucket_length(num, 1) // self.lm.data_parallelism) * self.lm.data_parallelism
+        width = bucket_length(max(len(p) for p in prompt_ids) - 1)
+        tokens = np.zeros((rows, width), np.int32)
+        valid = np.zeros((rows, width), bool)
+        last = np.zeros((rows,), np.int32)
+        for row, prompt in enumerate(prompt_ids):
+            body = prompt[:-1]
+            if body:
+                tokens[row, width - len(body) :] = body
+                valid[row, width - len(body) :] = True
+            last[row] = prompt[-1]
+        return Batch(tokens, valid, last, np.arange(rows) < num, num)
+
+    # -- device programs ----------------------------------------------------------------------
+
+    def _start_fn(self, params, tokens, valid, last, is_real, keys, *, num_samples, capacity):
+        model = nnx.merge(self.lm.graphdef, params)
+        cache = kv_cache.prefill(model, tokens, valid, num_samples, capacity)
+        cache = self._constrain_cache(cache)
+        state = decode.initial_state(cache, last, keys)
+        padding_rows = jnp.broadcast_to(~is_real[:, None], state.finished.shape)
+        return state.replace(finished=padding_rows)
+
+    def _constrain_cache(self, cache: kv_cache.KVCache) -> kv_cache.KVCache:
+        def constrain(x, axes):
+            return jax.lax.with_sharding_constraint(
+                x, self.lm.rules.sharding(self.lm.mesh, axes, x.shape)
+            )
+
+        fields = {}
+        for name, axes in _CACHE_AXES.items():
+            value = getattr(cache, name)
+            if isinstance(value, tuple):
+                fields[name] = tuple(constrain(x, axes) for x in value)
+            else:
+                fields[name] = constrain(value, axes)
+        return kv_cache.KVCache(**fields)
+
+    def start(self, batch: Batch, num_samples: int, capacity: int, seed: int) -> DecodeState:
+        """Prefills every prompt once and returns a state of ``num_samples`` samples each."""
+        keys = sample_keys(seed, len(batch.last_tokens), num_samples)
+        with jax.set_mesh(self.lm.mesh):
+            return self._start(
+                self.lm.params,
+                batch.prefix_tokens,
+                batch.prefix_valid,
+                batch.last_tokens,
+                batch.is_real,
+                keys,
+                num_samples=num_samples,
+                capacity=capacity,
+            )
+
+    def extend(
+        self,
+        state: DecodeState,
+        *,
+        max_tokens: int,
+        token_limit: int,
+        sampling: SamplingConfig,
+        stop: Sequence[str] = (),
+    ) -> tuple[DecodeState, StepOutput]:
+        """Runs `ttc_jax.engine.decode.extend`; ``state`` is donated (do not reuse it)."""
+        next_state, completes = self.stop_table(tuple(stop))
+        with jax.set_mesh(self.lm.mesh):
+            return self._extend(
+                self.lm.params,
+                state,
+                next_state,
+                completes,
+                self.eos_ids,
+                jnp.int32(token_limit),
+                sampling=sampling,
+                max_tokens=max_tokens,
+            )
+
+    def reorder(self, state: DecodeState, indices) -> DecodeState:
+        """Beam selection / fan-out: see `ttc_jax.engine.decode.reorder` (donates ``state``)."""
+        with jax.set_mesh(self.lm.mesh):
+            return self._reorder(state, jnp.asarray(indices, jnp.int32))
+
+    # -- vocabulary tables --------------------------------------------------------------------
+
+    @functools.cached_property
+    def eos_ids(self) -> jax.Array:
+        ids = set(self.lm.config.eos_token_ids)
+        tokenizer = self.lm.tokenizer
+        if tokenizer is not None and tokenizer.eos_token_id is not None:
+            ids.add(int(tokenizer.eos_token_id))
+        ids = sorted(ids)[:MAX_EOS_IDS]
+        return jnp.asarray(ids + [-1] * (MAX_EOS_IDS - len(ids)), jnp.int32)
+
+    @functools.cached_property
+    def token_texts(self) -> list[str]:
+        """Text of every token id on its own ("" past the tokenizer's vocabulary)."""
+        tokenizer = self.lm.tokenizer
+        if tokenizer is None:
+            raise ValueError("stop strings need a tokenizer; this model has none")
+        known = min(len(tokenizer), self.lm.config.vocab_size)
+        texts = tokenizer.batch_decode([[i] for i in range(known)])
+        return texts + [""] * (self.lm.config.vocab_size - known)
+
+    def stop_table(self, stop: tuple[str, ...]) -> tuple[jax.Array, jax.Array]:
+        if stop not in self._stop_tables:
+            if stop:
+                table = build_stop_table(self.token_texts, stop)
+            else:
+                vocab = self.lm.config.vocab_size
+                table = StopTable(np.zeros((1, vocab), np.int32), np.zeros((1, vocab), bool))
+            self._stop_tables[stop] = (jnp.asarray(table.next_state), jnp.asarray(table.completes))
+        return self._stop_tables[stop]
