@@ -44,6 +44,34 @@ def test_logits_match_transformers(ours, reference, prompt_ids):
     assert np.abs(logits - expected).max() <= 1e-3
 
 
+def _chat(lm, question):
+    messages = [{"role": "user", "content": question}]
+    return lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def test_engine_greedy_matches_transformers_on_four_prompts(ours, reference):
+    questions = ["What is 2+2?", "Write a haiku about the sea.", "Name a prime above 10.", "Hi"]
+    prompts = [_chat(ours, q) for q in questions]
+    results = ttc_jax.generate(ours, prompts, n=2, max_new_tokens=GREEDY_TOKENS, temperature=0)
+    for prompt, samples in zip(prompts, results, strict=True):
+        ids = torch.tensor([ours.tokenizer(prompt)["input_ids"]])
+        with torch.no_grad():
+            expected = reference.generate(ids, max_new_tokens=GREEDY_TOKENS, do_sample=False)
+        expected = expected[0, ids.shape[1] :].tolist()
+        assert samples[0].token_ids == samples[1].token_ids == expected
+        assert samples[0].finish_reason == ("eos" if len(expected) < GREEDY_TOKENS else "length")
+
+
+def test_sampled_steps_stop_at_the_delimiter(ours):
+    prompt = _chat(ours, "Explain, one step per line, how to add 17 and 25.")
+    samples = ttc_jax.generate(ours, [prompt], n=8, max_new_tokens=64, stop=["\n"], seed=0)[0]
+    assert any(s.finish_reason == "stop" for s in samples)
+    for sample in samples:
+        newlines = sample.text.count("\n")
+        assert newlines == (1 if sample.finish_reason == "stop" else 0)
+        assert sample.finish_reason != "stop" or sample.text.endswith("\n")
+
+
 def test_greedy_tokens_match_transformers(ours, reference, prompt_ids):
     with torch.no_grad():
         expected = reference.generate(

@@ -21,19 +21,20 @@ from ttc_jax.models.rope import apply_rope
 INIT_STD = 0.02
 
 
-def _param(rngs: nnx.Rngs, shape, axes, dtype, std=INIT_STD) -> nnx.Param:
-    return nnx.Param(std * jax.random.normal(rngs.params(), shape, dtype), logical_axes=axes)
+def random_param(rngs: nnx.Rngs, shape, axes, dtype, std=INIT_STD) -> nnx.Param:
+    value = std * jax.random.normal(rngs.params(), shape, dtype)
+    return nnx.Param(value, logical_axes=axes, init="normal")
 
 
 def _zeros(shape, axes, dtype) -> nnx.Param:
-    return nnx.Param(jnp.zeros(shape, dtype), logical_axes=axes)
+    return nnx.Param(jnp.zeros(shape, dtype), logical_axes=axes, init="zeros")
 
 
 class RMSNorm(nnx.Module):
     """Root-mean-square norm computed in float32, as transformers does for every dtype."""
 
     def __init__(self, dim: int, eps: float, dtype):
-        self.scale = nnx.Param(jnp.ones((dim,), dtype), logical_axes=("embed",))
+        self.scale = nnx.Param(jnp.ones((dim,), dtype), logical_axes=("embed",), init="ones")
         self.eps = eps
 
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
@@ -47,10 +48,10 @@ class Attention(nnx.Module):
 
     def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs):
         e, h, k, d = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        self.q_proj = _param(rngs, (e, h, d), ("embed", "heads", "head_dim"), dtype)
-        self.k_proj = _param(rngs, (e, k, d), ("embed", "kv_heads", "head_dim"), dtype)
-        self.v_proj = _param(rngs, (e, k, d), ("embed", "kv_heads", "head_dim"), dtype)
-        self.o_proj = _param(rngs, (h, d, e), ("heads", "head_dim", "embed"), dtype)
+        self.q_proj = random_param(rngs, (e, h, d), ("embed", "heads", "head_dim"), dtype)
+        self.k_proj = random_param(rngs, (e, k, d), ("embed", "kv_heads", "head_dim"), dtype)
+        self.v_proj = random_param(rngs, (e, k, d), ("embed", "kv_heads", "head_dim"), dtype)
+        self.o_proj = random_param(rngs, (h, d, e), ("heads", "head_dim", "embed"), dtype)
         if cfg.qkv_bias:
             self.q_bias = _zeros((h, d), ("heads", "head_dim"), dtype)
             self.k_bias = _zeros((k, d), ("kv_heads", "head_dim"), dtype)
@@ -84,9 +85,9 @@ class MLP(nnx.Module):
 
     def __init__(self, cfg: ModelConfig, dtype, rngs: nnx.Rngs):
         e, f = cfg.hidden_size, cfg.intermediate_size
-        self.gate_proj = _param(rngs, (e, f), ("embed", "mlp"), dtype)
-        self.up_proj = _param(rngs, (e, f), ("embed", "mlp"), dtype)
-        self.down_proj = _param(rngs, (f, e), ("mlp", "embed"), dtype)
+        self.gate_proj = random_param(rngs, (e, f), ("embed", "mlp"), dtype)
+        self.up_proj = random_param(rngs, (e, f), ("embed", "mlp"), dtype)
+        self.down_proj = random_param(rngs, (f, e), ("mlp", "embed"), dtype)
         if cfg.mlp_bias:
             self.gate_bias = _zeros((f,), ("mlp",), dtype)
             self.up_bias = _zeros((f,), ("mlp",), dtype)

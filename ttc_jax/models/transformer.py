@@ -10,7 +10,7 @@ from flax import nnx
 
 from ttc_jax.models.attention import causal_mask, dense_attention
 from ttc_jax.models.config import ModelConfig
-from ttc_jax.models.layers import INIT_STD, DecoderLayer, RMSNorm
+from ttc_jax.models.layers import DecoderLayer, RMSNorm, random_param
 from ttc_jax.models.rope import inverse_frequencies, rope_angles
 
 # attend(layer_index, q [B, T, H, D], k [B, T, K, D], v [B, T, K, D]) -> [B, T, H, D]
@@ -22,17 +22,14 @@ class Transformer(nnx.Module):
 
     def __init__(self, cfg: ModelConfig, dtype=jnp.float32, *, rngs: nnx.Rngs):
         self.config = cfg
-        self.embed = nnx.Param(
-            INIT_STD * jax.random.normal(rngs.params(), (cfg.vocab_size, cfg.hidden_size), dtype),
-            logical_axes=("vocab", "embed"),
+        self.embed = random_param(
+            rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), dtype
         )
         self.layers = nnx.List([DecoderLayer(cfg, dtype, rngs) for _ in range(cfg.num_layers)])
         self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
         if not cfg.tie_word_embeddings:
-            self.lm_head = nnx.Param(
-                INIT_STD
-                * jax.random.normal(rngs.params(), (cfg.hidden_size, cfg.vocab_size), dtype),
-                logical_axes=("embed", "vocab"),
+            self.lm_head = random_param(
+                rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), dtype
             )
 
     def rope(self, positions: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:

@@ -1,0 +1,156 @@
+"""The decode loop: tokens and log-probabilities agree with full forward passes, step-wise
+extension and beam reordering continue correctly, and samples do not depend on the mesh."""
+
+import numpy as np
+import pytest
+
+import ttc_jax
+from tests import engine_helpers
+from ttc_jax.engine import Finish, SamplingConfig
+from ttc_jax.lm import bucket_length
+
+
+def test_logprobs_of_sampled_tokens_equal_full_forward():
+    lm = engine_helpers.tiny_lm()
+    prompts = engine_helpers.prompts(0, [5, 11, 3])
+    results = ttc_jax.generate(lm, prompts, n=3, max_new_tokens=12, temperature=1.0, seed=4)
+    assert len(results) == 3 and all(len(r) == 3 for r in results)
+    for prompt, samples in zip(prompts, results, strict=True):
+        assert len({tuple(s.token_ids) for s in samples}) > 1  # samples differ
+        for sample in samples:
+            assert len(sample.token_ids) == 12 and sample.finish_reason == "length"
+            expected = engine_helpers.full_logprobs(lm, prompt, sample.token_ids)
+            np.testing.assert_allclose(sample.logprob, expected.sum(), atol=1e-3)
+
+
+def test_greedy_equals_argmax_of_full_forward():
+    lm = engine_helpers.tiny_lm()
+    prompt = engine_helpers.prompts(1, [9])[0]
+    sample = ttc_jax.generate(lm, [prompt], n=2, max_new_tokens=10, temperature=0)[0]
+    assert sample[0].token_ids == sample[1].token_ids
+    tokens = list(prompt)
+    for _ in range(10):
+        tokens.append(int(np.asarray(lm.logits([tokens]))[0, -1].argmax()))
+    assert sample[0].token_ids == tokens[len(prompt) :]
+
+
+def test_eos_stops_a_sample_and_is_not_in_the_text():
+    lm = engine_helpers.tiny_lm()
+    prompt = engine_helpers.prompts(2, [6])[0]
+    greedy = ttc_jax.generate(lm, [prompt], max_new_tokens=8, temperature=0)[0][0]
+    eos = greedy.token_ids[3]
+    first = greedy.token_ids.index(eos)
+    lm_eos = engine_helpers.tiny_lm(eos_token_ids=(eos,))
+    sample = ttc_jax.generate(lm_eos, [prompt], max_new_tokens=8, temperature=0)[0][0]
+    assert sample.finish_reason == "eos"
+    assert sample.token_ids == greedy.token_ids[: first + 1]
+    assert sample.text == lm.tokenizer.decode(greedy.token_ids[:first])
+
+
+def test_stop_string_ends_samples_after_the_delimiter():
+    lm = engine_helpers.tiny_lm(scale_logits=False)
+    prompts = engine_helpers.prompts(3, [4, 8])
+    results = ttc_jax.generate(lm, prompts, n=16, max_new_tokens=40, stop=["\n"], seed=1)
+    reasons = [s.finish_reason for r in results for s in r]
+    assert "stop" in reasons
+    for sample in (s for r in results for s in r):
+        if sample.finish_reason == "stop":
+            assert sample.text.endswith("\n") and sample.text.count("\n") == 1
+            assert engine_helpers.is_newline(sample.token_ids[-1])
+        else:
+            assert "\n" not in sample.text and len(sample.token_ids) == 40
+
+
+def test_stepwise_extension_and_reorder_continue_exactly():
+    """Two reasoning steps with a beam reorder between them: every token's log-probability
+    still equals a full forward pass over prompt + the sample's own history."""
+    lm = engine_helpers.tiny_lm(scale_logits=False)
+    engine = lm.engine
+    prompts = engine_helpers.prompts(5, [6, 10])
+    batch = engine.layout(prompts)
+    sampling = SamplingConfig(temperature=1.0)
+    state = engine.start(batch, num_samples=4, capacity=64, seed=2)
+    state, first = engine.extend(
+        state, max_tokens=16, token_limit=64, sampling=sampling, stop=("\n",)
+    )
+    first_tokens = _round_tokens(first)
+    finish = np.asarray(first.finish)
+    assert (finish[:2] == Finish.STOP).any()
+    indices = np.array([[1, 1, 0, 3], [2, 0, 0, 1]] + [[0, 1, 2, 3]] * (finish.shape[0] - 2))
+    state = engine.reorder(state, indices)
+    state, second = engine.extend(
+        state, max_tokens=16, token_limit=64, sampling=sampling, stop=("\n",)
+    )
+    second_tokens = _round_tokens(second)
+    for b, prompt in enumerate(prompts):
+        for j in range(4):
+            history = first_tokens[b][indices[b, j]]
+            new = second_tokens[b][j]
+            # Samples that paused at "\n" or hit the round's token cap (RUNNING) go on.
+            assert finish[b, indices[b, j]] in (Finish.STOP, Finish.RUNNING)
+            assert len(new) > 0
+            expected = engine_helpers.full_logprobs(lm, prompt, history + new)[len(history) :]
+            np.testing.assert_allclose(float(second.logprob[b, j]), expected.sum(), atol=1e-3)
+    # Copies of one beam diverge: they get fresh keys.
+    copies = [second_tokens[b][j] for b, j in ((0, 0), (0, 1), (1, 1), (1, 2))]
+    assert copies[0] != copies[1] or copies[2] != copies[3]
+
+
+def _round_tokens(out):
+    tokens, counts = np.asarray(out.tokens), np.asarray(out.count)
+    return [
+        [tokens[b, j, : counts[b, j]].tolist() for j in range(tokens.shape[1])]
+        for b in range(tokens.shape[0])
+    ]
+
+
+@pytest.mark.parametrize("mesh_shape", [(2, 4), (8, 1)])
+def test_same_samples_on_every_mesh(mesh_shape):
+    prompts = engine_helpers.prompts(6, [5, 9, 12])
+    kwargs = dict(n=4, max_new_tokens=10, temperature=0.9, top_p=0.95, seed=3)
+    single = ttc_jax.generate(engine_helpers.tiny_lm(), prompts, **kwargs)
+    sharded_lm = engine_helpers.tiny_lm(mesh=ttc_jax.make_mesh(*mesh_shape))
+    sharded = ttc_jax.generate(sharded_lm, prompts, **kwargs)
+    for a, b in zip(single, sharded, strict=True):
+        assert [s.token_ids for s in a] == [s.token_ids for s in b]
+        np.testing.assert_allclose([s.logprob for s in a], [s.logprob for s in b], atol=1e-4)
+
+
+def test_samples_do_not_depend_on_the_other_prompts_in_the_batch():
+    lm = engine_helpers.tiny_lm()
+    prompts = engine_helpers.prompts(7, [5, 30, 8])
+    together = ttc_jax.generate(lm, prompts, n=2, max_new_tokens=6, seed=9)
+    alone = ttc_jax.generate(lm, prompts[:1], n=2, max_new_tokens=6, seed=9)
+    assert [s.token_ids for s in together[0]] == [s.token_ids for s in alone[0]]
+
+
+def test_bad_input_is_rejected_clearly():
+    lm = engine_helpers.tiny_lm()
+    with pytest.raises(ValueError, match="prompt 1 is empty"):
+        ttc_jax.generate(lm, [[7], []])
+    with pytest.raises(ValueError, match="outside"):
+        ttc_jax.generate(lm, [[7, 999]])
+    with pytest.raises(ValueError, match="non-empty list"):
+        ttc_jax.generate(lm, "a string, not a list")
+    with pytest.raises(ValueError, match="top_p"):
+        ttc_jax.generate(lm, [[7]], top_p=1.5)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        ttc_jax.generate(lm, [[7]], max_new_tokens=0)
+
+
+def test_shapes_are_bucketed():
+    assert [bucket_length(n) for n in (1, 16, 17, 200)] == [16, 16, 32, 256]
+    batch = engine_helpers.tiny_lm().engine.layout(engine_helpers.prompts(8, [3, 20, 5]))
+    assert batch.prefix_tokens.shape == (4, 32) and batch.is_real.tolist() == [1, 1, 1, 0]
+
+
+def test_finished_samples_are_never_extended():
+    lm = engine_helpers.tiny_lm()
+    engine = lm.engine
+    state = engine.start(engine.layout(engine_helpers.prompts(9, [4])), 2, 16, seed=0)
+    sampling = SamplingConfig()
+    state, first = engine.extend(state, max_tokens=16, token_limit=3, sampling=sampling)
+    assert np.asarray(first.count)[0].tolist() == [3, 3]
+    assert (np.asarray(first.finish)[0] == Finish.LENGTH).all()
+    _, second = engine.extend(state, max_tokens=16, token_limit=10, sampling=sampling)
+    assert np.asarray(second.count)[0].tolist() == [0, 0]

@@ -1,0 +1,87 @@
+"""The shared-prefix KV cache gives the logits of a full forward pass at every position."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from tests import engine_helpers
+from ttc_jax.engine import kv_cache
+
+
+class CachedModel:
+    """Jitted prefill/append/logits of one tiny model (eager dispatch would dominate)."""
+
+    def __init__(self, lm):
+        self.lm = lm
+        merge = functools.partial(nnx.merge, lm.graphdef)
+        self._prefill = jax.jit(
+            lambda p, t, v, n, c: kv_cache.prefill(merge(p), t, v, n, c), static_argnums=(3, 4)
+        )
+        self._append = jax.jit(lambda p, cache, t, v: kv_cache.append(merge(p), cache, t, v))
+        self._logits = jax.jit(lambda p, h: merge(p).logits(h))
+
+    def prefill(self, prompts, width, num_samples, capacity):
+        tokens = np.zeros((len(prompts), width), np.int32)
+        valid = np.zeros((len(prompts), width), bool)
+        for row, prompt in enumerate(prompts):
+            tokens[row, width - len(prompt) :] = prompt
+            valid[row, width - len(prompt) :] = True
+        return self._prefill(self.lm.params, tokens, valid, num_samples, capacity)
+
+    def append(self, cache, tokens, valid):
+        return self._append(self.lm.params, cache, jnp.asarray(tokens), jnp.asarray(valid))
+
+    def logits(self, hidden):
+        return np.asarray(self._logits(self.lm.params, hidden))
+
+
+def test_token_by_token_with_holes_and_chunks_equals_full_forward():
+    lm = engine_helpers.tiny_lm()
+    model = CachedModel(lm)
+    sequences = engine_helpers.prompts(0, [30, 30])
+    prompt_lengths = [6, 13]
+    reference = np.asarray(lm.logits(np.asarray(sequences)))
+    prompts = [s[:n] for s, n in zip(sequences, prompt_lengths, strict=True)]
+    cache = model.prefill(prompts, 16, 1, 32)
+    cursor = list(prompt_lengths)
+    # Question 0 skips steps 2 and 3 (a hole in its suffix), as a paused search beam would.
+    for step in range(8):
+        valid = np.array([step not in (2, 3), True])
+        tokens = np.array([sequences[b][cursor[b]] for b in range(2)])
+        hidden, cache = model.append(cache, tokens[:, None, None], valid[:, None, None])
+        logits = model.logits(hidden[:, 0])[:, 0]
+        for b in range(2):
+            if valid[b]:
+                np.testing.assert_allclose(logits[b], reference[b, cursor[b]], atol=1e-4)
+                cursor[b] += 1
+    chunk = np.stack([sequences[b][cursor[b] : cursor[b] + 5] for b in range(2)])
+    hidden, cache = model.append(cache, chunk[:, None], np.ones((2, 1, 5), bool))
+    logits = model.logits(hidden[:, 0])
+    for b in range(2):
+        np.testing.assert_allclose(logits[b], reference[b, cursor[b] : cursor[b] + 5], atol=1e-4)
+    assert int(cache.write_pos) == 8 + 5
+    np.testing.assert_array_equal(np.asarray(cache.suffix_len)[:, 0], [6 + 5, 8 + 5])
+
+
+def test_prefix_is_stored_once_per_question():
+    lm = engine_helpers.tiny_lm()
+    cache = CachedModel(lm).prefill(engine_helpers.prompts(1, [20]), 32, 64, 16)
+    cfg = lm.config
+    layer_bytes = cfg.num_kv_heads * cfg.head_dim * 4 * 2 * cfg.num_layers
+    assert cache.kv_bytes() == {"prefix": 32 * layer_bytes, "suffix": 64 * 16 * layer_bytes}
+
+
+def test_reorder_gathers_suffixes():
+    model = CachedModel(engine_helpers.tiny_lm())
+    cache = model.prefill(engine_helpers.prompts(2, [9]), 16, 3, 8)
+    tokens = np.asarray(engine_helpers.prompts(3, [3]))[:, :, None]  # 3 samples, 1 token each
+    _, cache = model.append(cache, tokens, np.ones((1, 3, 1), bool))
+    moved = kv_cache.reorder(cache, jnp.asarray([[2, 2, 0, 1]]))
+    assert moved.suffix_k[0].shape[1] == 4
+    np.testing.assert_array_equal(moved.suffix_k[1][0, 1], cache.suffix_k[1][0, 2])
+    np.testing.assert_array_equal(moved.suffix_v[0][0, 3], cache.suffix_v[0][0, 1])
+    np.testing.assert_array_equal(moved.suffix_len[0], [1, 1, 1, 1])
+    np.testing.assert_array_equal(moved.prefix_k[0], cache.prefix_k[0])

@@ -1,0 +1,90 @@
+"""Sampling is right, not just plausible: exact masks and chi-square agreement."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ttc_jax
+from tests import engine_helpers
+from ttc_jax.engine.sampling import SamplingConfig, filter_logits, sample_keys, sample_tokens
+
+PROBS = np.array([0.5, 0.3, 0.15, 0.05])
+LOGITS = jnp.log(jnp.asarray(PROBS, jnp.float32))[None]
+
+
+def _kept(cfg):
+    return np.isfinite(np.asarray(filter_logits(LOGITS, cfg))[0]).tolist()
+
+
+def test_top_p_keeps_smallest_set_reaching_mass():
+    assert _kept(SamplingConfig(top_p=0.8)) == [True, True, False, False]
+    assert _kept(SamplingConfig(top_p=0.81)) == [True, True, True, False]
+    assert _kept(SamplingConfig(top_p=0.5)) == [True, False, False, False]
+    assert _kept(SamplingConfig(top_p=0.1)) == [True, False, False, False]
+    assert _kept(SamplingConfig(top_p=1.0)) == [True] * 4
+
+
+def test_top_k_and_temperature():
+    assert _kept(SamplingConfig(top_k=2)) == [True, True, False, False]
+    assert _kept(SamplingConfig(top_k=3, top_p=0.5)) == [True, False, False, False]
+    # Temperature applies before top-p: at T=2 the distribution flattens, more mass is needed.
+    assert _kept(SamplingConfig(temperature=2.0, top_p=0.8)) == [True, True, True, False]
+    filtered = np.asarray(filter_logits(LOGITS, SamplingConfig(temperature=0.5)))[0]
+    np.testing.assert_allclose(filtered, np.log(PROBS) / 0.5, rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [dict(temperature=-1), dict(top_p=0), dict(top_k=-2)])
+def test_invalid_sampling_config(bad):
+    with pytest.raises(ValueError):
+        SamplingConfig(**bad)
+
+
+def _chi_square_bound(dof: int) -> float:
+    """Wilson-Hilferty approximation of the chi-square 0.999 quantile."""
+    z = 3.09
+    return dof * (1 - 2 / (9 * dof) + z * np.sqrt(2 / (9 * dof))) ** 3
+
+
+def _assert_matches(counts: np.ndarray, probs: np.ndarray):
+    """Chi-square goodness of fit, pooling cells expected to hold fewer than 5 draws."""
+    total = counts.sum()
+    expected = probs * total
+    assert counts[expected == 0].sum() == 0, "drew a token of probability zero"
+    big = expected >= 5
+    observed = np.append(counts[big], counts[~big].sum())
+    expected = np.append(expected[big], expected[~big].sum())
+    keep = expected > 0
+    stat = (((observed - expected) ** 2)[keep] / expected[keep]).sum()
+    assert stat < _chi_square_bound(int(keep.sum()) - 1), stat
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [SamplingConfig(), SamplingConfig(temperature=0.6, top_k=3), SamplingConfig(top_p=0.81)],
+)
+def test_sampler_frequencies_on_hand_made_logits(cfg):
+    draws = 20000
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(7), i))(jnp.arange(draws))
+    tokens = np.asarray(sample_tokens(jnp.repeat(LOGITS, draws, 0), keys, cfg))
+    target = np.asarray(jax.nn.softmax(filter_logits(LOGITS, cfg)))[0]
+    _assert_matches(np.bincount(tokens, minlength=4), target)
+
+
+def test_generated_first_tokens_follow_softmax_of_logits_over_temperature():
+    lm = engine_helpers.tiny_lm(scale_logits=False)
+    lm.params["lm_head"] = lm.params["lm_head"] * 4.0  # peaked enough to test the shape
+    prompt = engine_helpers.prompts(4, [7])[0]
+    temperature = 0.7
+    samples = ttc_jax.generate(lm, [prompt], n=4096, max_new_tokens=1, temperature=temperature)
+    firsts = np.array([s.token_ids[0] for s in samples[0]])
+    logits = np.asarray(lm.logits([prompt]))[0, -1].astype(np.float64)
+    probs = np.exp((logits - logits.max()) / temperature)
+    _assert_matches(np.bincount(firsts, minlength=lm.config.vocab_size), probs / probs.sum())
+
+
+def test_sample_keys_do_not_depend_on_batch_size():
+    small = np.asarray(sample_keys(3, 2, 4))
+    large = np.asarray(sample_keys(3, 8, 16))
+    np.testing.assert_array_equal(small, large[:2, :4])
+    assert len({tuple(k) for k in large.reshape(-1, 2)}) == 8 * 16
