@@ -12,9 +12,11 @@ from ttc_jax.errors import (
 )
 from ttc_jax.lm import LanguageModel, load_lm
 from ttc_jax.models.config import ModelConfig
+from ttc_jax.prm import PRM, load_prm
 from ttc_jax.sharding import ShardingRules, make_mesh
 
 __all__ = [
+    "PRM",
     "CheckpointError",
     "CorruptCheckpointError",
     "LanguageModel",
@@ -28,5 +30,6 @@ __all__ = [
     "UnsupportedQuantizationError",
     "generate",
     "load_lm",
+    "load_prm",
     "make_mesh",
 ]

@@ -26,7 +26,7 @@ def random_param(rngs: nnx.Rngs, shape, axes, dtype, std=INIT_STD) -> nnx.Param:
     return nnx.Param(value, logical_axes=axes, init="normal")
 
 
-def _zeros(shape, axes, dtype) -> nnx.Param:
+def zeros_param(shape, axes, dtype) -> nnx.Param:
     return nnx.Param(jnp.zeros(shape, dtype), logical_axes=axes, init="zeros")
 
 
@@ -53,11 +53,11 @@ class Attention(nnx.Module):
         self.v_proj = random_param(rngs, (e, k, d), ("embed", "kv_heads", "head_dim"), dtype)
         self.o_proj = random_param(rngs, (h, d, e), ("heads", "head_dim", "embed"), dtype)
         if cfg.qkv_bias:
-            self.q_bias = _zeros((h, d), ("heads", "head_dim"), dtype)
-            self.k_bias = _zeros((k, d), ("kv_heads", "head_dim"), dtype)
-            self.v_bias = _zeros((k, d), ("kv_heads", "head_dim"), dtype)
+            self.q_bias = zeros_param((h, d), ("heads", "head_dim"), dtype)
+            self.k_bias = zeros_param((k, d), ("kv_heads", "head_dim"), dtype)
+            self.v_bias = zeros_param((k, d), ("kv_heads", "head_dim"), dtype)
         if cfg.o_bias:
-            self.o_bias = _zeros((e,), ("embed",), dtype)
+            self.o_bias = zeros_param((e,), ("embed",), dtype)
         self.has_qkv_bias = cfg.qkv_bias
         self.has_o_bias = cfg.o_bias
 
@@ -89,9 +89,9 @@ class MLP(nnx.Module):
         self.up_proj = random_param(rngs, (e, f), ("embed", "mlp"), dtype)
         self.down_proj = random_param(rngs, (f, e), ("mlp", "embed"), dtype)
         if cfg.mlp_bias:
-            self.gate_bias = _zeros((f,), ("mlp",), dtype)
-            self.up_bias = _zeros((f,), ("mlp",), dtype)
-            self.down_bias = _zeros((e,), ("embed",), dtype)
+            self.gate_bias = zeros_param((f,), ("mlp",), dtype)
+            self.up_bias = zeros_param((f,), ("mlp",), dtype)
+            self.down_bias = zeros_param((e,), ("embed",), dtype)
         self.has_bias = cfg.mlp_bias
 
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:

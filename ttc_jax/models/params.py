@@ -50,8 +50,12 @@ class ParamSpec:
 
 def abstract_model(cfg: ModelConfig, dtype) -> tuple[nnx.GraphDef, dict[ParamPath, ParamSpec]]:
     """The model's graph definition and, per parameter path, its shape, dtype and axes."""
-    model = nnx.eval_shape(lambda: Transformer(cfg, dtype, rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(model)
+    return abstract_module(lambda: Transformer(cfg, dtype, rngs=nnx.Rngs(0)))
+
+
+def abstract_module(make_module) -> tuple[nnx.GraphDef, dict[ParamPath, ParamSpec]]:
+    """Graph definition and parameter specs of any module (nothing is allocated)."""
+    graphdef, state = nnx.split(nnx.eval_shape(make_module))
     specs = {}
     for path, variable in nnx.to_flat_state(state):
         value = variable.get_value() if hasattr(variable, "get_value") else variable.value

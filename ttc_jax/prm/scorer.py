@@ -1,0 +1,325 @@
+"""`PRM`: batched, jitted step scores, in full or incrementally inside a search.
+
+Full scoring (`PRM.score`, `PRM.score_batch`) runs one causal forward pass over each
+candidate's whole token sequence and reads the head at every step's scored token.
+
+Incremental scoring keeps the PRM's own shared-prefix KV cache (`ttc_jax.engine.kv_cache`):
+
+    state = prm.start(questions, num_candidates)           # prefill each question once
+    state, scores = prm.score_step(state, new_steps)        # [B][N] texts -> [B, N] scores
+    state = prm.reorder(state, indices)                     # follow the search's beams
+
+`score_step` appends only the new steps' tokens, for every question and candidate in one jitted
+call, and reads each new step's score. Both paths use the same piecewise token ids (see
+`ttc_jax.prm.kinds`), so incremental scores equal full rescoring. Chunk lengths, batch rows and
+the cache capacity are padded to powers of two, so a search compiles a handful of programs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ttc_jax.engine import kv_cache
+from ttc_jax.engine.kv_cache import KVCache
+from ttc_jax.lm import LanguageModel, bucket_length
+from ttc_jax.models.params import Params
+from ttc_jax.prm.kinds import PRMFormat
+
+# Suffix slots a fresh incremental state reserves per candidate; it doubles when full.
+DEFAULT_CAPACITY = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class PRMState:
+    """Incremental scoring state of B questions x N candidates.
+
+    The cache is donated to the next `PRM.score_step` or `PRM.reorder`: use each state once.
+    Host-side arrays cover the padded rows too (rows past ``num_questions`` are padding).
+    """
+
+    cache: KVCache
+    num_questions: int
+    steps_done: np.ndarray  # [rows, N] int: steps scored so far (first and later steps differ)
+    lengths: np.ndarray  # [rows, N] int: tokens so far, question included
+    slots_used: int  # suffix slots written (host copy of ``cache.write_pos``)
+
+    @property
+    def num_candidates(self) -> int:
+        return self.steps_done.shape[1]
+
+
+class PRM:
+    """A process reward model: a head-less decoder, its score head and its input format.
+
+    Build one with `ttc_jax.load_prm`. ``backbone.logits`` are not the checkpoint's LM logits
+    (the LM head is not loaded); use `score` and the incremental API.
+    """
+
+    def __init__(self, backbone: LanguageModel, fmt: PRMFormat, head_graphdef, head_params: Params):
+        self.backbone = backbone
+        self.format = fmt
+        self.head_graphdef = head_graphdef
+        self.head_params = head_params
+        graphdefs = (backbone.graphdef, head_graphdef)
+        self._full = jax.jit(functools.partial(_full_scores, *graphdefs))
+        self._prefill = jax.jit(
+            functools.partial(_prefill, backbone.graphdef),
+            static_argnames=("num_candidates", "capacity"),
+        )
+        self._append = jax.jit(
+            functools.partial(_append_scores, *graphdefs), donate_argnames=("cache",)
+        )
+        # Donation lets a same-size reorder reuse the cache's memory; a reorder that changes
+        # the candidate count (or a growing cache) has new shapes and nothing to reuse.
+        self._reorder = jax.jit(kv_cache.reorder, donate_argnames=("cache",))
+        self._resize = jax.jit(kv_cache.reorder)
+        self._grow = jax.jit(_grow, static_argnames=("capacity",))
+
+    @property
+    def kind(self) -> str:
+        return self.format.kind
+
+    # -- full scoring -------------------------------------------------------------------------
+
+    def score(self, question: str, steps: Sequence[Sequence[str]]) -> list[list[float]]:
+        """Scores every step of every candidate solution of one question.
+
+        ``steps[c]`` is candidate c's list of step strings; ``result[c][s]`` is the PRM's
+        probability in [0, 1] that step s of candidate c is correct (given the steps before).
+        """
+        return self.score_batch([question], [steps])[0]
+
+    def score_batch(
+        self, questions: Sequence[str], candidates: Sequence[Sequence[Sequence[str]]]
+    ) -> list[list[list[float]]]:
+        """`score` for many questions in one batch: ``candidates[question][candidate][step]``
+        in, ``result[question][candidate][step]`` out."""
+        _check_strings(questions, "questions")
+        if len(candidates) != len(questions):
+            raise ValueError(
+                f"{len(questions)} questions but {len(candidates)} lists of candidates"
+            )
+        rows, score_at = [], []
+        for question, question_candidates in zip(questions, candidates, strict=True):
+            question_ids = self.format.question_ids(question)
+            for candidate in _check_candidates(question_candidates):
+                ids = list(question_ids)
+                positions = []
+                for index, step in enumerate(candidate):
+                    step_ids, offset = self.format.step_ids(step, index)
+                    positions.append(len(ids) + offset)
+                    ids.extend(step_ids)
+                rows.append(ids)
+                score_at.append(positions)
+        self._check_length(max(len(r) for r in rows))
+        num_rows = self._padded_rows(len(rows))
+        width = bucket_length(max(len(r) for r in rows))
+        max_steps = bucket_length(max(len(p) for p in score_at), 1)
+        tokens = np.zeros((num_rows, width), np.int32)
+        valid = np.zeros((num_rows, width), bool)
+        positions = np.zeros((num_rows, max_steps), np.int32)
+        for r, (ids, at) in enumerate(zip(rows, score_at, strict=True)):
+            tokens[r, : len(ids)] = ids
+            valid[r, : len(ids)] = True
+            positions[r, : len(at)] = at
+        with jax.set_mesh(self.backbone.mesh):
+            scores = np.asarray(
+                self._full(self.backbone.params, self.head_params, tokens, valid, positions)
+            )
+        results, r = [], 0
+        for question_candidates in candidates:
+            results.append(
+                [scores[r + c, : len(s)].tolist() for c, s in enumerate(question_candidates)]
+            )
+            r += len(question_candidates)
+        return results
+
+    # -- incremental scoring ------------------------------------------------------------------
+
+    def start(
+        self, questions: Sequence[str], num_candidates: int, capacity: int = DEFAULT_CAPACITY
+    ) -> PRMState:
+        """Prefills each question once, shared by ``num_candidates`` candidates with no steps.
+
+        ``capacity`` is the initial number of step-token slots per candidate; it grows (to the
+        next power of two) when a step would not fit.
+        """
+        _check_strings(questions, "questions")
+        if num_candidates < 1:
+            raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
+        question_ids = [self.format.question_ids(q) for q in questions]
+        self._check_length(max(len(ids) for ids in question_ids))
+        num_rows = self._padded_rows(len(questions))
+        width = bucket_length(max(len(ids) for ids in question_ids))
+        tokens = np.zeros((num_rows, width), np.int32)
+        valid = np.zeros((num_rows, width), bool)
+        lengths = np.zeros((num_rows, num_candidates), np.int64)
+        for row, ids in enumerate(question_ids):
+            tokens[row, width - len(ids) :] = ids
+            valid[row, width - len(ids) :] = True
+            lengths[row] = len(ids)
+        with jax.set_mesh(self.backbone.mesh):
+            cache = self._prefill(
+                self.backbone.params,
+                tokens,
+                valid,
+                num_candidates=num_candidates,
+                capacity=bucket_length(capacity),
+            )
+        steps_done = np.zeros((num_rows, num_candidates), np.int64)
+        return PRMState(cache, len(questions), steps_done, lengths, slots_used=0)
+
+    def score_step(
+        self, state: PRMState, new_steps: Sequence[Sequence[str | None]]
+    ) -> tuple[PRMState, np.ndarray]:
+        """Appends one new step per candidate and scores it.
+
+        ``new_steps[b][n]`` is the next step of candidate n of question b, or None when that
+        candidate adds nothing this round (its score is NaN and its state unchanged). Returns
+        the new state and scores [B, N] float32. ``state`` is consumed.
+        """
+        rows, n = state.steps_done.shape
+        if len(new_steps) != state.num_questions or any(len(s) != n for s in new_steps):
+            raise ValueError(f"new_steps must be [{state.num_questions} questions][{n} candidates]")
+        pieces = {}
+        for b, candidates in enumerate(new_steps):
+            for c, step in enumerate(candidates):
+                if step is None:
+                    continue
+                if not isinstance(step, str):
+                    raise ValueError(f"new_steps[{b}][{c}] is {type(step).__name__}, not a str")
+                pieces[b, c] = self.format.step_ids(step, int(state.steps_done[b, c]))
+        if not pieces:
+            return state, np.full((state.num_questions, n), np.nan, np.float32)
+        chunk = bucket_length(max(len(ids) for ids, _ in pieces.values()))
+        tokens = np.zeros((rows, n, chunk), np.int32)
+        valid = np.zeros((rows, n, chunk), bool)
+        score_at = np.zeros((rows, n), np.int32)
+        steps_done, lengths = state.steps_done.copy(), state.lengths.copy()
+        for (b, c), (ids, offset) in pieces.items():
+            tokens[b, c, : len(ids)] = ids
+            valid[b, c, : len(ids)] = True
+            score_at[b, c] = offset
+            steps_done[b, c] += 1
+            lengths[b, c] += len(ids)
+        self._check_length(int(lengths.max()))
+        cache = state.cache
+        with jax.set_mesh(self.backbone.mesh):
+            if state.slots_used + chunk > cache.capacity:
+                cache = self._grow(cache, capacity=bucket_length(state.slots_used + chunk))
+            cache, scores = self._append(
+                self.backbone.params, self.head_params, cache, tokens, valid, score_at
+            )
+        scores = np.asarray(scores)[: state.num_questions]
+        scores = np.where(valid[: state.num_questions].any(-1), scores, np.nan)
+        next_state = PRMState(
+            cache, state.num_questions, steps_done, lengths, state.slots_used + chunk
+        )
+        return next_state, scores.astype(np.float32)
+
+    def reorder(self, state: PRMState, indices) -> PRMState:
+        """Candidate n' of question b continues candidate ``indices[b, n']`` (beam selection or
+        fan-out; N' may differ from N). ``state`` is consumed."""
+        indices = np.asarray(indices)
+        if indices.ndim != 2 or indices.shape[0] != state.num_questions:
+            raise ValueError(
+                f"indices must be [{state.num_questions} questions, candidates], "
+                f"got shape {indices.shape}"
+            )
+        if indices.size and (indices.min() < 0 or indices.max() >= state.num_candidates):
+            raise ValueError(f"indices must lie in [0, {state.num_candidates})")
+        rows = state.steps_done.shape[0]
+        # Padding rows take candidate 0: they hold nothing.
+        padded = np.zeros((rows, indices.shape[1]), np.int32)
+        padded[: state.num_questions] = indices
+        with jax.set_mesh(self.backbone.mesh):
+            same_size = indices.shape[1] == state.num_candidates
+            gather = self._reorder if same_size else self._resize
+            cache = gather(state.cache, jnp.asarray(padded))
+        return PRMState(
+            cache,
+            state.num_questions,
+            np.take_along_axis(state.steps_done, padded, axis=1),
+            np.take_along_axis(state.lengths, padded, axis=1),
+            state.slots_used,
+        )
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _padded_rows(self, n: int) -> int:
+        dp = self.backbone.data_parallelism
+        return -(-bucket_length(n, 1) // dp) * dp
+
+    def _check_length(self, length: int) -> None:
+        window = self.backbone.config.sliding_window
+        if window is not None and length > window:
+            raise NotImplementedError(
+                f"a sequence of {length} tokens exceeds the sliding window ({window}); "
+                "sliding-window attention is not implemented"
+            )
+
+
+def _check_strings(texts: Sequence[str], what: str) -> None:
+    if isinstance(texts, str) or not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError(f"{what} must be a non-empty list of strings")
+
+
+def _check_candidates(candidates: Sequence[Sequence[str]]) -> Sequence[Sequence[str]]:
+    if isinstance(candidates, str) or not candidates:
+        raise ValueError("steps must be a non-empty list of candidates, each a list of steps")
+    for c, candidate in enumerate(candidates):
+        if isinstance(candidate, str):
+            raise ValueError(
+                f"candidate {c} is a string; give each candidate as a list of step strings"
+            )
+        if not candidate:
+            raise ValueError(f"candidate {c} has no steps to score")
+        for s, step in enumerate(candidate):
+            if not isinstance(step, str):
+                raise ValueError(f"step {s} of candidate {c} is {type(step).__name__}, not a str")
+    return candidates
+
+
+def _full_scores(graphdef, head_graphdef, params, head_params, tokens, valid, score_at):
+    """tokens [R, L] (right-padded), score_at [R, K] -> scores [R, K] float32."""
+    model = nnx.merge(graphdef, params)
+    head = nnx.merge(head_graphdef, head_params)
+    positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)
+    hidden = model.hidden_states(tokens, positions, valid)  # [R, L, E]
+    scored = jnp.take_along_axis(hidden, score_at[..., None], axis=1)  # [R, K, E]
+    return head(scored)
+
+
+def _prefill(graphdef, params, tokens, valid, *, num_candidates, capacity) -> KVCache:
+    model = nnx.merge(graphdef, params)
+    return kv_cache.prefill(model, tokens, valid, num_candidates, capacity)
+
+
+def _append_scores(graphdef, head_graphdef, params, head_params, cache, tokens, valid, score_at):
+    """tokens [B, N, T], score_at [B, N] -> (cache, scores [B, N] float32)."""
+    model = nnx.merge(graphdef, params)
+    head = nnx.merge(head_graphdef, head_params)
+    hidden, cache = kv_cache.append(model, cache, tokens, valid)  # [B, N, T, E]
+    scored = jnp.take_along_axis(hidden, score_at[..., None, None], axis=2)[:, :, 0]
+    return cache, head(scored)
+
+
+def _grow(cache: KVCache, *, capacity: int) -> KVCache:
+    """The cache with ``capacity`` suffix slots per candidate; new slots are empty."""
+    extra = capacity - cache.capacity
+
+    def pad(x):
+        return jnp.pad(x, [(0, 0), (0, 0), (0, extra)] + [(0, 0)] * (x.ndim - 3))
+
+    return cache.replace(
+        suffix_k=tuple(pad(x) for x in cache.suffix_k),
+        suffix_v=tuple(pad(x) for x in cache.suffix_v),
+        suffix_valid=pad(cache.suffix_valid),
+    )
