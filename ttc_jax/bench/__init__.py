@@ -1,0 +1,1 @@
+"""Benchmarks against transformers (run with ``ttc-bench``; results in docs/benchmarks.md)."""

@@ -1,0 +1,305 @@
+"""Decode benchmark: our sampler against transformers' ``generate``, same weights, same shape.
+
+Every cell samples N continuations of one prompt, ``new_tokens`` tokens each (EOS is off, so
+no sample stops early), with plain temperature-1 sampling. Reported per implementation:
+tokens per second of the whole call (prefill included, as a user sees it), the KV bytes the
+cache holds, and the share of the memory-bandwidth roofline of its own cache layout (see
+`ttc_jax.bench.roofline`). Ours is timed after a warm-up call that compiles its programs; the
+warm-up's compile time and program count are reported separately.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import numpy as np
+import torch
+import transformers
+
+import ttc_jax
+from ttc_jax.bench import reference, roofline
+from ttc_jax.lm import LanguageModel, bucket_length
+from ttc_jax.models.config import ModelConfig
+
+# Event names of jax._src.dispatch: tracing, lowering to StableHLO, and XLA compilation
+# (one event per compiled program).
+_TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
+_LOWER_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One point of the grid: N samples of a prompt of ``prompt_len`` tokens."""
+
+    samples: int
+    prompt_len: int
+    transformers: bool = True  # also time transformers' generate here
+
+
+def grid(samples: Sequence[int], prompt_lengths: Sequence[int], transformers: bool) -> list[Cell]:
+    return [Cell(n, p, transformers) for p in prompt_lengths for n in samples]
+
+
+# What two CPU cores finish in 8-12 minutes: transformers only at N=16 (its N=64 alone
+# would take most of the budget), and the long prompt at N=64 (N=256 x 1536 alone takes 14
+# minutes here: 2 s a step of weight and prompt-attention arithmetic).
+QUICK_CPU_CELLS = (
+    Cell(16, 256, transformers=True),
+    Cell(64, 256, transformers=False),
+    Cell(64, 1536, transformers=False),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """One implementation in one cell. Times in seconds."""
+
+    tokens_per_s: float  # samples * new_tokens / best timed call
+    seconds: float  # best timed call
+    kv_bytes: int  # key/value bytes the cache holds at the end
+    roofline_tokens_per_s: float  # for this implementation's cache layout
+    roofline_fraction: float
+    warmup_s: float  # the untimed first call (ours: includes compiling)
+    compile_s: float | None = None  # ours: tracing + lowering + XLA compiling in the warm-up
+    programs_compiled: int | None = None  # ours: XLA programs the warm-up compiled
+    timed_compiles: int | None = None  # ours: programs compiled in timed calls (should be 0)
+    prefill_s: float | None = None  # ours: the prompt's prefill alone
+
+
+@dataclasses.dataclass(frozen=True)
+class CellReport:
+    samples: int
+    prompt_len: int
+    new_tokens: int
+    ours: Measurement
+    transformers: Measurement | None
+    ratio: float | None  # ours / transformers tokens per second
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeReport:
+    shape: str
+    dtype: str
+    device: str
+    date: str
+    versions: dict[str, str]
+    bandwidth_bytes_per_s: float  # measured copy bandwidth (read + write)
+    weight_bytes_per_step: int
+    kv_bytes_per_token: int
+    parity: reference.Parity
+    cells: list[CellReport]
+    # 1-minute load average of the host before and after: other work on a shared machine
+    # (anything above the benchmark's own ~1-2) slows both implementations.
+    host_load: tuple[float, float]
+
+    def to_json_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class CompileLog:
+    """Counts XLA programs compiled inside a ``with`` block and sums the compile seconds."""
+
+    def __enter__(self) -> CompileLog:
+        self.programs = 0
+        self.seconds = 0.0
+        jax.monitoring.register_event_duration_secs_listener(self._record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        jax.monitoring.unregister_event_duration_listener(self._record)
+
+    def _record(self, event: str, duration: float, **_) -> None:
+        if event in (_TRACE_EVENT, _LOWER_EVENT, _COMPILE_EVENT):
+            self.seconds += duration
+        if event == _COMPILE_EVENT:
+            self.programs += 1
+
+
+def warmup_tokens(new_tokens: int) -> int:
+    """The shortest budget that compiles the same programs as ``new_tokens``.
+
+    `ttc_jax.generate` buckets the budget to a power of two, and the bucket, not the budget,
+    shapes its programs; running half the steps halves the warm-up's cost.
+    """
+    return min(new_tokens, bucket_length(new_tokens) // 2 + 1)
+
+
+def _sample_ours(lm: LanguageModel, prompt, samples: int, new_tokens: int, seed: int) -> float:
+    start = time.perf_counter()
+    results = ttc_jax.generate(lm, [prompt], n=samples, max_new_tokens=new_tokens, seed=seed)
+    seconds = time.perf_counter() - start
+    lengths = {len(sample.token_ids) for sample in results[0]}
+    if lengths != {new_tokens}:
+        raise AssertionError(f"samples stopped early (lengths {sorted(lengths)}); is EOS off?")
+    return seconds
+
+
+def measure_ours(
+    lm: LanguageModel, prompt, samples: int, new_tokens: int, repeats: int, bandwidth: float
+) -> Measurement:
+    with CompileLog() as warmup_compiles:
+        warmup_s = _sample_ours(lm, prompt, samples, warmup_tokens(new_tokens), seed=0)
+    with CompileLog() as timed_compiles:
+        best = min(
+            _sample_ours(lm, prompt, samples, new_tokens, seed=r + 1) for r in range(repeats)
+        )
+    # The prefill alone, through the same compiled program `generate` ran; its cache tells
+    # the bytes held (the suffix is allocated in full up front).
+    engine = lm.engine
+    batch = engine.layout(engine.tokenize([prompt]))
+    start = time.perf_counter()
+    state = jax.block_until_ready(engine.start(batch, samples, bucket_length(new_tokens), 0))
+    prefill_s = time.perf_counter() - start
+    kv_bytes = sum(state.cache.kv_bytes().values())
+    return _measurement(
+        lm,
+        samples,
+        len(prompt),
+        new_tokens,
+        best,
+        kv_bytes,
+        bandwidth,
+        shared_prompt=True,
+        warmup_s=warmup_s,
+        compile_s=warmup_compiles.seconds,
+        programs_compiled=warmup_compiles.programs,
+        timed_compiles=timed_compiles.programs,
+        prefill_s=prefill_s,
+    )
+
+
+def measure_transformers(
+    lm: LanguageModel, model, prompt, samples: int, new_tokens: int, repeats: int, bandwidth
+) -> Measurement:
+    # Two tokens warm the kernels and the allocator; torch compiles nothing here.
+    warmup = reference.sample_with_transformers(model, prompt, samples, 2, seed=0)
+    runs = [
+        reference.sample_with_transformers(model, prompt, samples, new_tokens, seed=r + 1)
+        for r in range(repeats)
+    ]
+    best = min(runs, key=lambda run: run.seconds)
+    return _measurement(
+        lm,
+        samples,
+        len(prompt),
+        new_tokens,
+        best.seconds,
+        best.kv_bytes,
+        bandwidth,
+        shared_prompt=False,
+        warmup_s=warmup.seconds,
+    )
+
+
+def _measurement(
+    lm, samples, prompt_len, new_tokens, seconds, kv_bytes, bandwidth, shared_prompt, **extra
+) -> Measurement:
+    ceiling = roofline.roofline_tokens_per_s(
+        lm.config, lm.dtype, samples, prompt_len, new_tokens, bandwidth, shared_prompt
+    )
+    tokens_per_s = samples * new_tokens / seconds
+    return Measurement(
+        tokens_per_s=tokens_per_s,
+        seconds=seconds,
+        kv_bytes=kv_bytes,
+        roofline_tokens_per_s=ceiling,
+        roofline_fraction=tokens_per_s / ceiling,
+        **extra,
+    )
+
+
+def random_prompt(cfg: ModelConfig, length: int, seed: int) -> list[int]:
+    """Token ids standing in for a real prompt: with random weights only the length matters."""
+    return np.random.default_rng(seed).integers(0, cfg.vocab_size, length).tolist()
+
+
+def device_name() -> str:
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return f"CPU, {os.cpu_count()} cores"
+    return f"{device.device_kind} (x{jax.device_count()})"
+
+
+def run_decode_benchmark(
+    cfg: ModelConfig,
+    dtype: str,
+    cells: Sequence[Cell],
+    new_tokens: int = 256,
+    repeats: int = 1,
+    shape_name: str = "custom",
+    copy_bytes: int = roofline.DEFAULT_COPY_BYTES,
+    parity_tokens: int = 32,
+    log: Callable[[str], None] = lambda message: None,
+) -> DecodeReport:
+    """Builds both models once, checks they agree, then measures every cell."""
+    load_before = os.getloadavg()[0]
+    log("measuring copy bandwidth")
+    bandwidth = roofline.copy_bandwidth(copy_bytes)
+    log(f"  {bandwidth / 1e9:.1f} GB/s; building random {shape_name} weights ({dtype})")
+    lm, model = reference.random_models(cfg, dtype)
+    parity = reference.greedy_parity(lm, model, random_prompt(cfg, parity_tokens, seed=1))
+    log(f"  parity: {parity}")
+    reports = []
+    for cell in cells:
+        prompt = random_prompt(cfg, cell.prompt_len, seed=cell.prompt_len)
+        log(f"N={cell.samples} prompt={cell.prompt_len}: ours")
+        ours = measure_ours(lm, prompt, cell.samples, new_tokens, repeats, bandwidth)
+        log(f"  {ours.tokens_per_s:,.0f} tok/s")
+        theirs = None
+        if cell.transformers:
+            log(f"N={cell.samples} prompt={cell.prompt_len}: transformers")
+            theirs = measure_transformers(
+                lm, model, prompt, cell.samples, new_tokens, repeats, bandwidth
+            )
+            log(f"  {theirs.tokens_per_s:,.0f} tok/s")
+        ratio = None if theirs is None else ours.tokens_per_s / theirs.tokens_per_s
+        reports.append(CellReport(cell.samples, cell.prompt_len, new_tokens, ours, theirs, ratio))
+    return DecodeReport(
+        shape=shape_name,
+        dtype=dtype,
+        device=device_name(),
+        date=datetime.date.today().isoformat(),
+        versions={
+            "jax": jax.__version__,
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+        },
+        bandwidth_bytes_per_s=bandwidth,
+        weight_bytes_per_step=roofline.weight_bytes_per_step(cfg, dtype),
+        kv_bytes_per_token=roofline.kv_bytes_per_token(cfg, dtype),
+        parity=parity,
+        cells=reports,
+        host_load=(load_before, os.getloadavg()[0]),
+    )
+
+
+def format_table(report: DecodeReport) -> str:
+    """The cells as a Markdown table (tokens/s, ratio, KV held, roofline share, compile)."""
+
+    def mb(n):
+        return f"{n / 2**20:,.0f}"
+
+    header = (
+        "| N | prompt | ours tok/s | transformers tok/s | ratio | ours KV MiB | "
+        "transformers KV MiB | ours % roofline | transformers % roofline | "
+        "ours prefill s | ours compile s (programs) |"
+    )
+    rows = [header, "|" + "---|" * (header.count("|") - 1)]
+    for cell in report.cells:
+        ours, theirs = cell.ours, cell.transformers
+        rows.append(
+            f"| {cell.samples} | {cell.prompt_len} | {ours.tokens_per_s:,.1f} | "
+            f"{'-' if theirs is None else f'{theirs.tokens_per_s:,.1f}'} | "
+            f"{'-' if cell.ratio is None else f'{cell.ratio:.2f}'} | {mb(ours.kv_bytes)} | "
+            f"{'-' if theirs is None else mb(theirs.kv_bytes)} | "
+            f"{100 * ours.roofline_fraction:.1f} | "
+            f"{'-' if theirs is None else f'{100 * theirs.roofline_fraction:.1f}'} | "
+            f"{ours.prefill_s:.2f} | {ours.compile_s:.1f} ({ours.programs_compiled}) |"
+        )
+    return "\n".join(rows)

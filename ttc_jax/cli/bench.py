@@ -1,0 +1,137 @@
+"""``ttc-bench``: benchmarks of this package against transformers (not timed tests).
+
+``ttc-bench decode`` samples N continuations of one prompt with our engine and with
+transformers' ``generate``, same shape and same random weights, and prints tokens/s, the
+ratio, KV bytes held and the share of the memory-bandwidth roofline. Results are recorded in
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+DECODE_HELP = """\
+Samples N continuations of one prompt (256 new tokens, EOS off) with our engine and with
+transformers' generate on the same random weights; prints tokens/s, the ratio, KV bytes held
+and the share of the memory-bandwidth roofline.
+
+Cells. On a GPU the default is every N in --samples x every prompt length in
+--prompt-lengths, both implementations, Llama-3.2-1B shape in bfloat16, 3 repeats. On a CPU
+the default is a quick grid (8-12 minutes on two cores), SmolLM2-135M shape in float32,
+1 repeat: N=16 x prompt 256 with both implementations, N=64 x prompt 256 and
+N=64 x prompt 1536 ours only. Giving --samples, --prompt-lengths or --full-grid on a CPU
+runs the full cross product (transformers included unless --skip-transformers: hours on a
+CPU at N=256).
+"""
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from e
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ttc-bench", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    decode = commands.add_parser(
+        "decode",
+        help="our sampler vs transformers' generate (tokens/s, KV bytes, roofline)",
+        description=DECODE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    decode.add_argument(
+        "--shape",
+        choices=["smollm2", "llama3.2-1b"],
+        help="model shape, random weights (default: llama3.2-1b on a GPU, smollm2 on a CPU)",
+    )
+    decode.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        help="our weights and cache (default: bfloat16 on a GPU, float32 on a CPU); "
+        "transformers computes in float32 on a CPU whatever this is",
+    )
+    decode.add_argument(
+        "--samples", type=_int_list, help="N values, comma-separated (grid: 16,64,256)"
+    )
+    decode.add_argument(
+        "--prompt-lengths", type=_int_list, help="prompt tokens, comma-separated (grid: 256,1536)"
+    )
+    decode.add_argument("--new-tokens", type=int, default=256, help="tokens per sample")
+    decode.add_argument(
+        "--full-grid", action="store_true", help="on a CPU, run the full grid (see above)"
+    )
+    decode.add_argument("--skip-transformers", action="store_true", help="time our sampler only")
+    decode.add_argument(
+        "--repeats", type=int, help="timed calls per cell, best kept (default: 3 GPU, 1 CPU)"
+    )
+    decode.add_argument("--json", type=Path, help="also write the full report here")
+    return parser
+
+
+def run_decode(args: argparse.Namespace) -> None:
+    import jax
+
+    from ttc_jax.bench import decode
+    from ttc_jax.bench.shapes import SHAPES
+
+    on_gpu = jax.default_backend() != "cpu"
+    shape = args.shape or ("llama3.2-1b" if on_gpu else "smollm2")
+    dtype = args.dtype or ("bfloat16" if on_gpu else "float32")
+    repeats = args.repeats or (3 if on_gpu else 1)
+    explicit_grid = args.full_grid or args.samples or args.prompt_lengths
+    if on_gpu or explicit_grid:
+        cells = decode.grid(
+            args.samples or [16, 64, 256],
+            args.prompt_lengths or [256, 1536],
+            transformers=not args.skip_transformers,
+        )
+    else:
+        cells = list(decode.QUICK_CPU_CELLS)
+        if args.skip_transformers:
+            cells = [dataclasses.replace(cell, transformers=False) for cell in cells]
+
+    report = decode.run_decode_benchmark(
+        SHAPES[shape],
+        dtype,
+        cells,
+        new_tokens=args.new_tokens,
+        repeats=repeats,
+        shape_name=shape,
+        log=lambda message: print(message, file=sys.stderr, flush=True),
+    )
+    print(
+        f"ttc-bench decode: {report.shape} ({report.dtype}), random weights, "
+        f"{args.new_tokens} new tokens, best of {repeats}; {report.device}; {report.date}"
+    )
+    print(
+        f"copy bandwidth {report.bandwidth_bytes_per_s / 1e9:.1f} GB/s; weights read per step "
+        f"{report.weight_bytes_per_step / 2**20:,.0f} MiB; KV {report.kv_bytes_per_token:,} "
+        f"bytes/token; greedy agreement {report.parity.greedy_agreement:.2f} over "
+        f"{report.parity.positions} positions (max logit diff {report.parity.max_logit_diff:.1e}); "
+        f"host load {report.host_load[0]:.1f} -> {report.host_load[1]:.1f}"
+    )
+    print(decode.format_table(report))
+    if args.json:
+        args.json.write_text(json.dumps(report.to_json_dict(), indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    # JAX would otherwise reserve most of the GPU at start-up, leaving torch nothing.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if args.command == "decode":
+        run_decode(args)
+
+
+if __name__ == "__main__":
+    main()
