@@ -139,7 +139,15 @@ def test_bad_input_is_rejected_clearly():
 
 
 def test_shapes_are_bucketed():
-    assert [bucket_length(n) for n in (1, 16, 17, 200)] == [16, 16, 32, 256]
+    assert [bucket_length(n) for n in (1, 16, 17, 200, 512, 513, 1535)] == [
+        16,
+        16,
+        32,
+        256,
+        512,
+        1024,
+        1536,
+    ]
     batch = engine_helpers.tiny_lm().engine.layout(engine_helpers.prompts(8, [3, 20, 5]))
     assert batch.prefix_tokens.shape == (4, 32) and batch.is_real.tolist() == [1, 1, 1, 0]
 

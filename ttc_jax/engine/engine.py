@@ -88,7 +88,7 @@ class Engine:
 
     def layout(self, prompt_ids: list[list[int]]) -> Batch:
         num = len(prompt_ids)
-        rows = -(-bucket_length(num, 1) // self.lm.data_parallelism) * self.lm.data_parallelism
+        rows = self.lm.padded_batch_size(num)
         width = bucket_length(max(len(p) for p in prompt_ids) - 1)
         tokens = np.zeros((rows, width), np.int32)
         valid = np.zeros((rows, width), bool)

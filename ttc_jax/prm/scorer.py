@@ -119,7 +119,7 @@ class PRM:
                 rows.append(ids)
                 score_at.append(positions)
         self._check_length(max(len(r) for r in rows))
-        num_rows = self._padded_rows(len(rows))
+        num_rows = self.backbone.padded_batch_size(len(rows))
         width = bucket_length(max(len(r) for r in rows))
         max_steps = bucket_length(max(len(p) for p in score_at), 1)
         tokens = np.zeros((num_rows, width), np.int32)
@@ -156,7 +156,7 @@ class PRM:
             raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
         question_ids = [self.format.question_ids(q) for q in questions]
         self._check_length(max(len(ids) for ids in question_ids))
-        num_rows = self._padded_rows(len(questions))
+        num_rows = self.backbone.padded_batch_size(len(questions))
         width = bucket_length(max(len(ids) for ids in question_ids))
         tokens = np.zeros((num_rows, width), np.int32)
         valid = np.zeros((num_rows, width), bool)
@@ -252,10 +252,6 @@ class PRM:
         )
 
     # -- helpers ------------------------------------------------------------------------------
-
-    def _padded_rows(self, n: int) -> int:
-        dp = self.backbone.data_parallelism
-        return -(-bucket_length(n, 1) // dp) * dp
 
     def _check_length(self, length: int) -> None:
         window = self.backbone.config.sliding_window
