@@ -49,12 +49,14 @@ class CharTokenizer:
         return {"input_ids": [self.texts.index(c) for c in text]}
 
 
-def tiny_lm(mesh=None, seed=0, scale_logits=True, **overrides) -> ttc_jax.LanguageModel:
+def tiny_lm(
+    mesh=None, seed=0, scale_logits=True, dtype="float32", **overrides
+) -> ttc_jax.LanguageModel:
     """A random tiny model. Its untrained logits are nearly uniform, so the LM head is scaled
     up to make distributions peaked and greedy choices unambiguous."""
     config = TINY.replace(**overrides)
     lm = ttc_jax.LanguageModel.random(
-        config, mesh=mesh, seed=seed, tokenizer=CharTokenizer(config.vocab_size)
+        config, dtype, mesh=mesh, seed=seed, tokenizer=CharTokenizer(config.vocab_size)
     )
     if scale_logits:
         lm.params["lm_head"] = lm.params["lm_head"] * 20.0

@@ -1,6 +1,7 @@
 """The decode loop: tokens and log-probabilities agree with full forward passes, step-wise
 extension and beam reordering continue correctly, and samples do not depend on the mesh."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -162,3 +163,15 @@ def test_finished_samples_are_never_extended():
     assert (np.asarray(first.finish)[0] == Finish.LENGTH).all()
     _, second = engine.extend(state, max_tokens=16, token_limit=10, sampling=sampling)
     assert np.asarray(second.count)[0].tolist() == [0, 0]
+
+
+def test_bfloat16_engine_tracks_float32():
+    """The GPU configuration (bfloat16 weights and caches) on the same weights."""
+    full = engine_helpers.tiny_lm()
+    half = engine_helpers.tiny_lm(dtype="bfloat16")  # the same draws, rounded
+    assert half.params["layers"][0]["attn"]["q_proj"].dtype == jnp.bfloat16
+    prompt = engine_helpers.prompts(10, [9])[0]
+    greedy = ttc_jax.generate(full, [prompt], max_new_tokens=8, temperature=0)[0][0]
+    half_greedy = ttc_jax.generate(half, [prompt], max_new_tokens=8, temperature=0)[0][0]
+    assert half_greedy.token_ids[:4] == greedy.token_ids[:4]
+    assert abs(half_greedy.logprob - greedy.logprob) < 0.5
