@@ -74,7 +74,9 @@ def test_stepwise_extension_and_reorder_continue_exactly():
     state, first = engine.extend(
         state, max_tokens=16, token_limit=64, sampling=sampling, stop=("\n",)
     )
-    first_tokens = _round_tokens(first)
+    first_tokens = engine.new_tokens(first, len(prompts))
+    texts = engine.step_texts(first, len(prompts))
+    assert texts[1][2] == lm.tokenizer.decode(first_tokens[1][2])
     finish = np.asarray(first.finish)
     assert (finish[:2] == Finish.STOP).any()
     indices = np.array([[1, 1, 0, 3], [2, 0, 0, 1]] + [[0, 1, 2, 3]] * (finish.shape[0] - 2))
@@ -82,9 +84,11 @@ def test_stepwise_extension_and_reorder_continue_exactly():
     state, second = engine.extend(
         state, max_tokens=16, token_limit=64, sampling=sampling, stop=("\n",)
     )
-    second_tokens = _round_tokens(second)
+    second_tokens = engine.new_tokens(second, len(prompts))
     for b, prompt in enumerate(prompts):
         for j in range(4):
+            if finish[b, indices[b, j]] == Finish.STOP:
+                assert texts[b][indices[b, j]].endswith("\n")
             history = first_tokens[b][indices[b, j]]
             new = second_tokens[b][j]
             # Samples that paused at "\n" or hit the round's token cap (RUNNING) go on.
@@ -95,14 +99,6 @@ def test_stepwise_extension_and_reorder_continue_exactly():
     # Copies of one beam diverge: they get fresh keys.
     copies = [second_tokens[b][j] for b, j in ((0, 0), (0, 1), (1, 1), (1, 2))]
     assert copies[0] != copies[1] or copies[2] != copies[3]
-
-
-def _round_tokens(out):
-    tokens, counts = np.asarray(out.tokens), np.asarray(out.count)
-    return [
-        [tokens[b, j, : counts[b, j]].tolist() for j in range(tokens.shape[1])]
-        for b in range(tokens.shape[0])
-    ]
 
 
 @pytest.mark.parametrize("mesh_shape", [(2, 4), (8, 1)])

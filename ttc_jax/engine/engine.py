@@ -164,6 +164,28 @@ class Engine:
                 max_tokens=max_tokens,
             )
 
+    def new_tokens(self, out: StepOutput, num_prompts: int) -> list[list[list[int]]]:
+        """Token ids each sample added in one `extend` call: ``[prompt][sample] -> ids``."""
+        tokens, counts = np.asarray(out.tokens), np.asarray(out.count)
+        return [
+            [tokens[b, j, : counts[b, j]].tolist() for j in range(tokens.shape[1])]
+            for b in range(num_prompts)
+        ]
+
+    def step_texts(self, out: StepOutput, num_prompts: int) -> list[list[str]]:
+        """Text of the step each sample added in one `extend` call: ``[prompt][sample]``.
+
+        Not cut at the stop string: a token that completes the delimiter may carry more text
+        ("\n\nThe"), and that text is already in the sample's cache, so it belongs to this
+        step for the next one to read on consistently.
+        """
+        if self.lm.tokenizer is None:
+            raise ValueError("step texts need a tokenizer; this model has none")
+        return [
+            [self.lm.tokenizer.decode(ids) for ids in samples]
+            for samples in self.new_tokens(out, num_prompts)
+        ]
+
     def reorder(self, state: DecodeState, indices) -> DecodeState:
         """Beam selection / fan-out: see `ttc_jax.engine.decode.reorder` (donates ``state``)."""
         with jax.set_mesh(self.lm.mesh):

@@ -55,14 +55,14 @@ def generate(
     _, out = engine.extend(
         state, max_tokens=capacity, token_limit=max_new_tokens, sampling=sampling, stop=stop
     )
-    tokens, counts = np.asarray(out.tokens), np.asarray(out.count)
+    new_tokens = engine.new_tokens(out, batch.num_prompts)
     finish, logprob = np.asarray(out.finish), np.asarray(out.logprob)
     eos_ids = set(np.asarray(engine.eos_ids).tolist())
     results = []
     for b in range(batch.num_prompts):
         samples = []
         for j in range(n):
-            ids = tokens[b, j, : counts[b, j]].tolist()
+            ids = new_tokens[b][j]
             reason = Finish(int(finish[b, j]))
             text_ids = ids[:-1] if reason == Finish.EOS and ids and ids[-1] in eos_ids else ids
             text = lm.tokenizer.decode(text_ids) if lm.tokenizer is not None else ""
