@@ -43,16 +43,23 @@ CANDIDATES = [
 
 
 @pytest.fixture(scope="module")
-def checkpoint_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("prms")
+def written(tmp_path_factory):
+    """Every kind's checkpoint folder, and its PyTorch reference."""
+    root = tmp_path_factory.mktemp("prms")
+    references = {
+        kind: prm_checkpoints.write_checkpoint(kind, root / kind) for kind in prm_checkpoints.KINDS
+    }
+    return root, references
 
 
 @pytest.fixture(scope="module")
-def references(checkpoint_root):
-    return {
-        kind: prm_checkpoints.write_checkpoint(kind, checkpoint_root / kind)
-        for kind in prm_checkpoints.KINDS
-    }
+def checkpoint_root(written):
+    return written[0]
+
+
+@pytest.fixture(scope="module")
+def references(written):
+    return written[1]
 
 
 @pytest.fixture(scope="module")

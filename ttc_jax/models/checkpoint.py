@@ -127,10 +127,20 @@ def check_names_and_shapes(source: TensorSource, cfg: ModelConfig) -> None:
             f"{source.name} has {len(unexpected)} tensor(s) the model has no place for: "
             f"{_some(unexpected)}"
         )
+    check_shapes(source.name, available, expected)
+
+
+def check_shapes(
+    source_name: str,
+    available: dict[str, tuple[int, ...]],
+    expected: dict[str, tuple[int, ...]],
+    what: str = "tensor",
+) -> None:
+    """Raises `ShapeMismatchError` for the first expected key whose shape differs."""
     for key, shape in expected.items():
         if tuple(available[key]) != shape:
             raise ShapeMismatchError(
-                f"{source.name}: tensor {key!r} has shape {tuple(available[key])}, "
+                f"{source_name}: {what} {key!r} has shape {tuple(available[key])}, "
                 f"but the config implies {shape}"
             )
 

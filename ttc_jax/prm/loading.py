@@ -22,9 +22,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from ttc_jax.errors import MissingTensorError, ShapeMismatchError, UnexpectedTensorError
+from ttc_jax.errors import MissingTensorError, UnexpectedTensorError
 from ttc_jax.lm import LanguageModel
-from ttc_jax.models.checkpoint import CheckpointTensor, TensorSource, load_params
+from ttc_jax.models.checkpoint import CheckpointTensor, TensorSource, check_shapes, load_params
 from ttc_jax.models.config import ModelConfig
 from ttc_jax.models.params import ParamPath, Params, nest, resolve_dtype
 from ttc_jax.models.safetensors_source import SafetensorsSource
@@ -100,12 +100,7 @@ def decoder_view(
         raise MissingTensorError(
             f"{source.name} lacks the {fmt.kind} head tensor(s) {', '.join(map(repr, missing))}"
         )
-    for key, shape in head_only.items():
-        if tuple(available[key]) != shape:
-            raise ShapeMismatchError(
-                f"{source.name}: head tensor {key!r} has shape {tuple(available[key])}, "
-                f"but the config implies {shape}"
-            )
+    check_shapes(source.name, available, head_only, what="head tensor")
     ignored = {key for key in fmt.ignored_keys if key in available}
     # `headless` makes the decoder's own check forgive an LM head; a PRM that has no use for
     # one must not have it.
