@@ -54,9 +54,7 @@ class Engine:
 
     def __init__(self, lm: LanguageModel):
         self.lm = lm
-        self._start = jax.jit(
-            self._start_fn, static_argnames=("num_samples", "capacity"), donate_argnames=()
-        )
+        self._start = jax.jit(self._start_fn, static_argnames=("num_samples", "capacity"))
         self._extend = jax.jit(
             functools.partial(decode.extend, lm.graphdef),
             static_argnames=("sampling", "max_tokens"),
@@ -103,10 +101,11 @@ class Engine:
 
     # -- device programs ----------------------------------------------------------------------
 
-    def _start_fn(self, params, tokens, valid, last, is_real, keys, *, num_samples, capacity):
+    def _start_fn(self, params, tokens, valid, last, is_real, seed, *, num_samples, capacity):
         model = nnx.merge(self.lm.graphdef, params)
         cache = kv_cache.prefill(model, tokens, valid, num_samples, capacity)
         cache = self._constrain_cache(cache)
+        keys = sample_keys(seed, tokens.shape[0], num_samples)
         state = decode.initial_state(cache, last, keys)
         padding_rows = jnp.broadcast_to(~is_real[:, None], state.finished.shape)
         return state.replace(finished=padding_rows)
@@ -128,7 +127,8 @@ class Engine:
 
     def start(self, batch: Batch, num_samples: int, capacity: int, seed: int) -> DecodeState:
         """Prefills every prompt once and returns a state of ``num_samples`` samples each."""
-        keys = sample_keys(seed, len(batch.last_tokens), num_samples)
+        if not 0 <= seed < 2**32:
+            raise ValueError(f"seed must be in [0, 2**32), got {seed}")
         with jax.set_mesh(self.lm.mesh):
             return self._start(
                 self.lm.params,
@@ -136,7 +136,7 @@ class Engine:
                 batch.prefix_valid,
                 batch.last_tokens,
                 batch.is_real,
-                keys,
+                jnp.uint32(seed),
                 num_samples=num_samples,
                 capacity=capacity,
             )
