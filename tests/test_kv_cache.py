@@ -5,6 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from tests import engine_helpers
@@ -38,7 +39,10 @@ class CachedModel:
         return np.asarray(self._logits(self.lm.params, hidden))
 
 
-def test_token_by_token_with_holes_and_chunks_equals_full_forward():
+@pytest.mark.parametrize("suffix_chunk", [4, 128])
+def test_token_by_token_with_holes_and_chunks_equals_full_forward(suffix_chunk, monkeypatch):
+    # Chunks of 4 slots: the suffix is read in several chunks and writes cross boundaries.
+    monkeypatch.setattr(kv_cache, "SUFFIX_CHUNK", suffix_chunk)
     lm = engine_helpers.tiny_lm()
     model = CachedModel(lm)
     sequences = engine_helpers.prompts(0, [30, 30])

@@ -22,8 +22,18 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from ttc_jax.models.attention import causal_mask, dense_attention, merge_partials, partial_softmax
+from ttc_jax.models.attention import (
+    MASKED_LOGIT,
+    causal_mask,
+    combine_partials,
+    dense_attention,
+    merge_partials,
+    partial_softmax,
+)
 from ttc_jax.models.transformer import Transformer
+
+# Suffix slots read per step of the attention loop: reads stop at the last written chunk.
+SUFFIX_CHUNK = 128
 
 
 @struct.dataclass
@@ -113,26 +123,10 @@ def append(model: Transformer, cache: KVCache, tokens, valid) -> tuple[jax.Array
         new_k[layer] = jax.lax.dynamic_update_slice(new_k[layer], k, (0, 0, start, 0, 0))
         new_v[layer] = jax.lax.dynamic_update_slice(new_v[layer], v, (0, 0, start, 0, 0))
         grouped = q.reshape(b, n, t, kv_heads, -1, head_dim)
-        scale = head_dim**-0.5
-        prefix_logits = scale * jnp.einsum(
-            "bntkgd,bpkd->bnkgtp",
-            grouped,
-            cache.prefix_k[layer],
-            preferred_element_type=jnp.float32,
-        )
-        suffix_logits = scale * jnp.einsum(
-            "bntkgd,bnskd->bnkgts", grouped, new_k[layer], preferred_element_type=jnp.float32
-        )
-        parts = []
-        for logits, mask, values, spec in (
-            (prefix_logits, prefix_mask, cache.prefix_v[layer], "bnkgtp,bpkd->bnkgtd"),
-            (suffix_logits, suffix_mask[:, :, None, None], new_v[layer], "bnkgts,bnskd->bnkgtd"),
-        ):
-            weights, peak, total = partial_softmax(logits, mask)
-            attended = jnp.einsum(
-                spec, weights.astype(values.dtype), values, preferred_element_type=jnp.float32
-            )
-            parts.append((attended, peak, total))
+        parts = [
+            _prefix_part(grouped, cache.prefix_k[layer], cache.prefix_v[layer], prefix_mask),
+            _suffix_part(grouped, new_k[layer], new_v[layer], suffix_mask, start + t),
+        ]
         out = merge_partials(parts)  # [B, N, K, G, T, D]
         out = out.transpose(0, 1, 4, 2, 3, 5).reshape(b * n, t, -1, head_dim)
         return out.astype(q.dtype)
@@ -148,6 +142,61 @@ def append(model: Transformer, cache: KVCache, tokens, valid) -> tuple[jax.Array
         write_pos=start + t,
     )
     return hidden.reshape(b, n, t, -1), cache
+
+
+def _prefix_part(grouped, keys, values, mask):
+    """Attention piece of queries [B, N, T, K, G, D] over the shared prefix [B, P, K, D]."""
+    scale = grouped.shape[-1] ** -0.5
+    logits = scale * jnp.einsum(
+        "bntkgd,bpkd->bnkgtp", grouped, keys, preferred_element_type=jnp.float32
+    )
+    weights, peak, total = partial_softmax(logits, mask)
+    attended = jnp.einsum(
+        "bnkgtp,bpkd->bnkgtd",
+        weights.astype(values.dtype),
+        values,
+        preferred_element_type=jnp.float32,
+    )
+    return attended, peak, total
+
+
+def _suffix_part(grouped, keys, values, mask, end):
+    """Attention piece over each sample's own suffix [B, N, S, K, D], mask [B, N, T, S].
+
+    Only the chunks holding slots below ``end`` (those written so far) are read: early in a
+    generation most of the preallocated suffix is empty, and reading it would double the KV
+    traffic of a decode step on average.
+    """
+    b, n, t, kv_heads, group, head_dim = grouped.shape
+    capacity = keys.shape[2]
+    chunk = min(capacity, SUFFIX_CHUNK)
+    if capacity % chunk:
+        chunk = capacity
+    scale = head_dim**-0.5
+
+    def read_chunk(index, carry):
+        first = index * chunk
+        k = jax.lax.dynamic_slice_in_dim(keys, first, chunk, axis=2)
+        v = jax.lax.dynamic_slice_in_dim(values, first, chunk, axis=2)
+        m = jax.lax.dynamic_slice_in_dim(mask, first, chunk, axis=3)
+        logits = scale * jnp.einsum(
+            "bntkgd,bnckd->bnkgtc", grouped, k, preferred_element_type=jnp.float32
+        )
+        weights, peak, total = partial_softmax(logits, m[:, :, None, None])
+        attended = jnp.einsum(
+            "bnkgtc,bnckd->bnkgtd",
+            weights.astype(v.dtype),
+            v,
+            preferred_element_type=jnp.float32,
+        )
+        return combine_partials(carry, (attended, peak, total))
+
+    empty = (
+        jnp.zeros((b, n, kv_heads, group, t, head_dim), jnp.float32),
+        jnp.full((b, n, kv_heads, group, t, 1), MASKED_LOGIT, jnp.float32),
+        jnp.zeros((b, n, kv_heads, group, t, 1), jnp.float32),
+    )
+    return jax.lax.fori_loop(0, (end + chunk - 1) // chunk, read_chunk, empty)
 
 
 def gather_samples(x: jax.Array, indices: jax.Array) -> jax.Array:

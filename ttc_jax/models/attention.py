@@ -57,15 +57,23 @@ def partial_softmax(logits: jnp.ndarray, mask: jnp.ndarray):
     return weights, peak, jnp.sum(weights, axis=-1, keepdims=True)
 
 
+def combine_partials(first, second):
+    """Two unnormalised pieces (attended, max, sum) over disjoint keys -> one such piece."""
+    attended_a, peak_a, total_a = first
+    attended_b, peak_b, total_b = second
+    peak = jnp.maximum(peak_a, peak_b)
+    scale_a, scale_b = jnp.exp(peak_a - peak), jnp.exp(peak_b - peak)
+    return (
+        attended_a * scale_a + attended_b * scale_b,
+        peak,
+        total_a * scale_a + total_b * scale_b,
+    )
+
+
 def merge_partials(parts):
-    """Combines [(attended_unnormalised, max, sum), ...] from disjoint key sets exactly."""
-    peak = parts[0][1]
-    for _, part_peak, _ in parts[1:]:
-        peak = jnp.maximum(peak, part_peak)
-    total = 0.0
-    out = 0.0
-    for attended, part_peak, part_sum in parts:
-        scale = jnp.exp(part_peak - peak)
-        out = out + attended * scale
-        total = total + part_sum * scale
-    return out / total
+    """Normalised attention from [(attended_unnormalised, max, sum), ...] of disjoint key sets."""
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = combine_partials(merged, part)
+    attended, _, total = merged
+    return attended / total
