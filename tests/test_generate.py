@@ -79,7 +79,10 @@ def test_stepwise_extension_and_reorder_continue_exactly():
     assert texts[1][2] == lm.tokenizer.decode(first_tokens[1][2])
     finish = np.asarray(first.finish)
     assert (finish[:2] == Finish.STOP).any()
-    indices = np.array([[1, 1, 0, 3], [2, 0, 0, 1]] + [[0, 1, 2, 3]] * (finish.shape[0] - 2))
+    indices = np.array([[1, 1, 0, 3], [2, 0, 0, 1]])
+    for bad in (np.array([[0, 4]] * 2), np.array([0, 1]), np.zeros((3, 2), int) + 0.5):
+        with pytest.raises(ValueError, match="indices must"):
+            engine.reorder(state, bad)
     state = engine.reorder(state, indices)
     state, second = engine.extend(
         state, max_tokens=16, token_limit=64, sampling=sampling, stop=("\n",)

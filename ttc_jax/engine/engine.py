@@ -187,9 +187,23 @@ class Engine:
         ]
 
     def reorder(self, state: DecodeState, indices) -> DecodeState:
-        """Beam selection / fan-out: see `ttc_jax.engine.decode.reorder` (donates ``state``)."""
+        """Sample n' of prompt b continues sample ``indices[b, n']`` (beam selection, fan-out;
+        see `ttc_jax.engine.decode.reorder`). ``indices`` has a row per prompt; rows that
+        only pad the batch follow sample 0. Donates ``state``: do not reuse it."""
+        indices = np.asarray(indices)
+        rows, samples = state.pending.shape
+        if indices.ndim != 2 or not 1 <= indices.shape[0] <= rows or indices.shape[1] < 1:
+            raise ValueError(
+                f"indices must be [prompts (at most {rows}), samples], got shape {indices.shape}"
+            )
+        if not np.issubdtype(indices.dtype, np.integer) or (
+            indices.min() < 0 or indices.max() >= samples
+        ):
+            raise ValueError(f"indices must be integers in [0, {samples})")
+        padded = np.zeros((rows, indices.shape[1]), np.int32)
+        padded[: indices.shape[0]] = indices
         with jax.set_mesh(self.lm.mesh):
-            return self._reorder(state, jnp.asarray(indices, jnp.int32))
+            return self._reorder(state, jnp.asarray(padded))
 
     # -- vocabulary tables --------------------------------------------------------------------
 
