@@ -7,10 +7,11 @@ converter in `ttc_jax.models.checkpoint` handles GGUF and safetensors alike.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import gguf
 import numpy as np
 
 from ttc_jax.errors import (
@@ -21,10 +22,14 @@ from ttc_jax.errors import (
 )
 from ttc_jax.models.config import ModelConfig
 
-Q = gguf.GGMLQuantizationType
-SUPPORTED_TYPES = frozenset(
-    {Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.Q4_K, Q.Q5_K, Q.Q6_K}
-)
+if TYPE_CHECKING:
+    import gguf
+
+# ``gguf`` is imported only when a GGUF file is read: `ttc_jax.lm` imports this module, and a
+# benchmark or serving machine that only loads safetensors (or random weights) need not
+# install llama.cpp's package just to import ttc_jax.
+_FLOAT_TYPE_NAMES = ("F32", "F16", "BF16")
+_QUANT_TYPE_NAMES = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K")
 SUPPORTED_ARCHITECTURES = ("llama", "qwen2")
 
 _GLOBAL_NAMES = {
@@ -55,6 +60,20 @@ _LAYER_PATTERN = re.compile(r"blk\.(\d+)\.(.+)")
 _ROPE_FREQS = "rope_freqs.weight"
 
 
+def _gguf():
+    """The ``gguf`` module, imported on first use (see the note above)."""
+    import gguf
+
+    return gguf
+
+
+@functools.cache
+def supported_types() -> frozenset[gguf.GGMLQuantizationType]:
+    """Quantisation types `GGUFSource` can dequantise."""
+    types = _gguf().GGMLQuantizationType
+    return frozenset(types[name] for name in _FLOAT_TYPE_NAMES + _QUANT_TYPE_NAMES)
+
+
 def transformers_name(gguf_name: str) -> str:
     """GGUF tensor name -> transformers state-dict key; unknown names are an error."""
     if gguf_name in _GLOBAL_NAMES:
@@ -74,7 +93,7 @@ class GGUFSource:
         if not self.path.is_file():
             raise FileNotFoundError(f"GGUF file {self.path} does not exist")
         try:
-            self.reader = gguf.GGUFReader(self.path)
+            self.reader = _gguf().GGUFReader(self.path)
         except Exception as e:  # the reader raises ValueError, struct or numpy errors
             raise CorruptCheckpointError(f"{self.path} is not a readable GGUF file: {e}") from e
         self.architecture = self._field("general.architecture")
@@ -84,11 +103,12 @@ class GGUFSource:
                 f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
             )
         self._tensors = {}
+        supported = supported_types()
         for tensor in self.reader.tensors:
-            if tensor.tensor_type not in SUPPORTED_TYPES:
+            if tensor.tensor_type not in supported:
                 raise UnsupportedQuantizationError(
                     f"GGUF tensor {tensor.name!r} is stored as {tensor.tensor_type.name}; "
-                    f"supported: {', '.join(sorted(t.name for t in SUPPORTED_TYPES))}"
+                    f"supported: {', '.join(sorted(t.name for t in supported))}"
                 )
             if tensor.name != _ROPE_FREQS:
                 self._tensors[transformers_name(tensor.name)] = tensor
@@ -155,7 +175,7 @@ class GGUFSource:
 
 def _dequantize(tensor) -> np.ndarray:
     shape = tuple(int(d) for d in reversed(tensor.shape))
-    values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+    values = _gguf().quants.dequantize(tensor.data, tensor.tensor_type)
     return np.asarray(values, dtype=np.float32).reshape(shape)
 
 
