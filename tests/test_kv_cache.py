@@ -39,22 +39,29 @@ class CachedModel:
         return np.asarray(self._logits(self.lm.params, hidden))
 
 
-@pytest.mark.parametrize("suffix_chunk", [4, 128])
-def test_token_by_token_with_holes_and_chunks_equals_full_forward(suffix_chunk, monkeypatch):
-    # Chunks of 4 slots: the suffix is read in several chunks and writes cross boundaries.
-    monkeypatch.setattr(kv_cache, "SUFFIX_CHUNK", suffix_chunk)
+@pytest.mark.parametrize("grow_by", [3, 0])
+def test_token_by_token_with_holes_and_growth_equals_full_forward(grow_by):
+    # grow_by=3: the suffix starts at 3 slots and grows between appends, as the engine grows
+    # it between decode stages; 0: one allocation of 32 slots up front.
     lm = engine_helpers.tiny_lm()
     model = CachedModel(lm)
     sequences = engine_helpers.prompts(0, [30, 30])
     prompt_lengths = [6, 13]
     reference = np.asarray(lm.logits(np.asarray(sequences)))
     prompts = [s[:n] for s, n in zip(sequences, prompt_lengths, strict=True)]
-    cache = model.prefill(prompts, 16, 1, 32)
+    cache = model.prefill(prompts, 16, 1, grow_by or 32)
     cursor = list(prompt_lengths)
+
+    def fit(cache, tokens):
+        while int(cache.write_pos) + tokens > cache.capacity:
+            cache = kv_cache.grow(cache, cache.capacity + grow_by)
+        return cache
+
     # Question 0 skips steps 2 and 3 (a hole in its suffix), as a paused search beam would.
     for step in range(8):
         valid = np.array([step not in (2, 3), True])
         tokens = np.array([sequences[b][cursor[b]] for b in range(2)])
+        cache = fit(cache, 1)
         hidden, cache = model.append(cache, tokens[:, None, None], valid[:, None, None])
         logits = model.logits(hidden[:, 0])[:, 0]
         for b in range(2):
@@ -62,12 +69,38 @@ def test_token_by_token_with_holes_and_chunks_equals_full_forward(suffix_chunk, 
                 np.testing.assert_allclose(logits[b], reference[b, cursor[b]], atol=1e-4)
                 cursor[b] += 1
     chunk = np.stack([sequences[b][cursor[b] : cursor[b] + 5] for b in range(2)])
+    cache = fit(cache, 5)
     hidden, cache = model.append(cache, chunk[:, None], np.ones((2, 1, 5), bool))
     logits = model.logits(hidden[:, 0])
     for b in range(2):
         np.testing.assert_allclose(logits[b], reference[b, cursor[b] : cursor[b] + 5], atol=1e-4)
     assert int(cache.write_pos) == 8 + 5
     np.testing.assert_array_equal(np.asarray(cache.suffix_len)[:, 0], [6 + 5, 8 + 5])
+
+
+def test_stage_capacities():
+    stages = [kv_cache.stage_capacity(n, 10_000, first=64) for n in (1, 64, 65, 193, 257, 385)]
+    assert stages == [64, 64, 128, 256, 384, 512]
+    sizes = sorted({kv_cache.stage_capacity(n, 10_000, first=4) for n in range(1, 200)})
+    assert sizes == [4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256]
+    assert kv_cache.stage_capacity(300, 256, first=64) == 256  # capped at the limit
+    with pytest.raises(ValueError, match="must be >= 1"):
+        kv_cache.stage_capacity(0, 256)
+
+
+def test_grow_keeps_the_suffix_and_refuses_to_shrink():
+    model = CachedModel(engine_helpers.tiny_lm())
+    cache = model.prefill(engine_helpers.prompts(2, [9]), 16, 2, 4)
+    _, cache = model.append(cache, np.ones((1, 2, 3), np.int32), np.ones((1, 2, 3), bool))
+    grown = kv_cache.grow(cache, 10)
+    assert grown.capacity == 10 and int(grown.write_pos) == 3
+    np.testing.assert_array_equal(grown.suffix_k[0][..., :4], cache.suffix_k[0])
+    np.testing.assert_array_equal(grown.suffix_v[0][:, :, :4], cache.suffix_v[0])
+    assert not np.asarray(grown.suffix_k[0][..., 4:]).any()
+    np.testing.assert_array_equal(grown.suffix_valid[0, 0], [1, 1, 1] + [0] * 7)
+    assert grown.kv_bytes()["suffix"] == cache.kv_bytes(capacity=10)["suffix"]
+    with pytest.raises(ValueError, match="cannot shrink"):
+        kv_cache.grow(cache, 3)
 
 
 def test_prefix_is_stored_once_per_question():
@@ -84,8 +117,8 @@ def test_reorder_gathers_suffixes():
     tokens = np.asarray(engine_helpers.prompts(3, [3]))[:, :, None]  # 3 samples, 1 token each
     _, cache = model.append(cache, tokens, np.ones((1, 3, 1), bool))
     moved = kv_cache.reorder(cache, jnp.asarray([[2, 2, 0, 1]]))
-    assert moved.suffix_k[0].shape[1] == 4
-    np.testing.assert_array_equal(moved.suffix_k[1][0, 1], cache.suffix_k[1][0, 2])
-    np.testing.assert_array_equal(moved.suffix_v[0][0, 3], cache.suffix_v[0][0, 1])
+    assert moved.suffix_k[0].shape[0] == 4  # rows: one question, four samples
+    np.testing.assert_array_equal(moved.suffix_k[1][1], cache.suffix_k[1][2])
+    np.testing.assert_array_equal(moved.suffix_v[0][3], cache.suffix_v[0][1])
     np.testing.assert_array_equal(moved.suffix_len[0], [1, 1, 1, 1])
     np.testing.assert_array_equal(moved.prefix_k[0], cache.prefix_k[0])

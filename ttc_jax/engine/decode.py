@@ -2,9 +2,12 @@
 
 `extend` is one `lax.while_loop` on device. It appends each sample's pending token to the KV
 cache, samples the next one and checks stop conditions, with per-sample done masks; the host
-is involved once per call, not once per token. Search calls it once per reasoning step with the
-step delimiter as the stop string: samples that reach the delimiter pause (they resume on the
-next call), samples that emit EOS or exhaust their budget finish for good.
+is involved once per call, not once per token. The loop also stops when the allocated suffix is
+full and more slots are allowed: the engine then grows the cache (`grow`) and calls it again,
+with the same output buffer, so one logical extension spans a few programs, one per suffix
+size. Search calls it once per reasoning step with the step delimiter as the stop string:
+samples that reach the delimiter pause (they resume on the next call), samples that emit EOS or
+exhaust their budget finish for good.
 """
 
 from __future__ import annotations
@@ -41,19 +44,33 @@ class DecodeState:
     stop_state: jax.Array  # [B, N] int32: state of the stop-string automaton
     num_generated: jax.Array  # [B, N] int32
     logprob: jax.Array  # [B, N] float32: summed log-probability of generated tokens
+    # Suffix slots the cache may grow to; a sample that reaches it finishes with LENGTH.
+    slot_limit: int = struct.field(pytree_node=False)
 
 
 @struct.dataclass
 class StepOutput:
-    """The tokens one `extend` call added, per sample."""
+    """The tokens one extension added, per sample."""
 
     tokens: jax.Array  # [B, N, R] int32; the first ``count`` are real
     count: jax.Array  # [B, N] int32
     finish: jax.Array  # [B, N] int32 (Finish): why the sample stopped in this call
     logprob: jax.Array  # [B, N] float32: log-probability of this call's tokens
+    steps: jax.Array  # [] int32: decode steps run (all samples advance in lock step)
+
+    @classmethod
+    def empty(cls, num_questions: int, num_samples: int, max_tokens: int) -> StepOutput:
+        shape = (num_questions, num_samples)
+        return cls(
+            tokens=jnp.zeros((*shape, max_tokens), jnp.int32),
+            count=jnp.zeros(shape, jnp.int32),
+            finish=jnp.full(shape, Finish.RUNNING, jnp.int32),
+            logprob=jnp.zeros(shape, jnp.float32),
+            steps=jnp.zeros((), jnp.int32),
+        )
 
 
-def initial_state(cache: KVCache, last_prompt_token, keys) -> DecodeState:
+def initial_state(cache: KVCache, last_prompt_token, keys, slot_limit: int) -> DecodeState:
     """A state whose samples all start from their prompt's last token.
 
     The prefill stores all but the last prompt token; that token is every sample's first
@@ -69,6 +86,7 @@ def initial_state(cache: KVCache, last_prompt_token, keys) -> DecodeState:
         stop_state=jnp.zeros((b, n), jnp.int32),
         num_generated=jnp.zeros((b, n), jnp.int32),
         logprob=jnp.zeros((b, n), jnp.float32),
+        slot_limit=slot_limit,
     )
 
 
@@ -76,25 +94,29 @@ def extend(
     graphdef,
     params,
     state: DecodeState,
+    out: StepOutput,
     stop_next_state,
     stop_completes,
     eos_ids,
     token_limit,
     *,
     sampling: SamplingConfig,
-    max_tokens: int,
-) -> tuple[DecodeState, StepOutput]:
-    """Extends every unfinished sample by up to ``max_tokens`` tokens (one while loop).
+) -> tuple[DecodeState, StepOutput, jax.Array]:
+    """Extends every unfinished sample by up to ``R - out.steps`` more tokens (one while loop),
+    where ``out.tokens`` is [B, N, R].
 
-    A sample stops when it completes a stop string (STOP, resumable), emits an EOS id (EOS),
-    reaches ``token_limit`` generated tokens in total or fills the cache (LENGTH).
+    A sample stops when it completes a stop string (STOP: paused for the rest of this
+    extension, resumable), emits an EOS id (EOS), reaches ``token_limit`` generated tokens in
+    total or the slot limit (LENGTH). The loop also ends when the allocated suffix is full;
+    the third result is then True if the extension should go on after `grow`.
     """
     model = nnx.merge(graphdef, params)
-    b, n = state.pending.shape
+    b, n, max_tokens = out.tokens.shape
     capacity = state.cache.capacity
 
     def body(carry):
-        i, state, out, paused = carry
+        state, out = carry
+        paused = out.finish == Finish.STOP
         active = ~state.finished & ~paused
         hidden, cache = kv_cache.append(
             model, state.cache, state.pending[..., None], active[..., None]
@@ -117,8 +139,8 @@ def extend(
         is_eos = active & jnp.isin(token, eos_ids)
         completes = active & stop_completes[state.stop_state, token]
         stop_state = jnp.where(active, stop_next_state[state.stop_state, token], state.stop_state)
-        cache_full = cache.write_pos >= capacity
-        at_limit = active & ~is_eos & ~completes & ((num_generated >= token_limit) | cache_full)
+        at_slot_limit = cache.write_pos >= state.slot_limit
+        at_limit = active & ~is_eos & ~completes & ((num_generated >= token_limit) | at_slot_limit)
         finish = jnp.where(is_eos, Finish.EOS, out.finish)
         finish = jnp.where(completes & ~is_eos, Finish.STOP, finish)
         finish = jnp.where(at_limit, Finish.LENGTH, finish)
@@ -130,23 +152,24 @@ def extend(
             num_generated=num_generated,
             logprob=state.logprob + token_logprob,
         )
-        out = StepOutput(tokens, count, finish, out.logprob + token_logprob)
-        return i + 1, state, out, paused | completes
+        out = StepOutput(tokens, count, finish, out.logprob + token_logprob, out.steps + 1)
+        return state, out
+
+    def wants_more(state, out):
+        live = jnp.any(~state.finished & (out.finish != Finish.STOP))
+        return (out.steps < max_tokens) & live & (state.cache.write_pos < state.slot_limit)
 
     def cond(carry):
-        i, state, _, paused = carry
-        live = jnp.any(~state.finished & ~paused)
-        return (i < max_tokens) & live & (state.cache.write_pos < capacity)
+        state, out = carry
+        return wants_more(state, out) & (state.cache.write_pos < capacity)
 
-    out = StepOutput(
-        tokens=jnp.zeros((b, n, max_tokens), jnp.int32),
-        count=jnp.zeros((b, n), jnp.int32),
-        finish=jnp.full((b, n), Finish.RUNNING, jnp.int32),
-        logprob=jnp.zeros((b, n), jnp.float32),
-    )
-    init = (jnp.zeros((), jnp.int32), state, out, jnp.zeros((b, n), bool))
-    _, state, out, _ = jax.lax.while_loop(cond, body, init)
-    return state, out
+    state, out = jax.lax.while_loop(cond, body, (state, out))
+    return state, out, wants_more(state, out)
+
+
+def grow(state: DecodeState, capacity: int) -> DecodeState:
+    """The state with its cache's suffix grown to ``capacity`` slots."""
+    return state.replace(cache=kv_cache.grow(state.cache, capacity))
 
 
 def reorder(state: DecodeState, indices: jax.Array) -> DecodeState:
@@ -166,4 +189,5 @@ def reorder(state: DecodeState, indices: jax.Array) -> DecodeState:
         stop_state=take(state.stop_state),
         num_generated=take(state.num_generated),
         logprob=take(state.logprob),
+        slot_limit=state.slot_limit,
     )

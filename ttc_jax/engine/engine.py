@@ -1,8 +1,9 @@
 """`Engine`: the compiled prefill and extend programs of one `LanguageModel`, plus bucketing.
 
 Shapes are bucketed (questions and prompt lengths to powers of two, the suffix capacity to a
-power of two) so that a study compiles a handful of programs, not one per call. Programs are
-jitted once per engine and take the parameters as an argument.
+power of two, the suffix allocated in a few stages) so that a study compiles a handful of
+programs, not one per call. Programs are jitted once per engine and take the parameters as an
+argument.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from ttc_jax.lm import LanguageModel, bucket_length
 MAX_EOS_IDS = 8
 
 _CACHE_AXES = {
-    "prefix_k": ("batch", "seq", "kv_heads", "head_dim"),
-    "prefix_v": ("batch", "seq", "kv_heads", "head_dim"),
+    "prefix_k": ("batch", "kv_heads", "head_dim", "seq"),
+    "prefix_v": ("batch", "kv_heads", "seq", "head_dim"),
     "prefix_valid": ("batch", "seq"),
     "prefix_len": ("batch",),
-    "suffix_k": ("batch", "samples", "seq", "kv_heads", "head_dim"),
-    "suffix_v": ("batch", "samples", "seq", "kv_heads", "head_dim"),
+    # Sample rows (question-major) are split over the data axis like the questions.
+    "suffix_k": ("batch", "kv_heads", "head_dim", "seq"),
+    "suffix_v": ("batch", "kv_heads", "seq", "head_dim"),
     "suffix_valid": ("batch", "samples", "seq"),
     "suffix_len": ("batch", "samples"),
     "write_pos": (),
@@ -50,16 +52,25 @@ class Batch:
 
 
 class Engine:
-    """Sampling programs for one language model; get it as ``lm.engine``."""
+    """Sampling programs for one language model; get it as ``lm.engine``.
 
-    def __init__(self, lm: LanguageModel):
+    ``suffix_stage`` is the first suffix allocation in slots (see
+    `ttc_jax.engine.kv_cache.stage_capacity`): smaller stages read less of the cache per step
+    and compile more programs.
+    """
+
+    def __init__(self, lm: LanguageModel, suffix_stage: int = kv_cache.FIRST_STAGE):
+        if suffix_stage < 1:
+            raise ValueError(f"suffix_stage must be >= 1, got {suffix_stage}")
         self.lm = lm
+        self.suffix_stage = suffix_stage
         self._start = jax.jit(self._start_fn, static_argnames=("num_samples", "capacity"))
         self._extend = jax.jit(
             functools.partial(decode.extend, lm.graphdef),
-            static_argnames=("sampling", "max_tokens"),
-            donate_argnames=("state",),
+            static_argnames=("sampling",),
+            donate_argnames=("state", "out"),
         )
+        self._grow = jax.jit(self._grow_fn, static_argnames=("capacity",))
         self._reorder = jax.jit(decode.reorder, donate_argnames=("state",))
         self._stop_tables: dict[tuple[str, ...], tuple[jax.Array, jax.Array]] = {}
 
@@ -103,12 +114,17 @@ class Engine:
 
     def _start_fn(self, params, tokens, valid, last, is_real, seed, *, num_samples, capacity):
         model = nnx.merge(self.lm.graphdef, params)
-        cache = kv_cache.prefill(model, tokens, valid, num_samples, capacity)
+        allocated = kv_cache.stage_capacity(1, capacity, self.suffix_stage)
+        cache = kv_cache.prefill(model, tokens, valid, num_samples, allocated)
         cache = self._constrain_cache(cache)
         keys = sample_keys(seed, tokens.shape[0], num_samples)
-        state = decode.initial_state(cache, last, keys)
+        state = decode.initial_state(cache, last, keys, slot_limit=capacity)
         padding_rows = jnp.broadcast_to(~is_real[:, None], state.finished.shape)
         return state.replace(finished=padding_rows)
+
+    def _grow_fn(self, state: DecodeState, *, capacity: int) -> DecodeState:
+        state = decode.grow(state, capacity)
+        return state.replace(cache=self._constrain_cache(state.cache))
 
     def _constrain_cache(self, cache: kv_cache.KVCache) -> kv_cache.KVCache:
         def constrain(x, axes):
@@ -126,7 +142,8 @@ class Engine:
         return kv_cache.KVCache(**fields)
 
     def start(self, batch: Batch, num_samples: int, capacity: int, seed: int) -> DecodeState:
-        """Prefills every prompt once and returns a state of ``num_samples`` samples each."""
+        """Prefills every prompt once and returns a state of ``num_samples`` samples each, with
+        room for ``capacity`` suffix slots per sample (allocated in stages as they fill)."""
         if not 0 <= seed < 2**32:
             raise ValueError(f"seed must be in [0, 2**32), got {seed}")
         with jax.set_mesh(self.lm.mesh):
@@ -150,19 +167,32 @@ class Engine:
         sampling: SamplingConfig,
         stop: Sequence[str] = (),
     ) -> tuple[DecodeState, StepOutput]:
-        """Runs `ttc_jax.engine.decode.extend`; ``state`` is donated (do not reuse it)."""
+        """Extends every live sample by up to ``max_tokens`` tokens (see
+        `ttc_jax.engine.decode.extend`); ``state`` is donated (do not reuse it).
+
+        Runs the decode loop once per suffix allocation stage it crosses, growing the cache in
+        between: the host waits for the device once per stage, not once per token.
+        """
         next_state, completes = self.stop_table(tuple(stop))
+        out = StepOutput.empty(*state.pending.shape, max_tokens)
         with jax.set_mesh(self.lm.mesh):
-            return self._extend(
-                self.lm.params,
-                state,
-                next_state,
-                completes,
-                self.eos_ids,
-                jnp.int32(token_limit),
-                sampling=sampling,
-                max_tokens=max_tokens,
-            )
+            while True:
+                state, out, more = self._extend(
+                    self.lm.params,
+                    state,
+                    out,
+                    next_state,
+                    completes,
+                    self.eos_ids,
+                    jnp.int32(token_limit),
+                    sampling=sampling,
+                )
+                if not bool(more):
+                    return state, out
+                # The loop stopped at a full suffix: write_pos == the allocated capacity.
+                needed = state.cache.capacity + 1
+                capacity = kv_cache.stage_capacity(needed, state.slot_limit, self.suffix_stage)
+                state = self._grow(state, capacity=capacity)
 
     def new_tokens(self, out: StepOutput, num_prompts: int) -> list[list[list[int]]]:
         """Token ids each sample added in one `extend` call: ``[prompt][sample] -> ids``."""

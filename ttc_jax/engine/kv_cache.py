@@ -1,10 +1,16 @@
 """KV cache with a shared prompt prefix: one stored copy of each prompt, N sample suffixes.
 
-Layout, per layer:
-  prefix_k/v  [B, P, K, D]     the prompt of each of B questions, stored once
-  suffix_k/v  [B, N, S, K, D]  the tokens each of N samples appended after its prompt
+Layout, per layer, for B questions of N samples each (R = B * N sample rows, question-major):
+  prefix_k [B, K, D, P], prefix_v [B, K, P, D]   the prompt of each question, stored once
+  suffix_k [R, K, D, S], suffix_v [R, K, S, D]   the tokens each sample appended after it
 
-A query of sample (b, n) attends to ``prefix[b]`` and ``suffix[b, n]`` separately; the two
+Keys are stored transposed (head_dim before positions) and heads before positions so that both
+attention products (scores = q . k, output = weights . v) are batched matrix products in their
+canonical form, with two batch axes of real extent: XLA then neither transposes a copy of the
+cache in every step nor, because of a unit axis, duplicates the in-place cache update (which
+costs a copy of the whole suffix per layer and step).
+
+A query of sample (b, n) attends to ``prefix[b]`` and its own suffix row separately; the two
 softmax pieces are merged exactly by log-sum-exp (`ttc_jax.models.attention.merge_partials`).
 Reading the prompt once per question instead of once per sample is what makes N = 256 samples
 of a 1.5k-token prompt cheap.
@@ -14,6 +20,11 @@ and a sample that has nothing to add (finished, or paused at a step boundary whi
 still writing) marks its slot invalid. Slots therefore may hold holes; RoPE positions count only
 valid tokens (``prefix_len + suffix_len``), so holes are invisible to the model. This is what
 lets search extend every sample by one reasoning step of its own length in a single loop.
+
+The suffix is allocated in stages (`stage_capacity`) and grown by `grow` between decode loops,
+and every step reads the whole allocated suffix. A fixed-size read keeps the decode step free of
+inner loops with a data-dependent trip count (each costs a device-to-host round trip per
+iteration on a GPU), while the staging keeps the read close to what has been written.
 """
 
 from __future__ import annotations
@@ -23,27 +34,25 @@ import jax.numpy as jnp
 from flax import struct
 
 from ttc_jax.models.attention import (
-    MASKED_LOGIT,
     causal_mask,
-    combine_partials,
     dense_attention,
     merge_partials,
     partial_softmax,
 )
 from ttc_jax.models.transformer import Transformer
 
-# Suffix slots read per step of the attention loop: reads stop at the last written chunk.
-SUFFIX_CHUNK = 128
+# Suffix slots of the first allocation stage (see `stage_capacity`).
+FIRST_STAGE = 64
 
 
 @struct.dataclass
 class KVCache:
-    prefix_k: tuple[jax.Array, ...]
-    prefix_v: tuple[jax.Array, ...]
+    prefix_k: tuple[jax.Array, ...]  # per layer [B, K, D, P]
+    prefix_v: tuple[jax.Array, ...]  # per layer [B, K, P, D]
     prefix_valid: jax.Array  # [B, P] bool
     prefix_len: jax.Array  # [B] int32: real prompt tokens in the prefix
-    suffix_k: tuple[jax.Array, ...]
-    suffix_v: tuple[jax.Array, ...]
+    suffix_k: tuple[jax.Array, ...]  # per layer [R, K, D, S], R = B * N
+    suffix_v: tuple[jax.Array, ...]  # per layer [R, K, S, D]
     suffix_valid: jax.Array  # [B, N, S] bool
     suffix_len: jax.Array  # [B, N] int32: valid suffix tokens so far
     write_pos: jax.Array  # [] int32: next suffix slot to write
@@ -54,18 +63,41 @@ class KVCache:
 
     @property
     def capacity(self) -> int:
+        """Suffix slots allocated now (`grow` adds more)."""
         return self.suffix_valid.shape[2]
 
-    def kv_bytes(self) -> dict[str, int]:
-        """Bytes held by the prefix and the suffix parts of the cache."""
+    def kv_bytes(self, capacity: int | None = None) -> dict[str, int]:
+        """Bytes held by the prefix and the suffix parts of the cache; with ``capacity``, the
+        bytes it will hold once grown to that many suffix slots."""
 
         def size(arrays):
             return sum(a.size * a.dtype.itemsize for a in arrays)
 
-        return {
-            "prefix": size(self.prefix_k + self.prefix_v),
-            "suffix": size(self.suffix_k + self.suffix_v),
-        }
+        suffix = size(self.suffix_k + self.suffix_v)
+        if capacity is not None:
+            suffix = suffix // self.capacity * capacity
+        return {"prefix": size(self.prefix_k + self.prefix_v), "suffix": suffix}
+
+
+def stage_capacity(needed: int, limit: int, first: int = FIRST_STAGE) -> int:
+    """Suffix slots to allocate so that ``needed`` fit, capped at ``limit``.
+
+    Stages are ``first`` x 1, 2, 3, 4, 6, 8, 12, 16, ...: each step reads every allocated
+    slot, so the stages are fine where generations usually end and coarse beyond, where each
+    size costs another compiled decode program for little saving.
+    """
+    if needed < 1 or limit < 1 or first < 1:
+        raise ValueError(f"needed, limit and first must be >= 1, got {needed}, {limit}, {first}")
+    size = first
+    while size < needed:
+        multiple = size // first
+        if multiple < 4:
+            size += first
+        elif multiple & (multiple - 1) == 0:  # a power of two: x1.5 next
+            size += size // 2
+        else:
+            size += size // 3
+    return min(size, limit)
 
 
 def prefill(model: Transformer, tokens, valid, num_samples: int, capacity: int) -> KVCache:
@@ -84,14 +116,16 @@ def prefill(model: Transformer, tokens, valid, num_samples: int, capacity: int) 
     b = tokens.shape[0]
     cfg = model.config
     dtype = keys[0].dtype if keys else jnp.float32
-    empty = jnp.zeros((b, num_samples, capacity, cfg.num_kv_heads, cfg.head_dim), dtype)
+    rows, kv_heads = b * num_samples, cfg.num_kv_heads
+    empty_k = jnp.zeros((rows, kv_heads, cfg.head_dim, capacity), dtype)
+    empty_v = jnp.zeros((rows, kv_heads, capacity, cfg.head_dim), dtype)
     return KVCache(
-        prefix_k=tuple(keys),
-        prefix_v=tuple(values),
+        prefix_k=tuple(k.transpose(0, 2, 3, 1) for k in keys),
+        prefix_v=tuple(v.swapaxes(1, 2) for v in values),
         prefix_valid=valid,
         prefix_len=jnp.sum(valid, axis=1).astype(jnp.int32),
-        suffix_k=tuple(empty for _ in keys),
-        suffix_v=tuple(empty for _ in keys),
+        suffix_k=tuple(empty_k for _ in keys),
+        suffix_v=tuple(empty_v for _ in keys),
         suffix_valid=jnp.zeros((b, num_samples, capacity), bool),
         suffix_len=jnp.zeros((b, num_samples), jnp.int32),
         write_pos=jnp.zeros((), jnp.int32),
@@ -102,34 +136,40 @@ def append(model: Transformer, cache: KVCache, tokens, valid) -> tuple[jax.Array
     """Appends tokens [B, N, T] (``valid`` [B, N, T]) to every sample's suffix.
 
     Returns the final hidden states [B, N, T, E] and the cache with slots
-    ``write_pos .. write_pos + T - 1`` written. The caller keeps ``write_pos + T <= capacity``.
+    ``write_pos .. write_pos + T - 1`` written. The caller keeps ``write_pos + T <= capacity``
+    (`grow` first if needed).
     """
     b, n, t = tokens.shape
     start = cache.write_pos
     offsets = jnp.cumsum(valid, axis=-1) - 1
     positions = cache.prefix_len[:, None, None] + cache.suffix_len[:, :, None] + offsets
-    slots = jnp.arange(cache.capacity)
     suffix_valid = jax.lax.dynamic_update_slice(cache.suffix_valid, valid, (0, 0, start))
-    # Query at slot start + i sees valid suffix slots up to and including its own.
+    # [R, 1, 1, T, S]: a query at slot start + i sees valid suffix slots up to its own.
     query_slots = start + jnp.arange(t)
-    suffix_mask = suffix_valid[:, :, None, :] & (slots[None, :] <= query_slots[:, None])
-    prefix_mask = cache.prefix_valid[:, None, None, None, None, :]
+    suffix_mask = suffix_valid.reshape(b * n, 1, 1, 1, -1) & (
+        jnp.arange(cache.capacity) <= query_slots[:, None]
+    )
+    prefix_mask = cache.prefix_valid[:, None, None, :]  # [B, 1, 1, P]
     new_k, new_v = list(cache.suffix_k), list(cache.suffix_v)
 
     def attend(layer, q, k, v):
         kv_heads, head_dim = k.shape[-2], k.shape[-1]
-        k = k.reshape(b, n, t, kv_heads, head_dim)
-        v = v.reshape(b, n, t, kv_heads, head_dim)
-        new_k[layer] = jax.lax.dynamic_update_slice(new_k[layer], k, (0, 0, start, 0, 0))
-        new_v[layer] = jax.lax.dynamic_update_slice(new_v[layer], v, (0, 0, start, 0, 0))
-        grouped = q.reshape(b, n, t, kv_heads, -1, head_dim)
+        group = q.shape[2] // kv_heads
+        # New keys [R, T, K, D] -> [R, K, D, T], values -> [R, K, T, D]: few tokens, cheap.
+        new_k[layer] = jax.lax.dynamic_update_slice(
+            new_k[layer], k.transpose(0, 2, 3, 1), (0, 0, 0, start)
+        )
+        new_v[layer] = jax.lax.dynamic_update_slice(
+            new_v[layer], v.swapaxes(1, 2), (0, 0, start, 0)
+        )
+        grouped = q.reshape(b * n, t, kv_heads, group, head_dim)
         parts = [
             _prefix_part(grouped, cache.prefix_k[layer], cache.prefix_v[layer], prefix_mask),
-            _suffix_part(grouped, new_k[layer], new_v[layer], suffix_mask, start + t),
+            _suffix_part(grouped, new_k[layer], new_v[layer], suffix_mask),
         ]
-        out = merge_partials(parts)  # [B, N, K, G, T, D]
-        out = out.transpose(0, 1, 4, 2, 3, 5).reshape(b * n, t, -1, head_dim)
-        return out.astype(q.dtype)
+        out = merge_partials(parts)  # [R, K, G * T, D]
+        out = out.reshape(b * n, kv_heads, group, t, head_dim).transpose(0, 3, 1, 2, 4)
+        return out.reshape(b * n, t, -1, head_dim).astype(q.dtype)
 
     hidden = model.run_layers(
         tokens.reshape(b * n, t), positions.reshape(b * n, t).astype(jnp.int32), attend
@@ -145,58 +185,67 @@ def append(model: Transformer, cache: KVCache, tokens, valid) -> tuple[jax.Array
 
 
 def _prefix_part(grouped, keys, values, mask):
-    """Attention piece of queries [B, N, T, K, G, D] over the shared prefix [B, P, K, D]."""
-    scale = grouped.shape[-1] ** -0.5
-    logits = scale * jnp.einsum(
-        "bntkgd,bpkd->bnkgtp", grouped, keys, preferred_element_type=jnp.float32
+    """Attention piece of queries [R, T, K, G, D] over the shared prefix (keys [B, K, D, P],
+    values [B, K, P, D], mask [B, 1, 1, P]) -> pieces [R, K, G * T, ...].
+
+    One product per (question, kv head) whose rows are all N x G x T queries of the question,
+    so the prefix is read once for all its samples.
+    """
+    r, t, kv_heads, group, head_dim = grouped.shape
+    b = keys.shape[0]
+    n = r // b
+    queries = grouped.reshape(b, n, t, kv_heads, group, head_dim).transpose(0, 3, 1, 4, 2, 5)
+    queries = queries.reshape(b, kv_heads, n * group * t, head_dim)
+    logits = head_dim**-0.5 * jnp.einsum(
+        "bkmd,bkdp->bkmp", queries, keys, preferred_element_type=jnp.float32
     )
     weights, peak, total = partial_softmax(logits, mask)
     attended = jnp.einsum(
-        "bnkgtp,bpkd->bnkgtd",
-        weights.astype(values.dtype),
-        values,
-        preferred_element_type=jnp.float32,
+        "bkmp,bkpd->bkmd", weights.astype(values.dtype), values, preferred_element_type=jnp.float32
+    )
+
+    def per_row(x):  # [B, K, N * G * T, X] -> [R, K, G * T, X]
+        x = x.reshape(b, kv_heads, n, group * t, -1).transpose(0, 2, 1, 3, 4)
+        return x.reshape(r, kv_heads, group * t, -1)
+
+    return per_row(attended), per_row(peak), per_row(total)
+
+
+def _suffix_part(grouped, keys, values, mask):
+    """Attention piece of queries [R, T, K, G, D] over each row's own suffix (keys
+    [R, K, D, S], values [R, K, S, D], mask [R, 1, 1, T, S]) -> pieces [R, K, G * T, ...].
+
+    Reads every allocated slot: the staged allocation keeps that close to the slots written.
+    """
+    r, t, kv_heads, group, head_dim = grouped.shape
+    queries = grouped.transpose(0, 2, 3, 1, 4).reshape(r, kv_heads, group * t, head_dim)
+    logits = head_dim**-0.5 * jnp.einsum(
+        "rkmd,rkds->rkms", queries, keys, preferred_element_type=jnp.float32
+    )
+    mask = jnp.broadcast_to(mask, (r, 1, group, t, mask.shape[-1])).reshape(r, 1, group * t, -1)
+    weights, peak, total = partial_softmax(logits, mask)
+    attended = jnp.einsum(
+        "rkms,rksd->rkmd", weights.astype(values.dtype), values, preferred_element_type=jnp.float32
     )
     return attended, peak, total
 
 
-def _suffix_part(grouped, keys, values, mask, end):
-    """Attention piece over each sample's own suffix [B, N, S, K, D], mask [B, N, T, S].
+def grow(cache: KVCache, capacity: int) -> KVCache:
+    """The cache with ``capacity`` suffix slots per sample; the new slots are empty."""
+    extra = capacity - cache.capacity
+    if extra < 0:
+        raise ValueError(f"cannot shrink a suffix of {cache.capacity} slots to {capacity}")
 
-    Only the chunks holding slots below ``end`` (those written so far) are read: early in a
-    generation most of the preallocated suffix is empty, and reading it would double the KV
-    traffic of a decode step on average.
-    """
-    b, n, t, kv_heads, group, head_dim = grouped.shape
-    capacity = keys.shape[2]
-    chunk = min(capacity, SUFFIX_CHUNK)
-    if capacity % chunk:
-        chunk = capacity
-    scale = head_dim**-0.5
+    def pad(x, axis):
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (0, extra)
+        return jnp.pad(x, widths)
 
-    def read_chunk(index, carry):
-        first = index * chunk
-        k = jax.lax.dynamic_slice_in_dim(keys, first, chunk, axis=2)
-        v = jax.lax.dynamic_slice_in_dim(values, first, chunk, axis=2)
-        m = jax.lax.dynamic_slice_in_dim(mask, first, chunk, axis=3)
-        logits = scale * jnp.einsum(
-            "bntkgd,bnckd->bnkgtc", grouped, k, preferred_element_type=jnp.float32
-        )
-        weights, peak, total = partial_softmax(logits, m[:, :, None, None])
-        attended = jnp.einsum(
-            "bnkgtc,bnckd->bnkgtd",
-            weights.astype(v.dtype),
-            v,
-            preferred_element_type=jnp.float32,
-        )
-        return combine_partials(carry, (attended, peak, total))
-
-    empty = (
-        jnp.zeros((b, n, kv_heads, group, t, head_dim), jnp.float32),
-        jnp.full((b, n, kv_heads, group, t, 1), MASKED_LOGIT, jnp.float32),
-        jnp.zeros((b, n, kv_heads, group, t, 1), jnp.float32),
+    return cache.replace(
+        suffix_k=tuple(pad(x, 3) for x in cache.suffix_k),
+        suffix_v=tuple(pad(x, 2) for x in cache.suffix_v),
+        suffix_valid=pad(cache.suffix_valid, 2),
     )
-    return jax.lax.fori_loop(0, (end + chunk - 1) // chunk, read_chunk, empty)
 
 
 def gather_samples(x: jax.Array, indices: jax.Array) -> jax.Array:
@@ -208,9 +257,10 @@ def reorder(cache: KVCache, indices: jax.Array) -> KVCache:
     """Suffixes gathered by ``indices`` [B, N'] (sample n' of question b takes the suffix of
     sample ``indices[b, n']``): beam selection and fan-out in one gather per array. N' may
     differ from N; the shared prefix is untouched."""
+    rows = (jnp.arange(indices.shape[0])[:, None] * cache.num_samples + indices).reshape(-1)
     return cache.replace(
-        suffix_k=tuple(gather_samples(x, indices) for x in cache.suffix_k),
-        suffix_v=tuple(gather_samples(x, indices) for x in cache.suffix_v),
+        suffix_k=tuple(jnp.take(x, rows, axis=0) for x in cache.suffix_k),
+        suffix_v=tuple(jnp.take(x, rows, axis=0) for x in cache.suffix_v),
         suffix_valid=gather_samples(cache.suffix_valid, indices),
         suffix_len=gather_samples(cache.suffix_len, indices),
     )

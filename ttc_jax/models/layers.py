@@ -74,7 +74,11 @@ class Attention(nnx.Module):
 
     def project_out(self, attended: jnp.ndarray) -> jnp.ndarray:
         """Attention output [B, T, H, D] -> [B, T, E]."""
-        out = jnp.einsum("bthd,hde->bte", attended, self.o_proj[...])
+        b, t, h, d = attended.shape
+        # One contracted axis of H * D: with (h, d) contracted separately XLA may pick a
+        # layout for the attention output that makes it transpose the whole weight per call.
+        weight = self.o_proj[...].reshape(h * d, -1)
+        out = jnp.einsum("btf,fe->bte", attended.reshape(b, t, h * d), weight)
         if self.has_o_bias:
             out = out + self.o_bias[...]
         return out

@@ -80,7 +80,7 @@ class PRM:
         # the candidate count (or a growing cache) has new shapes and nothing to reuse.
         self._reorder = jax.jit(kv_cache.reorder, donate_argnames=("cache",))
         self._resize = jax.jit(kv_cache.reorder)
-        self._grow = jax.jit(_grow, static_argnames=("capacity",))
+        self._grow = jax.jit(kv_cache.grow, static_argnames=("capacity",))
 
     @property
     def kind(self) -> str:
@@ -305,17 +305,3 @@ def _append_scores(graphdef, head_graphdef, params, head_params, cache, tokens, 
     hidden, cache = kv_cache.append(model, cache, tokens, valid)  # [B, N, T, E]
     scored = jnp.take_along_axis(hidden, score_at[..., None, None], axis=2)[:, :, 0]
     return cache, head(scored)
-
-
-def _grow(cache: KVCache, *, capacity: int) -> KVCache:
-    """The cache with ``capacity`` suffix slots per candidate; new slots are empty."""
-    extra = capacity - cache.capacity
-
-    def pad(x):
-        return jnp.pad(x, [(0, 0), (0, 0), (0, extra)] + [(0, 0)] * (x.ndim - 3))
-
-    return cache.replace(
-        suffix_k=tuple(pad(x) for x in cache.suffix_k),
-        suffix_v=tuple(pad(x) for x in cache.suffix_v),
-        suffix_valid=pad(cache.suffix_valid),
-    )
