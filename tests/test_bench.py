@@ -23,29 +23,43 @@ TINY = ModelConfig(
 SAMPLES, PROMPT_LEN, NEW_TOKENS = 2, 16, 8
 
 
+PARTIAL_REPORTS = []
+
+
 @pytest.fixture(scope="module")
 def report():
     return decode.run_decode_benchmark(
         TINY,
         "float32",
-        [decode.Cell(SAMPLES, PROMPT_LEN)],
+        [decode.Cell(SAMPLES, PROMPT_LEN), decode.Cell(1, PROMPT_LEN, False, False)],
         new_tokens=NEW_TOKENS,
         shape_name="tiny",
         copy_bytes=1 << 24,
         parity_tokens=16,
+        on_cell=PARTIAL_REPORTS.append,
     )
 
 
-def test_report_has_both_implementations(report):
-    (cell,) = report.cells
+def test_report_has_all_three_implementations(report):
+    cell, ours_only = report.cells
     assert cell.ours.tokens_per_s > 0 and cell.transformers.tokens_per_s > 0
     assert cell.ratio == pytest.approx(cell.ours.tokens_per_s / cell.transformers.tokens_per_s)
+    assert cell.plain_loop_ratio == pytest.approx(
+        cell.ours.tokens_per_s / cell.plain_loop.tokens_per_s
+    )
     assert report.parity.greedy_agreement == 1.0
     assert cell.ours.programs_compiled > 0 and cell.ours.timed_compiles == 0
+    assert ours_only.transformers is None and ours_only.plain_loop is None
+    assert ours_only.ratio is None and ours_only.plain_loop_ratio is None
+
+
+def test_each_finished_cell_is_reported_at_once(report):
+    assert [len(partial.cells) for partial in PARTIAL_REPORTS] == [1, 2]
+    assert PARTIAL_REPORTS[-1] == report
 
 
 def test_kv_bytes_count_the_prompt_once_for_ours(report):
-    (cell,) = report.cells
+    cell = report.cells[0]
     per_token = 2 * TINY.num_layers * TINY.num_kv_heads * TINY.head_dim * 4
     assert report.kv_bytes_per_token == per_token
     # Ours: the prompt minus its last token, padded to 16 slots, stored once, plus each
@@ -53,19 +67,24 @@ def test_kv_bytes_count_the_prompt_once_for_ours(report):
     # its own copy of prompt and continuation, all but the last sampled token.
     assert cell.ours.kv_bytes == per_token * (16 + SAMPLES * 16)
     assert cell.transformers.kv_bytes == per_token * SAMPLES * (PROMPT_LEN + NEW_TOKENS - 1)
+    assert cell.plain_loop.kv_bytes == per_token * SAMPLES * (PROMPT_LEN + NEW_TOKENS - 1)
 
 
 def test_roofline_fractions_are_plausible(report):
-    (cell,) = report.cells
-    for measured in (cell.ours, cell.transformers):
+    cell = report.cells[0]
+    for measured in (cell.ours, cell.transformers, cell.plain_loop):
         assert 0 < measured.roofline_fraction < 1.5
     assert cell.ours.roofline_tokens_per_s > cell.transformers.roofline_tokens_per_s
+    assert cell.plain_loop.roofline_tokens_per_s == cell.transformers.roofline_tokens_per_s
 
 
 def test_json_round_trips(report):
     data = json.loads(json.dumps(report.to_json_dict()))
     assert data["cells"][0]["samples"] == SAMPLES
-    assert "| 2 | 16 |" in decode.format_table(report)
+    table = decode.format_table(report).splitlines()
+    assert table[2].startswith("| 2 | 16 |") and table[3].startswith("| 1 | 16 |")
+    assert all(row.count("|") == table[0].count("|") for row in table)
+    assert " - |" in table[3]  # cells without a baseline say so
 
 
 def test_benchmark_shapes_translate_to_transformers():
@@ -80,3 +99,4 @@ def test_cpu_default_is_the_quick_grid():
     args = bench.build_parser().parse_args(["decode"])
     assert args.samples is None and not args.full_grid
     assert [c.transformers for c in decode.QUICK_CPU_CELLS] == [True, False, False]
+    assert [c.plain_loop for c in decode.QUICK_CPU_CELLS] == [True, False, False]

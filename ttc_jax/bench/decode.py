@@ -1,11 +1,12 @@
-"""Decode benchmark: our sampler against transformers' ``generate``, same weights, same shape.
+"""Decode benchmark: our sampler against transformers' ``generate`` and against a plain JAX
+decode loop (`ttc_jax.bench.plain_loop`), same weights, same shape.
 
 Every cell samples N continuations of one prompt, ``new_tokens`` tokens each (EOS is off, so
 no sample stops early), with plain temperature-1 sampling. Reported per implementation:
 tokens per second of the whole call (prefill included, as a user sees it), the KV bytes the
 cache holds, and the share of the memory-bandwidth roofline of its own cache layout (see
-`ttc_jax.bench.roofline`). Ours is timed after a warm-up call that compiles its programs; the
-warm-up's compile time and program count are reported separately.
+`ttc_jax.bench.roofline`). The JAX implementations are timed after a warm-up call of the same
+size that compiles their programs; ours reports the warm-up's compile time and program count.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 import transformers
 
 import ttc_jax
-from ttc_jax.bench import reference, roofline
+from ttc_jax.bench import plain_loop, reference, roofline
 from ttc_jax.lm import LanguageModel, bucket_length
 from ttc_jax.models.config import ModelConfig
 
@@ -40,19 +41,26 @@ class Cell:
     samples: int
     prompt_len: int
     transformers: bool = True  # also time transformers' generate here
+    plain_loop: bool = True  # also time the plain JAX loop here
 
 
-def grid(samples: Sequence[int], prompt_lengths: Sequence[int], transformers: bool) -> list[Cell]:
-    return [Cell(n, p, transformers) for p in prompt_lengths for n in samples]
+def grid(
+    samples: Sequence[int],
+    prompt_lengths: Sequence[int],
+    transformers: bool,
+    plain_loop: bool = True,
+) -> list[Cell]:
+    return [Cell(n, p, transformers, plain_loop) for p in prompt_lengths for n in samples]
 
 
-# What two CPU cores finish in 8-12 minutes: transformers only at N=16 (its N=64 alone
-# would take most of the budget), and the long prompt at N=64 (N=256 x 1536 alone takes 14
-# minutes here: 2 s a step of weight and prompt-attention arithmetic).
+# What two CPU cores finish in about 15 minutes: the other implementations only at N=16
+# (transformers' N=64 alone would take most of the budget), and the long prompt at N=64
+# (N=256 x 1536 alone takes 14 minutes here: 2 s a step of weight and prompt-attention
+# arithmetic).
 QUICK_CPU_CELLS = (
-    Cell(16, 256, transformers=True),
-    Cell(64, 256, transformers=False),
-    Cell(64, 1536, transformers=False),
+    Cell(16, 256, transformers=True, plain_loop=True),
+    Cell(64, 256, transformers=False, plain_loop=False),
+    Cell(64, 1536, transformers=False, plain_loop=False),
 )
 
 
@@ -80,6 +88,8 @@ class CellReport:
     ours: Measurement
     transformers: Measurement | None
     ratio: float | None  # ours / transformers tokens per second
+    plain_loop: Measurement | None = None
+    plain_loop_ratio: float | None = None  # ours / plain loop tokens per second
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,15 +131,6 @@ class CompileLog:
             self.programs += 1
 
 
-def warmup_tokens(new_tokens: int) -> int:
-    """The shortest budget that compiles the same programs as ``new_tokens``.
-
-    `ttc_jax.generate` buckets the budget to a power of two, and the bucket, not the budget,
-    shapes its programs; running half the steps halves the warm-up's cost.
-    """
-    return min(new_tokens, bucket_length(new_tokens) // 2 + 1)
-
-
 def _sample_ours(lm: LanguageModel, prompt, samples: int, new_tokens: int, seed: int) -> float:
     start = time.perf_counter()
     results = ttc_jax.generate(lm, [prompt], n=samples, max_new_tokens=new_tokens, seed=seed)
@@ -143,20 +144,22 @@ def _sample_ours(lm: LanguageModel, prompt, samples: int, new_tokens: int, seed:
 def measure_ours(
     lm: LanguageModel, prompt, samples: int, new_tokens: int, repeats: int, bandwidth: float
 ) -> Measurement:
+    # The warm-up has the timed calls' size: the suffix grows in stages, each its own program.
     with CompileLog() as warmup_compiles:
-        warmup_s = _sample_ours(lm, prompt, samples, warmup_tokens(new_tokens), seed=0)
+        warmup_s = _sample_ours(lm, prompt, samples, new_tokens, seed=0)
     with CompileLog() as timed_compiles:
         best = min(
             _sample_ours(lm, prompt, samples, new_tokens, seed=r + 1) for r in range(repeats)
         )
-    # The prefill alone, through the same compiled program `generate` ran; its cache tells
-    # the bytes held (the suffix is allocated in full up front).
+    # The prefill alone, through the same compiled program `generate` ran. Its cache, grown to
+    # the bucketed budget as `generate`'s was by the end, tells the bytes held.
     engine = lm.engine
     batch = engine.layout(engine.tokenize([prompt]))
+    capacity = bucket_length(new_tokens)
     start = time.perf_counter()
-    state = jax.block_until_ready(engine.start(batch, samples, bucket_length(new_tokens), 0))
+    state = jax.block_until_ready(engine.start(batch, samples, capacity, 0))
     prefill_s = time.perf_counter() - start
-    kv_bytes = sum(state.cache.kv_bytes().values())
+    kv_bytes = sum(state.cache.kv_bytes(capacity=capacity).values())
     return _measurement(
         lm,
         samples,
@@ -171,6 +174,30 @@ def measure_ours(
         programs_compiled=warmup_compiles.programs,
         timed_compiles=timed_compiles.programs,
         prefill_s=prefill_s,
+    )
+
+
+def measure_plain_loop(
+    lm: LanguageModel, prompt, samples: int, new_tokens: int, repeats: int, bandwidth: float
+) -> Measurement:
+    def timed(seed: int) -> float:
+        start = time.perf_counter()
+        plain_loop.plain_loop_sample(lm, prompt, samples, new_tokens, seed)
+        return time.perf_counter() - start
+
+    warmup_s = timed(0)
+    best = min(timed(r + 1) for r in range(repeats))
+    kv_bytes = plain_loop.plain_loop_kv_bytes(lm.config, lm.dtype, samples, len(prompt), new_tokens)
+    return _measurement(
+        lm,
+        samples,
+        len(prompt),
+        new_tokens,
+        best,
+        kv_bytes,
+        bandwidth,
+        shared_prompt=False,
+        warmup_s=warmup_s,
     )
 
 
@@ -235,9 +262,17 @@ def run_decode_benchmark(
     shape_name: str = "custom",
     copy_bytes: int = roofline.DEFAULT_COPY_BYTES,
     parity_tokens: int = 32,
+    transformers_repeats: int | None = None,
     log: Callable[[str], None] = lambda message: None,
+    on_cell: Callable[[DecodeReport], None] = lambda report: None,
 ) -> DecodeReport:
-    """Builds both models once, checks they agree, then measures every cell."""
+    """Builds both models once, checks they agree, then measures every cell.
+
+    ``on_cell`` gets the report of the cells measured so far after each cell, so that a long
+    run that is cut short still leaves its finished cells behind. ``transformers_repeats``
+    (default ``repeats``) times transformers' calls, which on a GPU are slow enough that one
+    run says all there is to say.
+    """
     load_before = os.getloadavg()[0]
     log("measuring copy bandwidth")
     bandwidth = roofline.copy_bandwidth(copy_bytes)
@@ -245,22 +280,7 @@ def run_decode_benchmark(
     lm, model = reference.random_models(cfg, dtype)
     parity = reference.greedy_parity(lm, model, random_prompt(cfg, parity_tokens, seed=1))
     log(f"  parity: {parity}")
-    reports = []
-    for cell in cells:
-        prompt = random_prompt(cfg, cell.prompt_len, seed=cell.prompt_len)
-        log(f"N={cell.samples} prompt={cell.prompt_len}: ours")
-        ours = measure_ours(lm, prompt, cell.samples, new_tokens, repeats, bandwidth)
-        log(f"  {ours.tokens_per_s:,.0f} tok/s")
-        theirs = None
-        if cell.transformers:
-            log(f"N={cell.samples} prompt={cell.prompt_len}: transformers")
-            theirs = measure_transformers(
-                lm, model, prompt, cell.samples, new_tokens, repeats, bandwidth
-            )
-            log(f"  {theirs.tokens_per_s:,.0f} tok/s")
-        ratio = None if theirs is None else ours.tokens_per_s / theirs.tokens_per_s
-        reports.append(CellReport(cell.samples, cell.prompt_len, new_tokens, ours, theirs, ratio))
-    return DecodeReport(
+    report = DecodeReport(
         shape=shape_name,
         dtype=dtype,
         device=device_name(),
@@ -274,32 +294,82 @@ def run_decode_benchmark(
         weight_bytes_per_step=roofline.weight_bytes_per_step(cfg, dtype),
         kv_bytes_per_token=roofline.kv_bytes_per_token(cfg, dtype),
         parity=parity,
-        cells=reports,
-        host_load=(load_before, os.getloadavg()[0]),
+        cells=[],
+        host_load=(load_before, load_before),
     )
+    for cell in cells:
+        prompt = random_prompt(cfg, cell.prompt_len, seed=cell.prompt_len)
+        where = f"N={cell.samples} prompt={cell.prompt_len}"
+        log(f"{where}: ours")
+        ours = measure_ours(lm, prompt, cell.samples, new_tokens, repeats, bandwidth)
+        log(f"  {ours.tokens_per_s:,.0f} tok/s")
+        plain = theirs = None
+        if cell.plain_loop:
+            log(f"{where}: plain loop")
+            plain = measure_plain_loop(lm, prompt, cell.samples, new_tokens, repeats, bandwidth)
+            log(f"  {plain.tokens_per_s:,.0f} tok/s")
+        if cell.transformers:
+            log(f"{where}: transformers")
+            theirs = measure_transformers(
+                lm,
+                model,
+                prompt,
+                cell.samples,
+                new_tokens,
+                transformers_repeats or repeats,
+                bandwidth,
+            )
+            log(f"  {theirs.tokens_per_s:,.0f} tok/s")
+        cell_report = CellReport(
+            cell.samples,
+            cell.prompt_len,
+            new_tokens,
+            ours,
+            theirs,
+            ratio=None if theirs is None else ours.tokens_per_s / theirs.tokens_per_s,
+            plain_loop=plain,
+            plain_loop_ratio=None if plain is None else ours.tokens_per_s / plain.tokens_per_s,
+        )
+        report = dataclasses.replace(
+            report,
+            cells=[*report.cells, cell_report],
+            host_load=(load_before, os.getloadavg()[0]),
+        )
+        on_cell(report)
+    return report
 
 
 def format_table(report: DecodeReport) -> str:
-    """The cells as a Markdown table (tokens/s, ratio, KV held, roofline share, compile)."""
+    """The cells as a Markdown table (tokens/s, ratios, KV held, roofline share, compile)."""
 
-    def mb(n):
-        return f"{n / 2**20:,.0f}"
+    def number(value, fmt="{:,.1f}", scale=1.0):
+        return "-" if value is None else fmt.format(value * scale)
+
+    def field(measurement, name, fmt="{:,.1f}", scale=1.0):
+        return number(None if measurement is None else getattr(measurement, name), fmt, scale)
 
     header = (
-        "| N | prompt | ours tok/s | transformers tok/s | ratio | ours KV MiB | "
-        "transformers KV MiB | ours % roofline | transformers % roofline | "
-        "ours prefill s | ours compile s (programs) |"
+        "| N | prompt | ours tok/s | plain loop tok/s | ours / plain | transformers tok/s | "
+        "ours / transformers | ours KV MiB | plain KV MiB | transformers KV MiB | "
+        "ours % roofline | plain % roofline | transformers % roofline | ours prefill s | "
+        "ours compile s (programs) |"
     )
     rows = [header, "|" + "---|" * (header.count("|") - 1)]
+    mib = 1 / 2**20
     for cell in report.cells:
-        ours, theirs = cell.ours, cell.transformers
-        rows.append(
-            f"| {cell.samples} | {cell.prompt_len} | {ours.tokens_per_s:,.1f} | "
-            f"{'-' if theirs is None else f'{theirs.tokens_per_s:,.1f}'} | "
-            f"{'-' if cell.ratio is None else f'{cell.ratio:.2f}'} | {mb(ours.kv_bytes)} | "
-            f"{'-' if theirs is None else mb(theirs.kv_bytes)} | "
-            f"{100 * ours.roofline_fraction:.1f} | "
-            f"{'-' if theirs is None else f'{100 * theirs.roofline_fraction:.1f}'} | "
-            f"{ours.prefill_s:.2f} | {ours.compile_s:.1f} ({ours.programs_compiled}) |"
-        )
+        ours, plain, theirs = cell.ours, cell.plain_loop, cell.transformers
+        columns = [
+            str(cell.samples),
+            str(cell.prompt_len),
+            field(ours, "tokens_per_s"),
+            field(plain, "tokens_per_s"),
+            number(cell.plain_loop_ratio, "{:.2f}"),
+            field(theirs, "tokens_per_s"),
+            number(cell.ratio, "{:.2f}"),
+            *(field(m, "kv_bytes", "{:,.0f}", mib) for m in (ours, plain, theirs)),
+            *(field(m, "roofline_fraction", "{:.1f}", 100) for m in (ours, plain, theirs)),
+            f"{ours.prefill_s:.2f}",
+            f"{ours.compile_s:.1f} ({ours.programs_compiled})",
+        ]
+        rows.append("| " + " | ".join(columns) + " |")
     return "\n".join(rows)

@@ -1,9 +1,9 @@
-"""``ttc-bench``: benchmarks of this package against transformers (not timed tests).
+"""``ttc-bench``: benchmarks of this package against its baselines (not timed tests).
 
-``ttc-bench decode`` samples N continuations of one prompt with our engine and with
-transformers' ``generate``, same shape and same random weights, and prints tokens/s, the
-ratio, KV bytes held and the share of the memory-bandwidth roofline. Results are recorded in
-docs/benchmarks.md.
+``ttc-bench decode`` samples N continuations of one prompt with our engine, with a plain JAX
+decode loop and with transformers' ``generate``, same shape and same random weights, and
+prints tokens/s, the ratios, KV bytes held and the share of the memory-bandwidth roofline.
+Results are recorded in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -16,17 +16,19 @@ import sys
 from pathlib import Path
 
 DECODE_HELP = """\
-Samples N continuations of one prompt (256 new tokens, EOS off) with our engine and with
-transformers' generate on the same random weights; prints tokens/s, the ratio, KV bytes held
-and the share of the memory-bandwidth roofline.
+Samples N continuations of one prompt (256 new tokens, EOS off) with our engine, with a plain
+JAX decode loop (prompt KV copied per sample, whole-cache attention) and with transformers'
+generate, on the same random weights; prints tokens/s, the ratios, KV bytes held and the
+share of the memory-bandwidth roofline.
 
 Cells. On a GPU the default is every N in --samples x every prompt length in
---prompt-lengths, both implementations, Llama-3.2-1B shape in bfloat16, 3 repeats. On a CPU
-the default is a quick grid (8-12 minutes on two cores), SmolLM2-135M shape in float32,
-1 repeat: N=16 x prompt 256 with both implementations, N=64 x prompt 256 and
-N=64 x prompt 1536 ours only. Giving --samples, --prompt-lengths or --full-grid on a CPU
-runs the full cross product (transformers included unless --skip-transformers: hours on a
-CPU at N=256).
+--prompt-lengths, all three implementations, Llama-3.2-1B shape in bfloat16, best of 3
+(transformers: one timed call, it is 30-100x slower). On a CPU the default is a quick grid
+(about 15 minutes on two cores), SmolLM2-135M shape in float32, 1 repeat: N=16 x prompt 256
+with all three, N=64 x prompt 256 and N=64 x prompt 1536 ours only. Giving --samples,
+--prompt-lengths or --full-grid on a CPU runs the full cross product (transformers included
+unless --skip-transformers: hours on a CPU at N=256). With --json the report is rewritten
+after every cell, so a run cut short keeps what it finished.
 """
 
 
@@ -70,7 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument(
         "--full-grid", action="store_true", help="on a CPU, run the full grid (see above)"
     )
-    decode.add_argument("--skip-transformers", action="store_true", help="time our sampler only")
+    decode.add_argument(
+        "--skip-transformers", action="store_true", help="do not time transformers' generate"
+    )
+    decode.add_argument(
+        "--skip-plain-loop", action="store_true", help="do not time the plain JAX loop"
+    )
     decode.add_argument(
         "--repeats", type=int, help="timed calls per cell, best kept (default: 3 GPU, 1 CPU)"
     )
@@ -91,14 +98,18 @@ def run_decode(args: argparse.Namespace) -> None:
     explicit_grid = args.full_grid or args.samples or args.prompt_lengths
     if on_gpu or explicit_grid:
         cells = decode.grid(
-            args.samples or [16, 64, 256],
-            args.prompt_lengths or [256, 1536],
-            transformers=not args.skip_transformers,
+            args.samples or [16, 64, 256], args.prompt_lengths or [256, 1536], transformers=True
         )
     else:
         cells = list(decode.QUICK_CPU_CELLS)
-        if args.skip_transformers:
-            cells = [dataclasses.replace(cell, transformers=False) for cell in cells]
+    if args.skip_transformers:
+        cells = [dataclasses.replace(cell, transformers=False) for cell in cells]
+    if args.skip_plain_loop:
+        cells = [dataclasses.replace(cell, plain_loop=False) for cell in cells]
+
+    def save(report: decode.DecodeReport) -> None:
+        if args.json:
+            args.json.write_text(json.dumps(report.to_json_dict(), indent=2) + "\n")
 
     report = decode.run_decode_benchmark(
         SHAPES[shape],
@@ -107,7 +118,9 @@ def run_decode(args: argparse.Namespace) -> None:
         new_tokens=args.new_tokens,
         repeats=repeats,
         shape_name=shape,
+        transformers_repeats=1 if on_gpu else None,
         log=lambda message: print(message, file=sys.stderr, flush=True),
+        on_cell=save,
     )
     print(
         f"ttc-bench decode: {report.shape} ({report.dtype}), random weights, "
@@ -121,8 +134,6 @@ def run_decode(args: argparse.Namespace) -> None:
         f"host load {report.host_load[0]:.1f} -> {report.host_load[1]:.1f}"
     )
     print(decode.format_table(report))
-    if args.json:
-        args.json.write_text(json.dumps(report.to_json_dict(), indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
