@@ -101,6 +101,7 @@ def extend(
     token_limit,
     *,
     sampling: SamplingConfig,
+    attention: str = "xla",
 ) -> tuple[DecodeState, StepOutput, jax.Array]:
     """Extends every unfinished sample by up to ``R - out.steps`` more tokens (one while loop),
     where ``out.tokens`` is [B, N, R].
@@ -108,7 +109,8 @@ def extend(
     A sample stops when it completes a stop string (STOP: paused for the rest of this
     extension, resumable), emits an EOS id (EOS), reaches ``token_limit`` generated tokens in
     total or the slot limit (LENGTH). The loop also ends when the allocated suffix is full;
-    the third result is then True if the extension should go on after `grow`.
+    the third result is then True if the extension should go on after `grow`. ``attention``
+    picks the implementation of `ttc_jax.engine.kv_cache.append`.
     """
     model = nnx.merge(graphdef, params)
     b, n, max_tokens = out.tokens.shape
@@ -119,7 +121,7 @@ def extend(
         paused = out.finish == Finish.STOP
         active = ~state.finished & ~paused
         hidden, cache = kv_cache.append(
-            model, state.cache, state.pending[..., None], active[..., None]
+            model, state.cache, state.pending[..., None], active[..., None], attention
         )
         logits = model.logits(hidden.reshape(b * n, 1, -1))[:, 0]  # [B*N, V] float32
         step_keys = jax.vmap(jax.random.fold_in)(

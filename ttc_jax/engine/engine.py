@@ -56,17 +56,28 @@ class Engine:
 
     ``suffix_stage`` is the first suffix allocation in slots (see
     `ttc_jax.engine.kv_cache.stage_capacity`): smaller stages read less of the cache per step
-    and compile more programs.
+    and compile more programs. ``attention`` is "xla" (any backend) or "pallas" (a fused
+    kernel for GPUs, see `ttc_jax.engine.pallas_attention`; it needs stages that are
+    multiples of 16).
     """
 
-    def __init__(self, lm: LanguageModel, suffix_stage: int = kv_cache.FIRST_STAGE):
+    def __init__(
+        self, lm: LanguageModel, suffix_stage: int = kv_cache.FIRST_STAGE, attention: str = "xla"
+    ):
         if suffix_stage < 1:
             raise ValueError(f"suffix_stage must be >= 1, got {suffix_stage}")
+        if attention not in kv_cache.ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(
+                f"attention must be one of {kv_cache.ATTENTION_IMPLEMENTATIONS}, got {attention!r}"
+            )
+        if attention == "pallas" and suffix_stage % 16:
+            raise ValueError(f"pallas attention needs suffix_stage % 16 == 0: {suffix_stage}")
         self.lm = lm
         self.suffix_stage = suffix_stage
+        self.attention = attention
         self._start = jax.jit(self._start_fn, static_argnames=("num_samples", "capacity"))
         self._extend = jax.jit(
-            functools.partial(decode.extend, lm.graphdef),
+            functools.partial(decode.extend, lm.graphdef, attention=attention),
             static_argnames=("sampling",),
             donate_argnames=("state", "out"),
         )

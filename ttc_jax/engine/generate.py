@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ttc_jax.engine.decode import Finish
+from ttc_jax.engine.engine import Engine
 from ttc_jax.engine.sampling import SamplingConfig
 from ttc_jax.engine.stopping import truncate_at_stop
 from ttc_jax.lm import LanguageModel, bucket_length
@@ -35,6 +36,8 @@ def generate(
     top_k: int = 0,
     stop: Sequence[str] | None = None,
     seed: int = 0,
+    *,
+    engine: Engine | None = None,
 ) -> list[list[Sample]]:
     """Samples ``n`` continuations of each prompt; returns ``result[prompt][sample]``.
 
@@ -43,12 +46,16 @@ def generate(
     ``temperature=0`` is greedy. Generation of a sample stops at an EOS id, at the end of any
     ``stop`` string (even one spanning several tokens) or after ``max_new_tokens`` tokens.
     The same ``seed`` gives the same samples, whatever the batch, padding or mesh.
+    ``engine``: an `Engine` of ``lm`` with other options than ``lm.engine``'s.
     """
     if n < 1 or max_new_tokens < 1:
         raise ValueError(f"n and max_new_tokens must be >= 1, got {n} and {max_new_tokens}")
     sampling = SamplingConfig(temperature=temperature, top_p=top_p, top_k=top_k)
     stop = tuple(stop or ())
-    engine = lm.engine
+    if engine is None:
+        engine = lm.engine
+    elif engine.lm is not lm:
+        raise ValueError("engine belongs to another language model")
     batch = engine.layout(engine.tokenize(prompts))
     capacity = bucket_length(max_new_tokens)
     state = engine.start(batch, n, capacity, seed)

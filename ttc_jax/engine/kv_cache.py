@@ -44,6 +44,11 @@ from ttc_jax.models.transformer import Transformer
 # Suffix slots of the first allocation stage (see `stage_capacity`).
 FIRST_STAGE = 64
 
+# How the attention pieces are computed: "xla" (einsums, any backend) or "pallas" (the fused
+# kernel of `ttc_jax.engine.pallas_attention`, for GPUs; one-token steps only, longer appends
+# fall back to "xla").
+ATTENTION_IMPLEMENTATIONS = ("xla", "pallas")
+
 
 @struct.dataclass
 class KVCache:
@@ -132,14 +137,19 @@ def prefill(model: Transformer, tokens, valid, num_samples: int, capacity: int) 
     )
 
 
-def append(model: Transformer, cache: KVCache, tokens, valid) -> tuple[jax.Array, KVCache]:
+def append(
+    model: Transformer, cache: KVCache, tokens, valid, attention: str = "xla"
+) -> tuple[jax.Array, KVCache]:
     """Appends tokens [B, N, T] (``valid`` [B, N, T]) to every sample's suffix.
 
     Returns the final hidden states [B, N, T, E] and the cache with slots
     ``write_pos .. write_pos + T - 1`` written. The caller keeps ``write_pos + T <= capacity``
-    (`grow` first if needed).
+    (`grow` first if needed). ``attention``: one of `ATTENTION_IMPLEMENTATIONS`.
     """
+    if attention not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {attention!r}")
     b, n, t = tokens.shape
+    fused = attention == "pallas" and t == 1
     start = cache.write_pos
     offsets = jnp.cumsum(valid, axis=-1) - 1
     positions = cache.prefix_len[:, None, None] + cache.suffix_len[:, :, None] + offsets
@@ -163,10 +173,13 @@ def append(model: Transformer, cache: KVCache, tokens, valid) -> tuple[jax.Array
             new_v[layer], v.swapaxes(1, 2), (0, 0, start, 0)
         )
         grouped = q.reshape(b * n, t, kv_heads, group, head_dim)
-        parts = [
-            _prefix_part(grouped, cache.prefix_k[layer], cache.prefix_v[layer], prefix_mask),
-            _suffix_part(grouped, new_k[layer], new_v[layer], suffix_mask),
-        ]
+        if fused:
+            parts = _fused_parts(grouped, cache, new_k[layer], new_v[layer], layer, suffix_valid)
+        else:
+            parts = [
+                _prefix_part(grouped, cache.prefix_k[layer], cache.prefix_v[layer], prefix_mask),
+                _suffix_part(grouped, new_k[layer], new_v[layer], suffix_mask),
+            ]
         out = merge_partials(parts)  # [R, K, G * T, D]
         out = out.reshape(b * n, kv_heads, group, t, head_dim).transpose(0, 3, 1, 2, 4)
         return out.reshape(b * n, t, -1, head_dim).astype(q.dtype)
@@ -184,6 +197,54 @@ def append(model: Transformer, cache: KVCache, tokens, valid) -> tuple[jax.Array
     return hidden.reshape(b, n, t, -1), cache
 
 
+def _prefix_queries(grouped, num_questions):
+    """Queries [R, T, K, G, D] -> [B, K, N * G * T, D]: all of a question's queries per kv head."""
+    r, t, kv_heads, group, head_dim = grouped.shape
+    n = r // num_questions
+    queries = grouped.reshape(num_questions, n, t, kv_heads, group, head_dim)
+    queries = queries.transpose(0, 3, 1, 4, 2, 5)
+    return queries.reshape(num_questions, kv_heads, n * group * t, head_dim)
+
+
+def _prefix_rows(x, num_rows):
+    """A prefix piece [B, K, N * M, X] -> [R, K, M, X], M = G * T queries per row."""
+    b, kv_heads, queries, width = x.shape
+    n = num_rows // b
+    x = x.reshape(b, kv_heads, n, queries // n, width).transpose(0, 2, 1, 3, 4)
+    return x.reshape(num_rows, kv_heads, queries // n, width)
+
+
+def _suffix_queries(grouped):
+    """Queries [R, T, K, G, D] -> [R, K, G * T, D]."""
+    r, t, kv_heads, group, head_dim = grouped.shape
+    return grouped.transpose(0, 2, 3, 1, 4).reshape(r, kv_heads, group * t, head_dim)
+
+
+def _fused_parts(grouped, cache: KVCache, suffix_k, suffix_v, layer, suffix_valid):
+    """Both pieces of a one-token step from the fused kernel: only written slots are read."""
+    from ttc_jax.engine.pallas_attention import attention_piece
+
+    interpret = jax.default_backend() == "cpu"  # Pallas' interpreter: tests, not speed
+    r = grouped.shape[0]
+    prefix = attention_piece(
+        _prefix_queries(grouped, cache.prefix_len.shape[0]),
+        cache.prefix_k[layer],
+        cache.prefix_v[layer],
+        cache.prefix_valid,
+        cache.prefix_valid.shape[1],
+        interpret=interpret,
+    )
+    suffix = attention_piece(
+        _suffix_queries(grouped),
+        suffix_k,
+        suffix_v,
+        suffix_valid.reshape(r, -1),
+        cache.write_pos + 1,
+        interpret=interpret,
+    )
+    return [tuple(_prefix_rows(x, r) for x in prefix), suffix]
+
+
 def _prefix_part(grouped, keys, values, mask):
     """Attention piece of queries [R, T, K, G, D] over the shared prefix (keys [B, K, D, P],
     values [B, K, P, D], mask [B, 1, 1, P]) -> pieces [R, K, G * T, ...].
@@ -191,11 +252,8 @@ def _prefix_part(grouped, keys, values, mask):
     One product per (question, kv head) whose rows are all N x G x T queries of the question,
     so the prefix is read once for all its samples.
     """
-    r, t, kv_heads, group, head_dim = grouped.shape
-    b = keys.shape[0]
-    n = r // b
-    queries = grouped.reshape(b, n, t, kv_heads, group, head_dim).transpose(0, 3, 1, 4, 2, 5)
-    queries = queries.reshape(b, kv_heads, n * group * t, head_dim)
+    r, head_dim = grouped.shape[0], grouped.shape[-1]
+    queries = _prefix_queries(grouped, keys.shape[0])
     logits = head_dim**-0.5 * jnp.einsum(
         "bkmd,bkdp->bkmp", queries, keys, preferred_element_type=jnp.float32
     )
@@ -203,12 +261,7 @@ def _prefix_part(grouped, keys, values, mask):
     attended = jnp.einsum(
         "bkmp,bkpd->bkmd", weights.astype(values.dtype), values, preferred_element_type=jnp.float32
     )
-
-    def per_row(x):  # [B, K, N * G * T, X] -> [R, K, G * T, X]
-        x = x.reshape(b, kv_heads, n, group * t, -1).transpose(0, 2, 1, 3, 4)
-        return x.reshape(r, kv_heads, group * t, -1)
-
-    return per_row(attended), per_row(peak), per_row(total)
+    return _prefix_rows(attended, r), _prefix_rows(peak, r), _prefix_rows(total, r)
 
 
 def _suffix_part(grouped, keys, values, mask):
@@ -217,10 +270,9 @@ def _suffix_part(grouped, keys, values, mask):
 
     Reads every allocated slot: the staged allocation keeps that close to the slots written.
     """
-    r, t, kv_heads, group, head_dim = grouped.shape
-    queries = grouped.transpose(0, 2, 3, 1, 4).reshape(r, kv_heads, group * t, head_dim)
+    r, t, _, group, head_dim = grouped.shape
     logits = head_dim**-0.5 * jnp.einsum(
-        "rkmd,rkds->rkms", queries, keys, preferred_element_type=jnp.float32
+        "rkmd,rkds->rkms", _suffix_queries(grouped), keys, preferred_element_type=jnp.float32
     )
     mask = jnp.broadcast_to(mask, (r, 1, group, t, mask.shape[-1])).reshape(r, 1, group * t, -1)
     weights, peak, total = partial_softmax(logits, mask)
