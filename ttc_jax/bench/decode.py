@@ -24,6 +24,7 @@ import transformers
 
 import ttc_jax
 from ttc_jax.bench import plain_loop, reference, roofline
+from ttc_jax.engine import Engine
 from ttc_jax.lm import LanguageModel, bucket_length
 from ttc_jax.models.config import ModelConfig
 
@@ -96,6 +97,7 @@ class CellReport:
 class DecodeReport:
     shape: str
     dtype: str
+    attention: str  # our engine's attention implementation
     device: str
     date: str
     versions: dict[str, str]
@@ -131,9 +133,11 @@ class CompileLog:
             self.programs += 1
 
 
-def _sample_ours(lm: LanguageModel, prompt, samples: int, new_tokens: int, seed: int) -> float:
+def _sample_ours(engine: Engine, prompt, samples: int, new_tokens: int, seed: int) -> float:
     start = time.perf_counter()
-    results = ttc_jax.generate(lm, [prompt], n=samples, max_new_tokens=new_tokens, seed=seed)
+    results = ttc_jax.generate(
+        engine.lm, [prompt], n=samples, max_new_tokens=new_tokens, seed=seed, engine=engine
+    )
     seconds = time.perf_counter() - start
     lengths = {len(sample.token_ids) for sample in results[0]}
     if lengths != {new_tokens}:
@@ -142,18 +146,18 @@ def _sample_ours(lm: LanguageModel, prompt, samples: int, new_tokens: int, seed:
 
 
 def measure_ours(
-    lm: LanguageModel, prompt, samples: int, new_tokens: int, repeats: int, bandwidth: float
+    engine: Engine, prompt, samples: int, new_tokens: int, repeats: int, bandwidth: float
 ) -> Measurement:
     # The warm-up has the timed calls' size: the suffix grows in stages, each its own program.
     with CompileLog() as warmup_compiles:
-        warmup_s = _sample_ours(lm, prompt, samples, new_tokens, seed=0)
+        warmup_s = _sample_ours(engine, prompt, samples, new_tokens, seed=0)
     with CompileLog() as timed_compiles:
         best = min(
-            _sample_ours(lm, prompt, samples, new_tokens, seed=r + 1) for r in range(repeats)
+            _sample_ours(engine, prompt, samples, new_tokens, seed=r + 1) for r in range(repeats)
         )
     # The prefill alone, through the same compiled program `generate` ran. Its cache, grown to
     # the bucketed budget as `generate`'s was by the end, tells the bytes held.
-    engine = lm.engine
+    lm = engine.lm
     batch = engine.layout(engine.tokenize([prompt]))
     capacity = bucket_length(new_tokens)
     start = time.perf_counter()
@@ -263,6 +267,7 @@ def run_decode_benchmark(
     copy_bytes: int = roofline.DEFAULT_COPY_BYTES,
     parity_tokens: int = 32,
     transformers_repeats: int | None = None,
+    attention: str = "xla",
     log: Callable[[str], None] = lambda message: None,
     on_cell: Callable[[DecodeReport], None] = lambda report: None,
 ) -> DecodeReport:
@@ -271,7 +276,7 @@ def run_decode_benchmark(
     ``on_cell`` gets the report of the cells measured so far after each cell, so that a long
     run that is cut short still leaves its finished cells behind. ``transformers_repeats``
     (default ``repeats``) times transformers' calls, which on a GPU are slow enough that one
-    run says all there is to say.
+    run says all there is to say. ``attention`` is our engine's (`ttc_jax.engine.Engine`).
     """
     load_before = os.getloadavg()[0]
     log("measuring copy bandwidth")
@@ -280,9 +285,11 @@ def run_decode_benchmark(
     lm, model = reference.random_models(cfg, dtype)
     parity = reference.greedy_parity(lm, model, random_prompt(cfg, parity_tokens, seed=1))
     log(f"  parity: {parity}")
+    engine = Engine(lm, attention=attention)
     report = DecodeReport(
         shape=shape_name,
         dtype=dtype,
+        attention=attention,
         device=device_name(),
         date=datetime.date.today().isoformat(),
         versions={
@@ -301,7 +308,7 @@ def run_decode_benchmark(
         prompt = random_prompt(cfg, cell.prompt_len, seed=cell.prompt_len)
         where = f"N={cell.samples} prompt={cell.prompt_len}"
         log(f"{where}: ours")
-        ours = measure_ours(lm, prompt, cell.samples, new_tokens, repeats, bandwidth)
+        ours = measure_ours(engine, prompt, cell.samples, new_tokens, repeats, bandwidth)
         log(f"  {ours.tokens_per_s:,.0f} tok/s")
         plain = theirs = None
         if cell.plain_loop:

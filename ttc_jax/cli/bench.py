@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-plain-loop", action="store_true", help="do not time the plain JAX loop"
     )
     decode.add_argument(
+        "--attention",
+        choices=["xla", "pallas"],
+        default="xla",
+        help="our engine's attention: XLA einsums (any backend) or the fused Pallas kernel "
+        "(GPU; on a CPU it runs interpreted, for checking, not timing)",
+    )
+    decode.add_argument(
         "--repeats", type=int, help="timed calls per cell, best kept (default: 3 GPU, 1 CPU)"
     )
     decode.add_argument("--json", type=Path, help="also write the full report here")
@@ -119,11 +126,13 @@ def run_decode(args: argparse.Namespace) -> None:
         repeats=repeats,
         shape_name=shape,
         transformers_repeats=1 if on_gpu else None,
+        attention=args.attention,
         log=lambda message: print(message, file=sys.stderr, flush=True),
         on_cell=save,
     )
     print(
-        f"ttc-bench decode: {report.shape} ({report.dtype}), random weights, "
+        f"ttc-bench decode: {report.shape} ({report.dtype}, {report.attention} attention), "
+        "random weights, "
         f"{args.new_tokens} new tokens, best of {repeats}; {report.device}; {report.date}"
     )
     print(
