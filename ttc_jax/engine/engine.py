@@ -82,6 +82,8 @@ class Engine:
             donate_argnames=("state", "out"),
         )
         self._grow = jax.jit(self._grow_fn, static_argnames=("capacity",))
+        # One program for the empty output buffers, not one small eager program per array.
+        self._empty_output = jax.jit(StepOutput.empty, static_argnums=(0, 1, 2))
         self._reorder = jax.jit(decode.reorder, donate_argnames=("state",))
         self._stop_tables: dict[tuple[str, ...], tuple[jax.Array, jax.Array]] = {}
 
@@ -185,8 +187,8 @@ class Engine:
         between: the host waits for the device once per stage, not once per token.
         """
         next_state, completes = self.stop_table(tuple(stop))
-        out = StepOutput.empty(*state.pending.shape, max_tokens)
         with jax.set_mesh(self.lm.mesh):
+            out = self._empty_output(*state.pending.shape, max_tokens)
             while True:
                 state, out, more = self._extend(
                     self.lm.params,
