@@ -54,7 +54,7 @@ def grid(
     return [Cell(n, p, transformers, plain_loop) for p in prompt_lengths for n in samples]
 
 
-# What two CPU cores finish in about 15 minutes: the other implementations only at N=16
+# What two CPU cores finish in 15-20 minutes: the other implementations only at N=16
 # (transformers' N=64 alone would take most of the budget), and the long prompt at N=64
 # (N=256 x 1536 alone takes 14 minutes here: 2 s a step of weight and prompt-attention
 # arithmetic).

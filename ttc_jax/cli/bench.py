@@ -24,7 +24,7 @@ share of the memory-bandwidth roofline.
 Cells. On a GPU the default is every N in --samples x every prompt length in
 --prompt-lengths, all three implementations, Llama-3.2-1B shape in bfloat16, best of 3
 (transformers: one timed call, it is 30-100x slower). On a CPU the default is a quick grid
-(about 15 minutes on two cores), SmolLM2-135M shape in float32, 1 repeat: N=16 x prompt 256
+(15-20 minutes on two cores), SmolLM2-135M shape in float32, 1 repeat: N=16 x prompt 256
 with all three, N=64 x prompt 256 and N=64 x prompt 1536 ours only. Giving --samples,
 --prompt-lengths or --full-grid on a CPU runs the full cross product (transformers included
 unless --skip-transformers: hours on a CPU at N=256). With --json the report is rewritten
