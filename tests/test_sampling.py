@@ -7,7 +7,13 @@ import pytest
 
 import ttc_jax
 from tests import engine_helpers
-from ttc_jax.engine.sampling import SamplingConfig, filter_logits, sample_keys, sample_tokens
+from ttc_jax.engine.sampling import (
+    SamplingConfig,
+    filter_logits,
+    invert_cdf,
+    sample_keys,
+    sample_tokens,
+)
 
 PROBS = np.array([0.5, 0.3, 0.15, 0.05])
 LOGITS = jnp.log(jnp.asarray(PROBS, jnp.float32))[None]
@@ -88,3 +94,28 @@ def test_sample_keys_do_not_depend_on_batch_size():
     large = np.asarray(sample_keys(3, 8, 16))
     np.testing.assert_array_equal(small, large[:2, :4])
     assert len({tuple(k) for k in large.reshape(-1, 2)}) == 8 * 16
+
+
+@pytest.mark.parametrize("vocab", [5, 300, 1024])  # one short block, a padded one, four
+def test_cdf_inversion_picks_the_token_where_the_mass_crosses_the_draw(vocab):
+    rng = np.random.default_rng(vocab)
+    logits = rng.normal(size=(1, vocab)) * 2
+    logits[0, rng.choice(vocab, vocab // 3, replace=False)] = -np.inf  # removed tokens
+    uniforms = np.linspace(0, 1, 2001, endpoint=False)
+    tokens = np.asarray(
+        invert_cdf(jnp.asarray(np.repeat(logits, len(uniforms), 0), jnp.float32), uniforms)
+    )
+    probs = np.exp(logits[0] - logits[0].max())
+    bounds = np.cumsum(probs / probs.sum())
+    expected = np.searchsorted(bounds, uniforms, side="right")
+    clear = np.min(np.abs(bounds[:, None] - uniforms[None]), axis=0) > 1e-5  # off the edges
+    np.testing.assert_array_equal(tokens[clear], expected[clear])
+    assert np.isfinite(logits[0, tokens]).all()
+
+
+def test_cdf_inversion_never_draws_a_removed_token_at_the_top_of_the_range():
+    logits = np.zeros((1, 600), np.float32)
+    logits[0, 250:] = -np.inf  # the last blocks hold no mass at all
+    uniforms = np.array([0.0, 0.5, np.nextafter(np.float32(1), np.float32(0))], np.float32)
+    tokens = np.asarray(invert_cdf(jnp.asarray(np.repeat(logits, 3, 0)), uniforms))
+    assert tokens.tolist()[0] == 0 and (tokens < 250).all() and tokens[-1] >= 248

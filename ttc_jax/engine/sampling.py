@@ -3,6 +3,11 @@
 Each sample (question b, sample n) owns a key; the key for its t-th token is
 ``fold_in(key, t)``. A sample's draws therefore depend only on its own key and history, not on
 which other samples share the batch, how the batch is padded or how it is sharded.
+
+A token is drawn by inverting the cumulative distribution with one uniform number per sample,
+in two levels (blocks of `CDF_BLOCK` tokens, then a token within the chosen block). Gumbel-max
+sampling, the usual alternative, needs a random number for every token of the vocabulary, per
+sample and step: on two CPU cores that cost 12 ms of an 84 ms step at N=16, against 0.6 ms.
 """
 
 from __future__ import annotations
@@ -13,6 +18,10 @@ import jax
 import jax.numpy as jnp
 
 NEG_INF = -jnp.inf
+
+# Tokens per block of the two-level inversion: the within-block cumulative sum stays short
+# (exact in float32) and the block-level one has a few hundred entries at most.
+CDF_BLOCK = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,12 +66,43 @@ def filter_logits(logits: jnp.ndarray, cfg: SamplingConfig) -> jnp.ndarray:
 
 
 def sample_tokens(logits: jnp.ndarray, keys: jnp.ndarray, cfg: SamplingConfig) -> jnp.ndarray:
-    """logits [R, V] float32, raw keys [R, 2] -> tokens [R] int32 (Gumbel-max sampling)."""
+    """logits [R, V] float32, raw keys [R, 2] -> tokens [R] int32."""
     if cfg.greedy:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    filtered = filter_logits(logits, cfg)
-    noise = jax.vmap(lambda key: jax.random.gumbel(key, logits.shape[-1:]))(keys)
-    return jnp.argmax(filtered + noise, axis=-1).astype(jnp.int32)
+    uniforms = jax.vmap(lambda key: jax.random.uniform(key, (), jnp.float32))(keys)
+    return invert_cdf(filter_logits(logits, cfg), uniforms)
+
+
+def invert_cdf(logits: jnp.ndarray, uniforms: jnp.ndarray) -> jnp.ndarray:
+    """The token of each row [R, V] of logits (-inf: never) whose cumulative softmax mass
+    first exceeds ``uniforms`` [R] in [0, 1): a draw from softmax(logits) per row."""
+    rows, vocab = logits.shape
+    block = min(CDF_BLOCK, vocab)
+    padded = -(-vocab // block) * block
+    weights = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
+    weights = jnp.pad(weights, [(0, 0), (0, padded - vocab)]).reshape(rows, -1, block)
+    block_mass = weights.sum(axis=-1)  # [R, blocks]
+    cumulative = jnp.cumsum(block_mass, axis=-1)
+    target = uniforms * cumulative[:, -1]
+    chosen = _first_above(cumulative, target, block_mass)
+    within = jnp.take_along_axis(weights, chosen[:, None, None], axis=1)[:, 0]  # [R, block]
+    mass_before = _pick(cumulative, chosen) - _pick(block_mass, chosen)
+    index = _first_above(mass_before[:, None] + jnp.cumsum(within, axis=-1), target, within)
+    return (chosen * block + index).astype(jnp.int32)
+
+
+def _first_above(cumulative, target, mass):
+    """First index whose cumulative mass exceeds ``target``. Entries of zero mass repeat their
+    predecessor's sum, so they are never first; if rounding leaves every sum at or below the
+    target, the last entry with mass is taken (a zero-mass token can never be drawn)."""
+    first = jnp.sum(cumulative <= target[:, None], axis=-1)
+    positions = jnp.arange(mass.shape[-1])
+    last_with_mass = jnp.max(jnp.where(mass > 0, positions, 0), axis=-1)
+    return jnp.minimum(first, last_with_mass)
+
+
+def _pick(x, index):
+    return jnp.take_along_axis(x, index[:, None], axis=-1)[:, 0]
 
 
 def sample_keys(seed: int, num_questions: int, num_samples: int) -> jnp.ndarray:
