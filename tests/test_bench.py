@@ -47,7 +47,7 @@ def test_report_has_all_three_implementations(report):
     assert cell.plain_loop_ratio == pytest.approx(
         cell.ours.tokens_per_s / cell.plain_loop.tokens_per_s
     )
-    assert report.parity.greedy_agreement == 1.0
+    assert report.parity.greedy_agreement == 1.0 and report.attention == "xla"
     assert cell.ours.programs_compiled > 0 and cell.ours.timed_compiles == 0
     assert ours_only.transformers is None and ours_only.plain_loop is None
     assert ours_only.ratio is None and ours_only.plain_loop_ratio is None
@@ -97,6 +97,9 @@ def test_benchmark_shapes_translate_to_transformers():
 
 def test_cpu_default_is_the_quick_grid():
     args = bench.build_parser().parse_args(["decode"])
-    assert args.samples is None and not args.full_grid
+    assert args.samples is None and not args.full_grid and args.attention == "xla"
+    assert bench.build_parser().parse_args(["decode", "--attention", "pallas"]).attention == (
+        "pallas"
+    )
     assert [c.transformers for c in decode.QUICK_CPU_CELLS] == [True, False, False]
     assert [c.plain_loop for c in decode.QUICK_CPU_CELLS] == [True, False, False]

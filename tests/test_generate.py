@@ -136,6 +136,8 @@ def test_bad_input_is_rejected_clearly():
         ttc_jax.generate(lm, [[7]], top_p=1.5)
     with pytest.raises(ValueError, match="max_new_tokens"):
         ttc_jax.generate(lm, [[7]], max_new_tokens=0)
+    with pytest.raises(ValueError, match="another language model"):
+        ttc_jax.generate(lm, [[7]], engine=engine_helpers.tiny_lm(seed=1).engine)
 
 
 def test_shapes_are_bucketed():
