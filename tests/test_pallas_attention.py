@@ -106,6 +106,14 @@ def test_engine_rejects_unknown_attention_and_bad_stages():
         Engine(lm, suffix_stage=8, attention="pallas")
 
 
+def test_engine_refuses_the_kernel_on_a_tpu(monkeypatch):
+    lm = engine_helpers.tiny_lm()
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    with pytest.raises(ValueError, match="needs a GPU, not 'tpu'"):
+        Engine(lm, attention="pallas")
+    assert Engine(lm).attention == "xla"  # the portable default is fine there
+
+
 def test_decode_program_with_the_kernel_lowers_for_cuda(monkeypatch):
     """Pallas' Triton lowering (power-of-two loads, supported operations) runs here, without a
     GPU: the whole decode program with the kernel lowers for CUDA, one kernel call per piece."""

@@ -70,6 +70,9 @@ class Engine:
             raise ValueError(
                 f"attention must be one of {kv_cache.ATTENTION_IMPLEMENTATIONS}, got {attention!r}"
             )
+        if attention == "pallas" and jax.default_backend() not in ("gpu", "cpu"):
+            # The kernel is written for Triton; on a CPU it runs interpreted (for tests).
+            raise ValueError(f"pallas attention needs a GPU, not {jax.default_backend()!r}")
         if attention == "pallas" and suffix_stage % 16:
             raise ValueError(f"pallas attention needs suffix_stage % 16 == 0: {suffix_stage}")
         self.lm = lm
