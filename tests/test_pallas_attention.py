@@ -10,7 +10,7 @@ import pytest
 
 from tests import engine_helpers
 from ttc_jax.engine import Engine, SamplingConfig, StepOutput
-from ttc_jax.engine.pallas_attention import attention_piece, block_size
+from ttc_jax.engine.pallas_attention import attention_piece, block_size, key_splits
 from ttc_jax.models.attention import partial_softmax
 
 
@@ -69,8 +69,13 @@ def test_key_blocks_past_end_are_never_read():
         np.testing.assert_array_equal(a, b)
 
 
-def test_block_sizes():
+def test_block_sizes_and_key_splits():
     assert [block_size(n) for n in (16, 48, 64, 192, 1536)] == [16, 16, 64, 64, 64]
+    # Few programs (one prompt, few query blocks): split the keys; many: do not.
+    assert key_splits(programs=8, key_blocks=24) == 24
+    assert key_splits(programs=128, key_blocks=24) == 2
+    assert key_splits(programs=100, key_blocks=3) == 1  # 3 does not divide into 2
+    assert key_splits(programs=2048, key_blocks=4) == 1
     with pytest.raises(ValueError, match="multiple of 16"):
         block_size(40)
 

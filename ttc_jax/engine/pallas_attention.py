@@ -28,13 +28,20 @@ from ttc_jax.models.attention import MASKED_LOGIT
 
 # Triton's matrix instructions need at least 16 rows; smaller query blocks are padded.
 MIN_BLOCK_Q = 16
+# Programs to aim for: about two per streaming multiprocessor of an H100 (132). With fewer
+# (a shared prompt read by few query blocks), the key range is split among programs and the
+# pieces merged afterwards, as flash-decoding does.
+TARGET_PROGRAMS = 264
 
 
-def _piece_kernel(q_ref, k_ref, v_ref, valid_ref, end_ref, o_ref, m_ref, l_ref, *, block_k):
+def _piece_kernel(
+    q_ref, k_ref, v_ref, valid_ref, end_ref, o_ref, m_ref, l_ref, *, block_k, split_blocks
+):
     q = q_ref[...]  # [block_q, D]
     block_q, head_dim = q.shape
     scale = head_dim**-0.5
     end = end_ref[()]
+    first_block = pl.program_id(3) * split_blocks  # this program's share of the keys
 
     def body(index, carry):
         attended, peak, total = carry
@@ -52,13 +59,13 @@ def _piece_kernel(q_ref, k_ref, v_ref, valid_ref, end_ref, o_ref, m_ref, l_ref, 
         attended = attended * correction[:, None] + plgpu.dot(weights.astype(values.dtype), values)
         return attended, new_peak, total * correction + weights.sum(axis=1)
 
-    blocks = pl.cdiv(end, block_k)
+    last_block = jnp.minimum(pl.cdiv(end, block_k), first_block + split_blocks)
     init = (
         jnp.zeros((block_q, head_dim), jnp.float32),
         jnp.full((block_q,), MASKED_LOGIT, jnp.float32),
         jnp.zeros((block_q,), jnp.float32),
     )
-    attended, peak, total = jax.lax.fori_loop(0, blocks, body, init)
+    attended, peak, total = jax.lax.fori_loop(first_block, last_block, body, init)
     o_ref[...] = attended
     m_ref[...] = peak
     l_ref[...] = total
@@ -90,10 +97,14 @@ def attention_piece(q, keys_t, values, valid, end, *, block_q: int = 64, interpr
     block_q = max(MIN_BLOCK_Q, min(block_q, pl.next_power_of_2(rows)))
     padded_rows = pl.cdiv(rows, block_q) * block_q
     q = jnp.pad(q, [(0, 0), (0, 0), (0, padded_rows - rows), (0, 0)])
-    kernel = functools.partial(_piece_kernel, block_k=block_size(length))
-    grid = (batch, kv_heads, padded_rows // block_q)
+    block_k = block_size(length)
+    splits = key_splits(batch * kv_heads * (padded_rows // block_q), length // block_k)
+    kernel = functools.partial(
+        _piece_kernel, block_k=block_k, split_blocks=length // block_k // splits
+    )
+    grid = (batch, kv_heads, padded_rows // block_q, splits)
 
-    def rows_of(b, h, i):
+    def rows_of(b, h, i, split):
         return b, h, i, 0
 
     attended, peak, total = pl.pallas_call(
@@ -101,28 +112,39 @@ def attention_piece(q, keys_t, values, valid, end, *, block_q: int = 64, interpr
         grid=grid,
         in_specs=[
             pl.BlockSpec((None, None, block_q, head_dim), rows_of),
-            pl.BlockSpec((None, None, head_dim, length), lambda b, h, i: (b, h, 0, 0)),
-            pl.BlockSpec((None, None, length, head_dim), lambda b, h, i: (b, h, 0, 0)),
-            pl.BlockSpec((None, length), lambda b, h, i: (b, 0)),
-            pl.BlockSpec((), lambda b, h, i: ()),
+            pl.BlockSpec((None, None, head_dim, length), lambda b, h, i, split: (b, h, 0, 0)),
+            pl.BlockSpec((None, None, length, head_dim), lambda b, h, i, split: (b, h, 0, 0)),
+            pl.BlockSpec((None, length), lambda b, h, i, split: (b, 0)),
+            pl.BlockSpec((), lambda b, h, i, split: ()),
         ],
         out_specs=[
-            pl.BlockSpec((None, None, block_q, head_dim), rows_of),
-            pl.BlockSpec((None, None, block_q), lambda b, h, i: (b, h, i)),
-            pl.BlockSpec((None, None, block_q), lambda b, h, i: (b, h, i)),
+            pl.BlockSpec(
+                (None, None, None, block_q, head_dim), lambda b, h, i, split: (b, h, split, i, 0)
+            ),
+            pl.BlockSpec((None, None, None, block_q), lambda b, h, i, split: (b, h, split, i)),
+            pl.BlockSpec((None, None, None, block_q), lambda b, h, i, split: (b, h, split, i)),
         ],
         out_shape=[
-            jax.ShapeDtypeStruct((batch, kv_heads, padded_rows, head_dim), jnp.float32),
-            jax.ShapeDtypeStruct((batch, kv_heads, padded_rows), jnp.float32),
-            jax.ShapeDtypeStruct((batch, kv_heads, padded_rows), jnp.float32),
+            jax.ShapeDtypeStruct((batch, kv_heads, splits, padded_rows, head_dim), jnp.float32),
+            jax.ShapeDtypeStruct((batch, kv_heads, splits, padded_rows), jnp.float32),
+            jax.ShapeDtypeStruct((batch, kv_heads, splits, padded_rows), jnp.float32),
         ],
         # Triton's parameters select the Triton backend (not Mosaic GPU) on a GPU.
         compiler_params=plgpu.CompilerParams(num_warps=4, num_stages=2),
         interpret=interpret,
         name="attention_piece",
     )(q, keys_t, values, valid.astype(jnp.int8), jnp.asarray(end, jnp.int32))
-    return (
-        attended[:, :, :rows],
-        peak[:, :, :rows, None],
-        total[:, :, :rows, None],
-    )
+    # Merge the splits' pieces by log-sum-exp; a split past ``end`` holds (0, -1e30, 0) and
+    # drops out.
+    merged_peak = peak.max(axis=2, keepdims=True)
+    scale = jnp.exp(peak - merged_peak)
+    attended = (attended * scale[..., None]).sum(axis=2)
+    total = (total * scale).sum(axis=2)
+    return attended[:, :, :rows], merged_peak[:, :, 0, :rows, None], total[:, :, :rows, None]
+
+
+def key_splits(programs: int, key_blocks: int) -> int:
+    """How many programs share one query block's keys: the largest divisor of ``key_blocks``
+    that keeps the grid near `TARGET_PROGRAMS`."""
+    limit = max(1, TARGET_PROGRAMS // programs)
+    return max(d for d in range(1, key_blocks + 1) if key_blocks % d == 0 and d <= limit)
