@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# The decode benchmark's GPU goals in one call: our engine (XLA attention and the Pallas
-# kernel), the plain JAX loop and transformers' generate, Llama-3.2-1B shape in bfloat16.
+# The decode benchmark's GPU goals in one call: our engine with the XLA attention against the
+# plain JAX loop, then with the Pallas kernel, at the goal cells (prompt 256: N = 16, 64, 256;
+# prompt 1536: N = 256), Llama-3.2-1B shape in bfloat16, best of 2 calls per cell.
 #
 #   launch/gpu_decode_bench.sh OUT_DIR [ttc-bench decode flags added to every part]
 #
-# Runs from a checkout on one CUDA GPU whose python3 already has jax with CUDA, flax, optax,
-# orbax-checkpoint, transformers and torch: no virtual environment and no network (the
-# benchmark imports nothing else; tests/test_imports.py keeps it so). Each part writes its
-# report to OUT_DIR (rewritten after every cell, so a part cut short keeps its finished cells)
-# and its log beside it; the tables come last in the output. The parts run in order of what
-# the goals need most; budget about 10 minutes on an H100 (compiling dominates the short
-# cells), and note that these timings are estimates until a first run replaces them.
+# WITH_TRANSFORMERS=1 adds a third part, transformers' generate beside ours at prompt 256 (one
+# timed call each; its figures on an H100 are already known: 1.2-3.1% of roofline).
+#
+# Runs from a checkout on one CUDA GPU whose python3 (or $PYTHON) already has jax with CUDA,
+# flax, optax, orbax-checkpoint, transformers and torch: no virtual environment and no network
+# (the benchmark imports nothing else; tests/test_imports.py keeps it so). Each part writes
+# its report to OUT_DIR (rewritten after every cell, so a part cut short keeps its finished
+# cells) and its log beside it; the tables come last in the output. Expected length, not yet
+# measured: 3-4 minutes a part on an H100, most of it compiling (one decode program per
+# suffix stage and cell).
 set -uo pipefail
 
 out=${1:?usage: launch/gpu_decode_bench.sh OUT_DIR [ttc-bench decode flags]}
@@ -37,15 +41,15 @@ part() {  # part NAME [ttc-bench decode flags...]: one benchmark run; a failure 
   tail -n 3 "$out/$name.log"
 }
 
-# 1. The 70% goal at prompt 256 and the 2x goal at prompt 1536, N=256, against the plain
-#    loop in the same process.
-part xla_goals --samples 16,64,256 --prompt-lengths 256 --skip-transformers
-part xla_long --samples 256 --prompt-lengths 1536 --skip-transformers
+goals=16x256,64x256,256x256,256x1536
+# 1. The 70% goal at prompt 256 and the 2x goal at prompt 1536, against the plain loop.
+part xla --cells "$goals" --repeats 2 --skip-transformers
 # 2. The same cells with the fused attention kernel.
-part pallas_goals --attention pallas --samples 16,64,256 --prompt-lengths 256,1536 \
-  --skip-transformers --skip-plain-loop
-# 3. transformers' generate beside ours (one timed call each; it is 30-100x slower).
-part transformers --samples 16,64,256 --prompt-lengths 256 --skip-plain-loop --repeats 1
+part pallas --cells "$goals" --repeats 2 --attention pallas --skip-transformers --skip-plain-loop
+# 3. Optionally transformers' generate beside ours.
+if [[ ${WITH_TRANSFORMERS:-0} == 1 ]]; then
+  part transformers --cells 16x256,64x256,256x256 --repeats 1 --skip-plain-loop
+fi
 
 for table in "$out"/*.table; do
   echo "== $(basename "$table" .table)"

@@ -103,3 +103,11 @@ def test_cpu_default_is_the_quick_grid():
     )
     assert [c.transformers for c in decode.QUICK_CPU_CELLS] == [True, False, False]
     assert [c.plain_loop for c in decode.QUICK_CPU_CELLS] == [True, False, False]
+
+
+def test_cells_name_exact_grid_points():
+    args = bench.build_parser().parse_args(["decode", "--cells", "16x256, 256x1536"])
+    assert args.cells == [(16, 256), (256, 1536)]
+    for bad in ("16", "16x", "0x256", "axb"):
+        with pytest.raises(SystemExit):
+            bench.build_parser().parse_args(["decode", "--cells", bad])

@@ -42,6 +42,22 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _cell_list(text: str) -> list[tuple[int, int]]:
+    """ "16x256,256x1536" -> [(16, 256), (256, 1536)]: (samples, prompt tokens) pairs."""
+    cells = []
+    for item in text.split(","):
+        try:
+            samples, prompt_len = (int(v) for v in item.strip().split("x"))
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(
+                f"expected cells like 16x256,256x1536 (samples x prompt tokens), got {item!r}"
+            ) from e
+        if samples < 1 or prompt_len < 1:
+            raise argparse.ArgumentTypeError(f"cells need positive sizes, got {item!r}")
+        cells.append((samples, prompt_len))
+    return cells
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ttc-bench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     decode.add_argument(
         "--prompt-lengths", type=_int_list, help="prompt tokens, comma-separated (grid: 256,1536)"
+    )
+    decode.add_argument(
+        "--cells",
+        type=_cell_list,
+        help="exactly these N x prompt cells, e.g. 16x256,256x1536 (instead of a grid)",
     )
     decode.add_argument("--new-tokens", type=int, default=256, help="tokens per sample")
     decode.add_argument(
@@ -103,7 +124,9 @@ def run_decode(args: argparse.Namespace) -> None:
     dtype = args.dtype or ("bfloat16" if on_gpu else "float32")
     repeats = args.repeats or (3 if on_gpu else 1)
     explicit_grid = args.full_grid or args.samples or args.prompt_lengths
-    if on_gpu or explicit_grid:
+    if args.cells:
+        cells = [decode.Cell(samples, prompt_len) for samples, prompt_len in args.cells]
+    elif on_gpu or explicit_grid:
         cells = decode.grid(
             args.samples or [16, 64, 256], args.prompt_lengths or [256, 1536], transformers=True
         )
