@@ -87,9 +87,9 @@ class KVCache:
 def stage_capacity(needed: int, limit: int, first: int = FIRST_STAGE) -> int:
     """Suffix slots to allocate so that ``needed`` fit, capped at ``limit``.
 
-    Stages are ``first`` x 1, 2, 3, 4, 6, 8, 12, 16, ...: each step reads every allocated
-    slot, so the stages are fine where generations usually end and coarse beyond, where each
-    size costs another compiled decode program for little saving.
+    Stages are ``first`` x 1, 2, 3, 4, 6, 8, 12, 16, 24, ...: each step reads every allocated
+    slot, so finer stages waste less reading and coarser ones compile fewer decode programs.
+    Linear up to 4 x ``first``, then about 1.4x a stage: 12 stages reach 4,096 slots from 64.
     """
     if needed < 1 or limit < 1 or first < 1:
         raise ValueError(f"needed, limit and first must be >= 1, got {needed}, {limit}, {first}")
