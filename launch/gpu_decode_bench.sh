@@ -5,8 +5,10 @@
 #
 #   launch/gpu_decode_bench.sh OUT_DIR [ttc-bench decode flags added to every part]
 #
-# WITH_TRANSFORMERS=1 adds a third part, transformers' generate beside ours at prompt 256 (one
+# WITH_TRANSFORMERS=1 adds a part with transformers' generate beside ours at prompt 256 (one
 # timed call each; its figures on an H100 are already known: 1.2-3.1% of roofline).
+# PROFILE=1 adds a part that traces ours at N=256 x prompt 256 with each attention into
+# OUT_DIR/traces (read them with `ttc-bench trace-summary FILE.trace.json.gz`).
 #
 # Runs from a checkout on one CUDA GPU whose python3 (or $PYTHON) already has jax with CUDA,
 # flax, optax, orbax-checkpoint, transformers and torch: no virtual environment and no network
@@ -49,6 +51,17 @@ part pallas --cells "$goals" --repeats 2 --attention pallas --skip-transformers 
 # 3. Optionally transformers' generate beside ours.
 if [[ ${WITH_TRANSFORMERS:-0} == 1 ]]; then
   part transformers --cells 16x256,64x256,256x256 --repeats 1 --skip-plain-loop
+fi
+# 4. Optionally device traces of the N=256 cell, for where the time goes.
+if [[ ${PROFILE:-0} == 1 ]]; then
+  for attention in xla pallas; do
+    part "trace_$attention" --cells 256x256 --repeats 1 --attention "$attention" \
+      --skip-transformers --skip-plain-loop --profile "$out/traces"
+  done
+  for trace in "$out"/traces/*.trace.json.gz; do
+    echo "== $(basename "$trace")"
+    "$py" -m ttc_jax.cli.bench trace-summary "$trace" --top 15 || true
+  done
 fi
 
 for table in "$out"/*.table; do

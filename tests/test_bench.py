@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ttc_jax.bench import decode, roofline
+from ttc_jax.bench import decode, profile, roofline
 from ttc_jax.bench.shapes import SHAPES, transformers_config
 from ttc_jax.cli import bench
 from ttc_jax.models.config import ModelConfig
@@ -27,7 +27,12 @@ PARTIAL_REPORTS = []
 
 
 @pytest.fixture(scope="module")
-def report():
+def traces(tmp_path_factory):
+    return tmp_path_factory.mktemp("traces")
+
+
+@pytest.fixture(scope="module")
+def report(traces):
     return decode.run_decode_benchmark(
         TINY,
         "float32",
@@ -36,6 +41,7 @@ def report():
         shape_name="tiny",
         copy_bytes=1 << 24,
         parity_tokens=16,
+        profile_dir=traces,
         on_cell=PARTIAL_REPORTS.append,
     )
 
@@ -51,6 +57,13 @@ def test_report_has_all_three_implementations(report):
     assert cell.ours.programs_compiled > 0 and cell.ours.timed_compiles == 0
     assert ours_only.transformers is None and ours_only.plain_loop is None
     assert ours_only.ratio is None and ours_only.plain_loop_ratio is None
+
+
+def test_each_cell_leaves_a_trace_of_ours(report, traces):
+    names = sorted(path.name for path in traces.iterdir())
+    assert names == [
+        f"ours_xla_N{n}_P16{suffix}" for n in (1, 2) for suffix in profile.TRACE_SUFFIXES[::-1]
+    ]
 
 
 def test_each_finished_cell_is_reported_at_once(report):

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -23,7 +25,7 @@ import torch
 import transformers
 
 import ttc_jax
-from ttc_jax.bench import plain_loop, reference, roofline
+from ttc_jax.bench import plain_loop, profile, reference, roofline
 from ttc_jax.engine import Engine
 from ttc_jax.lm import LanguageModel, bucket_length
 from ttc_jax.models.config import ModelConfig
@@ -268,6 +270,7 @@ def run_decode_benchmark(
     parity_tokens: int = 32,
     transformers_repeats: int | None = None,
     attention: str = "xla",
+    profile_dir: Path | None = None,
     log: Callable[[str], None] = lambda message: None,
     on_cell: Callable[[DecodeReport], None] = lambda report: None,
 ) -> DecodeReport:
@@ -277,6 +280,8 @@ def run_decode_benchmark(
     run that is cut short still leaves its finished cells behind. ``transformers_repeats``
     (default ``repeats``) times transformers' calls, which on a GPU are slow enough that one
     run says all there is to say. ``attention`` is our engine's (`ttc_jax.engine.Engine`).
+    With ``profile_dir``, one more call of ours per cell runs under the profiler and leaves
+    its trace there (`ttc_jax.bench.profile`).
     """
     load_before = os.getloadavg()[0]
     log("measuring copy bandwidth")
@@ -310,6 +315,13 @@ def run_decode_benchmark(
         log(f"{where}: ours")
         ours = measure_ours(engine, prompt, cell.samples, new_tokens, repeats, bandwidth)
         log(f"  {ours.tokens_per_s:,.0f} tok/s")
+        if profile_dir is not None:
+            name = f"ours_{attention}_N{cell.samples}_P{cell.prompt_len}"
+            traced_call = functools.partial(
+                _sample_ours, engine, prompt, cell.samples, new_tokens, seed=repeats + 1
+            )
+            profile.capture(traced_call, profile_dir, name)
+            log(f"  traced: {profile_dir / name}.*")
         plain = theirs = None
         if cell.plain_loop:
             log(f"{where}: plain loop")

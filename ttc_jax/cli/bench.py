@@ -109,7 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument(
         "--repeats", type=int, help="timed calls per cell, best kept (default: 3 GPU, 1 CPU)"
     )
+    decode.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="trace one more call of ours per cell into DIR (see ttc-bench trace-summary)",
+    )
     decode.add_argument("--json", type=Path, help="also write the full report here")
+    summary = commands.add_parser(
+        "trace-summary",
+        help="device time by kernel of a trace written by --profile",
+        description="Totals the device events (GPU kernels, copies) of a *.trace.json.gz by "
+        "name, largest first.",
+    )
+    summary.add_argument("trace", type=Path, help="a *.trace.json.gz file")
+    summary.add_argument("--top", type=int, default=25, help="rows to print")
     return parser
 
 
@@ -150,6 +164,7 @@ def run_decode(args: argparse.Namespace) -> None:
         shape_name=shape,
         transformers_repeats=1 if on_gpu else None,
         attention=args.attention,
+        profile_dir=args.profile,
         log=lambda message: print(message, file=sys.stderr, flush=True),
         on_cell=save,
     )
@@ -174,6 +189,13 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     if args.command == "decode":
         run_decode(args)
+    elif args.command == "trace-summary":
+        from ttc_jax.bench import profile
+
+        try:
+            print(profile.format_summary(profile.summarize(args.trace, args.top)))
+        except (OSError, ValueError) as e:
+            sys.exit(f"ttc-bench trace-summary: {e}")
 
 
 if __name__ == "__main__":
