@@ -119,6 +119,14 @@ def test_engine_refuses_the_kernel_on_a_tpu(monkeypatch):
     assert Engine(lm).attention == "xla"  # the portable default is fine there
 
 
+def test_engine_refuses_the_kernel_on_a_mesh_of_several_devices():
+    from ttc_jax.sharding import make_mesh
+
+    lm = engine_helpers.tiny_lm(mesh=make_mesh(data=2, model=4))
+    with pytest.raises(ValueError, match="one device; this model's mesh has 8"):
+        Engine(lm, attention="pallas")
+
+
 def test_decode_program_with_the_kernel_lowers_for_cuda(monkeypatch):
     """Pallas' Triton lowering (power-of-two loads, supported operations) runs here, without a
     GPU: the whole decode program with the kernel lowers for CUDA, one kernel call per piece."""

@@ -73,6 +73,12 @@ class Engine:
         if attention == "pallas" and jax.default_backend() not in ("gpu", "cpu"):
             # The kernel is written for Triton; on a CPU it runs interpreted (for tests).
             raise ValueError(f"pallas attention needs a GPU, not {jax.default_backend()!r}")
+        if attention == "pallas" and lm.mesh.size > 1:
+            # A kernel call is not split by XLA's partitioner: on a mesh it would need a
+            # shard_map per device, which this engine does not do yet.
+            raise ValueError(
+                f"pallas attention runs on one device; this model's mesh has {lm.mesh.size}"
+            )
         if attention == "pallas" and suffix_stage % 16:
             raise ValueError(f"pallas attention needs suffix_stage % 16 == 0: {suffix_stage}")
         self.lm = lm
