@@ -68,3 +68,5 @@ for table in "$out"/*.table; do
   echo "== $(basename "$table" .table)"
   cat "$table"
 done
+echo "== goals"
+"$py" -m ttc_jax.cli.bench goals "$out"/xla.json "$out"/pallas.json || true

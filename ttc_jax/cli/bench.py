@@ -124,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summary.add_argument("trace", type=Path, help="a *.trace.json.gz file")
     summary.add_argument("--top", type=int, default=25, help="rows to print")
+    goals = commands.add_parser(
+        "goals",
+        help="check decode reports against the engine's GPU goals",
+        description="Reads ttc-bench decode --json reports and checks their goal cells: "
+        ">= 70%% of roofline at prompt 256 (N = 16, 64, 256) and >= 2x the plain loop at "
+        "prompt 1536, N = 256.",
+    )
+    goals.add_argument("reports", type=Path, nargs="+", help="decode report JSON files")
     return parser
 
 
@@ -196,6 +204,14 @@ def main(argv: list[str] | None = None) -> None:
             print(profile.format_summary(profile.summarize(args.trace, args.top)))
         except (OSError, ValueError) as e:
             sys.exit(f"ttc-bench trace-summary: {e}")
+    elif args.command == "goals":
+        from ttc_jax.bench import goals
+
+        try:
+            reports = goals.load_reports(args.reports)
+        except (OSError, ValueError) as e:
+            sys.exit(f"ttc-bench goals: {e}")
+        print(goals.format_checks(goals.check_goals(reports)))
 
 
 if __name__ == "__main__":
