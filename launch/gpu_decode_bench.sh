@@ -9,6 +9,11 @@
 # timed call each; its figures on an H100 are already known: 1.2-3.1% of roofline).
 # PROFILE=1 adds a part that traces ours at N=256 x prompt 256 with each attention into
 # OUT_DIR/traces (read them with `ttc-bench trace-summary FILE.trace.json.gz`).
+# BUDGET_S=SECONDS skips the optional parts that would start after that many seconds, so a
+# run with a hard time limit still ends with its tables.
+#
+# Compiled programs are cached on disk ($JAX_COMPILATION_CACHE_DIR, by default under /tmp),
+# so a later part or a rerun on the same machine skips compiling what an earlier one compiled.
 #
 # Runs from a checkout on one CUDA GPU whose python3 (or $PYTHON) already has jax with CUDA,
 # flax, optax, orbax-checkpoint, transformers and torch: no virtual environment and no network
@@ -27,6 +32,8 @@ out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}  # the interpreter with jax, flax, transformers and torch
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/ttc_jax_compilation_cache}
+budget=${BUDGET_S:-0}
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem \
   --format=csv >"$out/gpu.csv" 2>&1
@@ -34,10 +41,17 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max
 'flax', flax.__version__, 'transformers', transformers.__version__, 'torch', torch.__version__)" \
   | tee "$out/versions.txt"
 
+in_budget() {  # in_budget NAME: false, with a note, once BUDGET_S seconds have passed
+  if ((budget > 0 && SECONDS >= budget)); then
+    echo "== $1 skipped: ${SECONDS}s passed, BUDGET_S=$budget"
+    return 1
+  fi
+}
+
 part() {  # part NAME [ttc-bench decode flags...]: one benchmark run; a failure ends only it
   local name=$1
   shift
-  echo "== $name: ttc-bench decode $*"
+  echo "== $name (at ${SECONDS}s): ttc-bench decode $*"
   "$py" -m ttc_jax.cli.bench decode --json "$out/$name.json" "$@" "${extra[@]}" \
     >"$out/$name.table" 2>"$out/$name.log" || echo "== $name failed: see $name.log"
   tail -n 3 "$out/$name.log"
@@ -49,16 +63,18 @@ part xla --cells "$goals" --repeats 2 --skip-transformers
 # 2. The same cells with the fused attention kernel.
 part pallas --cells "$goals" --repeats 2 --attention pallas --skip-transformers --skip-plain-loop
 # 3. Optionally transformers' generate beside ours.
-if [[ ${WITH_TRANSFORMERS:-0} == 1 ]]; then
+if [[ ${WITH_TRANSFORMERS:-0} == 1 ]] && in_budget transformers; then
   part transformers --cells 16x256,64x256,256x256 --repeats 1 --skip-plain-loop
 fi
 # 4. Optionally device traces of the N=256 cell, for where the time goes.
 if [[ ${PROFILE:-0} == 1 ]]; then
   for attention in xla pallas; do
+    in_budget "trace_$attention" || continue
     part "trace_$attention" --cells 256x256 --repeats 1 --attention "$attention" \
       --skip-transformers --skip-plain-loop --profile "$out/traces"
   done
   for trace in "$out"/traces/*.trace.json.gz; do
+    [[ -e $trace ]] || continue
     echo "== $(basename "$trace")"
     "$py" -m ttc_jax.cli.bench trace-summary "$trace" --top 15 || true
   done
@@ -68,5 +84,5 @@ for table in "$out"/*.table; do
   echo "== $(basename "$table" .table)"
   cat "$table"
 done
-echo "== goals"
+echo "== goals (all parts took ${SECONDS}s)"
 "$py" -m ttc_jax.cli.bench goals "$out"/xla.json "$out"/pallas.json || true
