@@ -170,7 +170,7 @@ def test_bfloat16_engine_tracks_float32():
     """The GPU configuration (bfloat16 weights and caches) on the same weights."""
     full = engine_helpers.tiny_lm()
     half = engine_helpers.tiny_lm(dtype="bfloat16")  # the same draws, rounded
-    assert half.params["layers"][0]["attn"]["q_proj"].dtype == jnp.bfloat16
+    assert half.params["layers"][0]["attn"]["qkv_proj"].dtype == jnp.bfloat16
     prompt = engine_helpers.prompts(10, [9])[0]
     greedy = ttc_jax.generate(full, [prompt], max_new_tokens=8, temperature=0)[0][0]
     half_greedy = ttc_jax.generate(half, [prompt], max_new_tokens=8, temperature=0)[0][0]

@@ -29,10 +29,10 @@ def test_logits_identical_across_meshes(checkpoint):
         lm = ttc_jax.load_lm(checkpoint, mesh=make_mesh(data, model))
         results[(data, model)] = np.asarray(lm.logits(tokens))
         if model > 1:
-            # The model really is split: 8 query heads over 4 devices.
-            q_proj = lm.params["layers"][0]["attn"]["q_proj"]
-            assert q_proj.sharding.spec == PartitionSpec(None, "model", None)
-            assert len({s.device for s in q_proj.addressable_shards}) == 8
+            # The model really is split: 4 groups of query heads, key and value over 4 devices.
+            qkv_proj = lm.params["layers"][0]["attn"]["qkv_proj"]
+            assert qkv_proj.sharding.spec == PartitionSpec(None, "model", None, None)
+            assert len({s.device for s in qkv_proj.addressable_shards}) == 8
     for mesh, logits in results.items():
         np.testing.assert_allclose(logits, results[(1, 1)], atol=1e-5, err_msg=str(mesh))
 

@@ -29,7 +29,9 @@ DEFAULT_RULES: tuple[tuple[str, str | None], ...] = (
     ("embed", None),
     ("heads", "model"),
     ("kv_heads", "model"),
+    ("qkv_slots", None),  # a kv head's query heads, key and value (fused projection)
     ("head_dim", None),
+    ("gate_up", None),  # the two halves of the fused SwiGLU input projection
     ("mlp", "model"),
     ("vocab", "model"),
 )

@@ -18,15 +18,22 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 from jax.sharding import Mesh
 
 from ttc_jax.errors import MissingTensorError, UnexpectedTensorError
 from ttc_jax.lm import LanguageModel
-from ttc_jax.models.checkpoint import CheckpointTensor, TensorSource, check_shapes, load_params
+from ttc_jax.models.checkpoint import (
+    CheckpointTensor,
+    TensorSource,
+    check_shapes,
+    expected_shapes,
+    load_params,
+    one_tensor,
+    read_and_place,
+)
 from ttc_jax.models.config import ModelConfig
-from ttc_jax.models.params import ParamPath, Params, nest, resolve_dtype
+from ttc_jax.models.params import ParamPath, Params, resolve_dtype
 from ttc_jax.models.safetensors_source import SafetensorsSource
 from ttc_jax.prm.heads import AbstractHead, Readout, abstract_head
 from ttc_jax.prm.kinds import PRMFormat, format_class
@@ -72,19 +79,19 @@ def head_layout(fmt: PRMFormat, cfg: ModelConfig) -> dict[ParamPath, CheckpointT
             if not 0 <= token < v:
                 raise ValueError(f"the {name} label token id {token} is outside [0, {v})")
         key = EMBED_KEY if cfg.tie_word_embeddings else LM_HEAD_KEY
-        rows = CheckpointTensor(key, (v, e), lambda w: np.stack([w[good], w[bad]], axis=1))
+        rows = one_tensor(key, (v, e), lambda w: np.stack([w[good], w[bad]], axis=1))
         return {("label_unembed",): rows}
     k = fmt.head_key
     if fmt.readout is Readout.CLASSIFIER:
         return {
-            ("dense",): CheckpointTensor(f"{k}.0.weight", (e, e), np.transpose),
-            ("dense_bias",): CheckpointTensor(f"{k}.0.bias", (e,), np.asarray),
-            ("out",): CheckpointTensor(f"{k}.2.weight", (2, e), np.transpose),
-            ("out_bias",): CheckpointTensor(f"{k}.2.bias", (2,), np.asarray),
+            ("dense",): one_tensor(f"{k}.0.weight", (e, e), np.transpose),
+            ("dense_bias",): one_tensor(f"{k}.0.bias", (e,)),
+            ("out",): one_tensor(f"{k}.2.weight", (2, e), np.transpose),
+            ("out_bias",): one_tensor(f"{k}.2.bias", (2,)),
         }
     return {
-        ("value_proj",): CheckpointTensor(f"{k}.weight", (1, e), lambda w: w[0]),
-        ("value_bias",): CheckpointTensor(f"{k}.bias", (1,), lambda b: b[0]),
+        ("value_proj",): one_tensor(f"{k}.weight", (1, e), lambda w: w[0]),
+        ("value_bias",): one_tensor(f"{k}.bias", (1,), lambda b: b[0]),
     }
 
 
@@ -94,7 +101,11 @@ def decoder_view(
     """Checks the head's tensors; returns the source as the decoder's loader must see it."""
     available = source.shapes()
     decoder_keys = {EMBED_KEY} | {key for key in available if key.startswith("model.")}
-    head_only = {t.key: t.shape for t in layout.values() if t.key not in decoder_keys}
+    head_only = {
+        key: shape
+        for key, shape in expected_shapes(layout.values()).items()
+        if key not in decoder_keys
+    }
     missing = sorted(head_only.keys() - available.keys())
     if missing:
         raise MissingTensorError(
@@ -120,14 +131,7 @@ def load_head(
     rules: ShardingRules,
 ) -> Params:
     """Reads the head's tensors and places each into its sharding."""
-    flat = {}
-    for path, tensor in layout.items():
-        spec = abstract.specs[path]
-        value = np.asarray(tensor.to_param(source.read(tensor.key)), dtype=np.float32)
-        assert value.shape == spec.shape, (path, value.shape, spec.shape)
-        sharding = rules.sharding(mesh, spec.logical_axes, spec.shape)
-        flat[path] = jax.device_put(value.astype(spec.dtype), sharding)
-    return nest(flat)
+    return read_and_place(source, layout, abstract.specs, mesh, rules)
 
 
 def load_prm(
