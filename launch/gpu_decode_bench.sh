@@ -7,8 +7,9 @@
 #
 # WITH_TRANSFORMERS=1 adds a part with transformers' generate beside ours at prompt 256 (one
 # timed call each; its figures on an H100 are already known: 1.2-3.1% of roofline).
-# PROFILE=1 adds a part that traces ours at N=256 x prompt 256 with each attention into
-# OUT_DIR/traces (read them with `ttc-bench trace-summary FILE.trace.json.gz`).
+# PROFILE=1 adds a part per attention (PROFILE_ATTENTION, default "xla pallas") that traces
+# ours at the cells PROFILE_CELLS (default 256x256) into OUT_DIR/traces (read them with
+# `ttc-bench trace-summary FILE.trace.json.gz`).
 # BUDGET_S=SECONDS skips the optional parts that would start after that many seconds, so a
 # run with a hard time limit still ends with its tables.
 #
@@ -66,11 +67,11 @@ part pallas --cells "$goals" --repeats 2 --attention pallas --skip-transformers 
 if [[ ${WITH_TRANSFORMERS:-0} == 1 ]] && in_budget transformers; then
   part transformers --cells 16x256,64x256,256x256 --repeats 1 --skip-plain-loop
 fi
-# 4. Optionally device traces of the N=256 cell, for where the time goes.
+# 4. Optionally device traces of the PROFILE_CELLS cells, for where the time goes.
 if [[ ${PROFILE:-0} == 1 ]]; then
-  for attention in xla pallas; do
+  for attention in ${PROFILE_ATTENTION:-xla pallas}; do
     in_budget "trace_$attention" || continue
-    part "trace_$attention" --cells 256x256 --repeats 1 --attention "$attention" \
+    part "trace_$attention" --cells "${PROFILE_CELLS:-256x256}" --repeats 1 --attention "$attention" \
       --skip-transformers --skip-plain-loop --profile "$out/traces"
   done
   for trace in "$out"/traces/*.trace.json.gz; do
