@@ -17,12 +17,13 @@
 # so a later part or a rerun on the same machine skips compiling what an earlier one compiled.
 #
 # Runs from a checkout on one CUDA GPU whose python3 (or $PYTHON) already has jax with CUDA,
-# flax, optax, orbax-checkpoint, transformers and torch: no virtual environment and no network
-# (the benchmark imports nothing else; tests/test_imports.py keeps it so). Each part writes
-# its report to OUT_DIR (rewritten after every cell, so a part cut short keeps its finished
-# cells) and its log beside it; the tables come last in the output. Expected length, not yet
-# measured: 3-4 minutes a part on an H100, most of it compiling (one decode program per
-# suffix stage and cell).
+# flax, optax, orbax-checkpoint, transformers, torch and pytest: no virtual environment and no
+# network (the benchmark imports nothing else; tests/test_imports.py keeps it so). It first
+# runs the Pallas kernel's tests on the GPU. Each part writes its report to OUT_DIR (rewritten
+# after every cell, so a part cut short keeps its finished cells) and its log beside it; the
+# tables come last in the output. Measured on an H100 (2026-11-26): 155 s for the XLA part
+# with the plain loop, 97 s for the Pallas part, 58 s for a traced part of two cells; most of
+# it is compiling (one decode program per suffix stage and cell) and drawing random weights.
 set -uo pipefail
 
 out=${1:?usage: launch/gpu_decode_bench.sh OUT_DIR [ttc-bench decode flags]}
@@ -57,6 +58,17 @@ part() {  # part NAME [ttc-bench decode flags...]: one benchmark run; a failure 
     >"$out/$name.table" 2>"$out/$name.log" || echo "== $name failed: see $name.log"
   tail -n 3 "$out/$name.log"
 }
+
+# 0. The fused kernel's tests, compiled for this GPU: float32 products in full precision, so
+#    the kernel must match the XLA attention as closely as it does in Pallas' interpreter.
+echo "== kernel tests (at ${SECONDS}s): tests/test_pallas_attention.py"
+if JAX_PLATFORMS=cuda,cpu JAX_DEFAULT_MATMUL_PRECISION=highest "$py" -m pytest -q \
+  -p no:cacheprovider tests/test_pallas_attention.py >"$out/kernel_tests.log" 2>&1; then
+  tail -n 1 "$out/kernel_tests.log"
+else
+  echo "== kernel tests FAILED: see kernel_tests.log"
+  tail -n 15 "$out/kernel_tests.log"
+fi
 
 goals=16x256,64x256,256x256,256x1536
 # 1. The 70% goal at prompt 256 and the 2x goal at prompt 1536, against the plain loop.

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import gguf
 import numpy as np
 import torch
 import transformers
+
+if TYPE_CHECKING:
+    import gguf
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -108,6 +111,8 @@ def write_gguf(
 ) -> dict[str, np.ndarray]:
     """Writes a Llama-architecture model as llama.cpp would; returns the float32 tensors
     (transformers names and layout) a faithful reader must recover after dequantisation."""
+    import gguf  # imported here: the other tests also run where gguf is not installed
+
     cfg = model.config
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_block_count(cfg.num_hidden_layers)

@@ -82,7 +82,8 @@ def test_block_sizes_and_key_splits():
 
 def test_engine_with_the_kernel_matches_xla_through_search_rounds():
     """Stages, stop strings (paused samples leave holes) and reorders, both implementations."""
-    lm = engine_helpers.tiny_lm(scale_logits=False)
+    # head_dim 16: the smallest the compiled kernel takes, so this runs on a GPU as well.
+    lm = engine_helpers.tiny_lm(scale_logits=False, head_dim=16)
     prompts = engine_helpers.prompts(15, [6, 11])
     sampling = SamplingConfig(temperature=1.0)
     runs = []
@@ -122,7 +123,8 @@ def test_engine_refuses_the_kernel_on_a_tpu(monkeypatch):
 def test_engine_refuses_the_kernel_on_a_mesh_of_several_devices():
     from ttc_jax.sharding import make_mesh
 
-    lm = engine_helpers.tiny_lm(mesh=make_mesh(data=2, model=4))
+    # The 8 fake CPU devices, also where the default backend is a GPU.
+    lm = engine_helpers.tiny_lm(mesh=make_mesh(data=2, model=4, devices=jax.devices("cpu")))
     with pytest.raises(ValueError, match="one device; this model's mesh has 8"):
         Engine(lm, attention="pallas")
 
