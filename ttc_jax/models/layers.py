@@ -7,8 +7,8 @@ torch's [embed, heads * head_dim]) and every parameter carries ``logical_axes`` 
 Projections that read the same input are stored fused (query, key and value in ``qkv_proj``;
 gate and up in ``gate_up_proj``): one matrix product each. Kept apart, XLA's GPU compiler
 merges them itself by concatenating the weights, and inside a decode loop it does so again at
-every step (traced on an H100: 10 us per layer and step for Llama-3.2-1B's query, key and
-value weights, however many samples decode).
+every step (traced on an H100 for Llama-3.2-1B at 256 samples: a 10 us concatenation of the
+query, key and value weights per layer and step, and a gate/up product at 1.4 TB/s).
 
 Attention itself is not here: a layer exposes `Attention.project_qkv` and
 `Attention.project_out`, and the caller decides how queries meet keys (a dense causal mask for
