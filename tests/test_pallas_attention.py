@@ -80,28 +80,70 @@ def test_block_sizes_and_key_splits():
         block_size(40)
 
 
-def test_engine_with_the_kernel_matches_xla_through_search_rounds():
-    """Stages, stop strings (paused samples leave holes) and reorders, both implementations."""
-    # head_dim 16: the smallest the compiled kernel takes, so this runs on a GPU as well.
-    lm = engine_helpers.tiny_lm(scale_logits=False, head_dim=16)
+def _search_rounds(lm, attention):
+    """Stages, stop strings (paused samples leave holes) and reorders."""
     prompts = engine_helpers.prompts(15, [6, 11])
     sampling = SamplingConfig(temperature=1.0)
-    runs = []
-    for attention in ("xla", "pallas"):
-        engine = Engine(lm, suffix_stage=16, attention=attention)
-        state = engine.start(engine.layout(prompts), 3, 32, seed=9)
-        tokens = []
-        for _ in range(3):
-            state, out = engine.extend(
-                state, max_tokens=8, token_limit=32, sampling=sampling, stop=("\n",)
-            )
-            tokens.append(engine.new_tokens(out, len(prompts)))
-            state = engine.reorder(state, np.array([[2, 0, 0], [1, 1, 2]]))
-        runs.append((tokens, np.asarray(state.logprob), state.cache.capacity))
-    (xla_tokens, xla_logprob, xla_capacity), (tokens, logprob, capacity) = runs
+    engine = Engine(lm, suffix_stage=16, attention=attention)
+    state = engine.start(engine.layout(prompts), 3, 32, seed=9)
+    tokens = []
+    for _ in range(3):
+        state, out = engine.extend(
+            state, max_tokens=8, token_limit=32, sampling=sampling, stop=("\n",)
+        )
+        tokens.append(engine.new_tokens(out, len(prompts)))
+        state = engine.reorder(state, np.array([[2, 0, 0], [1, 1, 2]]))
+    return tokens, np.asarray(state.logprob), state.cache.capacity
+
+
+def test_engine_with_the_kernel_matches_xla_through_search_rounds():
+    # head_dim 16: the smallest the compiled kernel takes, so this runs on a GPU as well.
+    lm = engine_helpers.tiny_lm(scale_logits=False, head_dim=16)
+    xla_tokens, xla_logprob, xla_capacity = _search_rounds(lm, "xla")
+    tokens, logprob, capacity = _search_rounds(lm, "pallas")
     assert tokens == xla_tokens
     assert capacity == xla_capacity == 32  # the rounds crossed a stage
     np.testing.assert_allclose(logprob, xla_logprob, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "data, model, kv_heads",
+    [
+        (2, 4, 4),  # questions over 2 devices, kv heads over 4
+        (8, 1, 4),  # questions (padded to 8 rows) over 8 devices
+        (2, 4, 2),  # 2 kv heads do not split 4 ways: kept whole on each device
+    ],
+)
+def test_engine_with_the_kernel_on_a_mesh_matches_xla(data, model, kv_heads):
+    """On several devices each runs the kernel on its share of the cache (the 8 fake CPU
+    devices, also where the default backend is a GPU)."""
+    from ttc_jax.sharding import make_mesh
+
+    mesh = make_mesh(data=data, model=model, devices=jax.devices("cpu"))
+    lm = engine_helpers.tiny_lm(
+        mesh=mesh, scale_logits=False, head_dim=16, num_heads=8, num_kv_heads=kv_heads
+    )
+    xla_tokens, xla_logprob, _ = _search_rounds(lm, "xla")
+    tokens, logprob, _ = _search_rounds(lm, "pallas")
+    assert tokens == xla_tokens
+    np.testing.assert_allclose(logprob, xla_logprob, atol=1e-4)
+
+
+def test_kernel_calls_on_a_mesh_run_per_device():
+    from ttc_jax.sharding import make_mesh
+
+    lm = engine_helpers.tiny_lm(mesh=make_mesh(2, 4, devices=jax.devices("cpu")), head_dim=16)
+    engine = Engine(lm, attention="pallas")
+    state = engine.start(engine.layout(engine_helpers.prompts(16, [9])), 4, 64, seed=0)
+    next_state, completes = engine.stop_table(())
+    out = StepOutput.empty(*state.pending.shape, 8)
+    args = (lm.params, state, out, next_state, completes, engine.eos_ids, jnp.int32(8))
+    with jax.set_mesh(lm.mesh):
+        jaxpr = str(engine._extend.trace(*args, sampling=SamplingConfig()).jaxpr)
+    # Two pieces per layer, each a per-device map around the kernel call (the printed jaxpr
+    # shows each distinct kernel once).
+    assert jaxpr.count("shard_map[") == 2 * lm.config.num_layers
+    assert jaxpr.index("shard_map[") < jaxpr.index("pallas_call[")
 
 
 def test_engine_rejects_unknown_attention_and_bad_stages():
@@ -120,19 +162,17 @@ def test_engine_refuses_the_kernel_on_a_tpu(monkeypatch):
     assert Engine(lm).attention == "xla"  # the portable default is fine there
 
 
-def test_engine_refuses_the_kernel_on_a_mesh_of_several_devices():
+@pytest.mark.parametrize("mesh_shape", [(1, 1), (2, 2)])
+def test_decode_program_with_the_kernel_lowers_for_cuda(monkeypatch, mesh_shape):
+    """Pallas' Triton lowering (power-of-two loads, supported operations) runs here, without a
+    GPU: the whole decode program with the kernel lowers for CUDA, one kernel call per piece,
+    on one device and split over four."""
     from ttc_jax.sharding import make_mesh
 
-    # The 8 fake CPU devices, also where the default backend is a GPU.
-    lm = engine_helpers.tiny_lm(mesh=make_mesh(data=2, model=4, devices=jax.devices("cpu")))
-    with pytest.raises(ValueError, match="one device; this model's mesh has 8"):
-        Engine(lm, attention="pallas")
-
-
-def test_decode_program_with_the_kernel_lowers_for_cuda(monkeypatch):
-    """Pallas' Triton lowering (power-of-two loads, supported operations) runs here, without a
-    GPU: the whole decode program with the kernel lowers for CUDA, one kernel call per piece."""
-    lm = engine_helpers.tiny_lm(head_dim=64, num_heads=4, num_kv_heads=2, hidden_size=128)
+    mesh = make_mesh(*mesh_shape, devices=jax.devices("cpu"))
+    lm = engine_helpers.tiny_lm(
+        mesh=mesh, head_dim=64, num_heads=4, num_kv_heads=2, hidden_size=128
+    )
     engine = Engine(lm, attention="pallas")
     state = engine.start(engine.layout(engine_helpers.prompts(16, [9])), 4, 64, seed=0)
     next_state, completes = engine.stop_table(())

@@ -22,6 +22,7 @@ from flax import nnx, struct
 from ttc_jax.engine import kv_cache
 from ttc_jax.engine.kv_cache import KVCache
 from ttc_jax.engine.sampling import SamplingConfig, sample_tokens
+from ttc_jax.sharding import ShardingRules
 
 
 class Finish(enum.IntEnum):
@@ -102,6 +103,7 @@ def extend(
     *,
     sampling: SamplingConfig,
     attention: str = "xla",
+    rules: ShardingRules | None = None,
 ) -> tuple[DecodeState, StepOutput, jax.Array]:
     """Extends every unfinished sample by up to ``R - out.steps`` more tokens (one while loop),
     where ``out.tokens`` is [B, N, R].
@@ -110,7 +112,7 @@ def extend(
     extension, resumable), emits an EOS id (EOS), reaches ``token_limit`` generated tokens in
     total or the slot limit (LENGTH). The loop also ends when the allocated suffix is full;
     the third result is then True if the extension should go on after `grow`. ``attention``
-    picks the implementation of `ttc_jax.engine.kv_cache.append`.
+    and ``rules`` go to `ttc_jax.engine.kv_cache.append`.
     """
     model = nnx.merge(graphdef, params)
     b, n, max_tokens = out.tokens.shape
@@ -121,7 +123,7 @@ def extend(
         paused = out.finish == Finish.STOP
         active = ~state.finished & ~paused
         hidden, cache = kv_cache.append(
-            model, state.cache, state.pending[..., None], active[..., None], attention
+            model, state.cache, state.pending[..., None], active[..., None], attention, rules
         )
         logits = model.logits(hidden.reshape(b * n, 1, -1))[:, 0]  # [B*N, V] float32
         step_keys = jax.vmap(jax.random.fold_in)(

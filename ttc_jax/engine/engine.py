@@ -73,12 +73,6 @@ class Engine:
         if attention == "pallas" and jax.default_backend() not in ("gpu", "cpu"):
             # The kernel is written for Triton; on a CPU it runs interpreted (for tests).
             raise ValueError(f"pallas attention needs a GPU, not {jax.default_backend()!r}")
-        if attention == "pallas" and lm.mesh.size > 1:
-            # A kernel call is not split by XLA's partitioner: on a mesh it would need a
-            # shard_map per device, which this engine does not do yet.
-            raise ValueError(
-                f"pallas attention runs on one device; this model's mesh has {lm.mesh.size}"
-            )
         if attention == "pallas" and suffix_stage % 16:
             raise ValueError(f"pallas attention needs suffix_stage % 16 == 0: {suffix_stage}")
         self.lm = lm
@@ -86,7 +80,7 @@ class Engine:
         self.attention = attention
         self._start = jax.jit(self._start_fn, static_argnames=("num_samples", "capacity"))
         self._extend = jax.jit(
-            functools.partial(decode.extend, lm.graphdef, attention=attention),
+            functools.partial(decode.extend, lm.graphdef, attention=attention, rules=lm.rules),
             static_argnames=("sampling",),
             donate_argnames=("state", "out"),
         )

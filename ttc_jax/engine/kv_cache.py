@@ -29,9 +29,12 @@ iteration on a GPU), while the staging keeps the read close to what has been wri
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import struct
+from jax.sharding import PartitionSpec
 
 from ttc_jax.models.attention import (
     causal_mask,
@@ -40,6 +43,7 @@ from ttc_jax.models.attention import (
     partial_softmax,
 )
 from ttc_jax.models.transformer import Transformer
+from ttc_jax.sharding import ShardingRules
 
 # Suffix slots of the first allocation stage (see `stage_capacity`).
 FIRST_STAGE = 64
@@ -138,13 +142,20 @@ def prefill(model: Transformer, tokens, valid, num_samples: int, capacity: int) 
 
 
 def append(
-    model: Transformer, cache: KVCache, tokens, valid, attention: str = "xla"
+    model: Transformer,
+    cache: KVCache,
+    tokens,
+    valid,
+    attention: str = "xla",
+    rules: ShardingRules | None = None,
 ) -> tuple[jax.Array, KVCache]:
     """Appends tokens [B, N, T] (``valid`` [B, N, T]) to every sample's suffix.
 
     Returns the final hidden states [B, N, T, E] and the cache with slots
     ``write_pos .. write_pos + T - 1`` written. The caller keeps ``write_pos + T <= capacity``
-    (`grow` first if needed). ``attention``: one of `ATTENTION_IMPLEMENTATIONS`.
+    (`grow` first if needed). ``attention``: one of `ATTENTION_IMPLEMENTATIONS`. ``rules``
+    (default `ShardingRules()`) says how the cache is split over the mesh in context; the
+    Pallas kernel runs on each device's share.
     """
     if attention not in ATTENTION_IMPLEMENTATIONS:
         raise ValueError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {attention!r}")
@@ -174,7 +185,10 @@ def append(
         )
         grouped = q.reshape(b * n, t, kv_heads, group, head_dim)
         if fused:
-            parts = _fused_parts(grouped, cache, new_k[layer], new_v[layer], layer, suffix_valid)
+            piece = _piece_per_device(rules or ShardingRules())
+            parts = _fused_parts(
+                piece, grouped, cache, new_k[layer], new_v[layer], layer, suffix_valid
+            )
         else:
             parts = [
                 _prefix_part(grouped, cache.prefix_k[layer], cache.prefix_v[layer], prefix_mask),
@@ -220,27 +234,51 @@ def _suffix_queries(grouped):
     return grouped.transpose(0, 2, 3, 1, 4).reshape(r, kv_heads, group * t, head_dim)
 
 
-def _fused_parts(grouped, cache: KVCache, suffix_k, suffix_v, layer, suffix_valid):
-    """Both pieces of a one-token step from the fused kernel: only written slots are read."""
+def _piece_per_device(rules: ShardingRules):
+    """`attention_piece` for the mesh in context.
+
+    XLA's partitioner cannot split a kernel call, so on a mesh of several devices each device
+    runs the kernel on its own questions (or sample rows) and kv heads, as the cache is split.
+    """
     from ttc_jax.engine.pallas_attention import attention_piece
 
     interpret = jax.default_backend() == "cpu"  # Pallas' interpreter: tests, not speed
+    piece = functools.partial(attention_piece, interpret=interpret)
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or mesh.size == 1:
+        return piece
+
+    def per_device(q, keys_t, values, valid, end):
+        # q [Bt, K, M, D], keys_t [Bt, K, D, S], values [Bt, K, S, D]: one split for all.
+        split = rules.spec(("batch", "kv_heads", None, None), q.shape, mesh)
+        valid_split = PartitionSpec(split[0], None)
+        return jax.shard_map(
+            piece,
+            mesh=mesh,
+            in_specs=(split, split, split, valid_split, PartitionSpec()),
+            out_specs=(split, split, split),
+            check_vma=False,  # a Pallas call carries no per-device type information
+        )(q, keys_t, values, valid, end)
+
+    return per_device
+
+
+def _fused_parts(piece, grouped, cache: KVCache, suffix_k, suffix_v, layer, suffix_valid):
+    """Both pieces of a one-token step from the fused kernel: only written slots are read."""
     r = grouped.shape[0]
-    prefix = attention_piece(
+    prefix = piece(
         _prefix_queries(grouped, cache.prefix_len.shape[0]),
         cache.prefix_k[layer],
         cache.prefix_v[layer],
         cache.prefix_valid,
         cache.prefix_valid.shape[1],
-        interpret=interpret,
     )
-    suffix = attention_piece(
+    suffix = piece(
         _suffix_queries(grouped),
         suffix_k,
         suffix_v,
         suffix_valid.reshape(r, -1),
         cache.write_pos + 1,
-        interpret=interpret,
     )
     return [tuple(_prefix_rows(x, r) for x in prefix), suffix]
 
