@@ -89,7 +89,9 @@ if [[ ${PROFILE:-0} == 1 ]]; then
   for trace in "$out"/traces/*.trace.json.gz; do
     [[ -e $trace ]] || continue
     echo "== $(basename "$trace")"
-    "$py" -m ttc_jax.cli.bench trace-summary "$trace" --top 15 || true
+    # The decode loop's kernels per step (256 new tokens unless the extra flags change it).
+    "$py" -m ttc_jax.cli.bench trace-summary "$trace" --top 20 --program jit_extend \
+      --steps "${TRACE_STEPS:-256}" || true
   done
 fi
 

@@ -124,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summary.add_argument("trace", type=Path, help="a *.trace.json.gz file")
     summary.add_argument("--top", type=int, default=25, help="rows to print")
+    summary.add_argument(
+        "--program",
+        help="only the kernels of this compiled program (the decode loop is jit_extend)",
+    )
+    summary.add_argument(
+        "--steps", type=int, help="also print time and count per step, over this many steps"
+    )
     goals = commands.add_parser(
         "goals",
         help="check decode reports against the engine's GPU goals",
@@ -201,8 +208,11 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "trace-summary":
         from ttc_jax.bench import profile
 
+        if args.steps is not None and args.steps < 1:
+            sys.exit(f"ttc-bench trace-summary: --steps must be at least 1, got {args.steps}")
         try:
-            print(profile.format_summary(profile.summarize(args.trace, args.top)))
+            summary = profile.summarize(args.trace, args.top, args.program)
+            print(profile.format_summary(summary, args.steps))
         except (OSError, ValueError) as e:
             sys.exit(f"ttc-bench trace-summary: {e}")
     elif args.command == "goals":
