@@ -10,6 +10,7 @@
 # PROFILE=1 adds a part per attention (PROFILE_ATTENTION, default "xla pallas") that traces
 # ours at the cells PROFILE_CELLS (default 256x256) into OUT_DIR/traces (read them with
 # `ttc-bench trace-summary FILE.trace.json.gz`).
+# VARIANT_XLA_FLAGS="..." adds a part: the Pallas cells again with those XLA flags added.
 # BUDGET_S=SECONDS skips the optional parts that would start after that many seconds, so a
 # run with a hard time limit still ends with its tables.
 #
@@ -62,7 +63,9 @@ part() {  # part NAME [ttc-bench decode flags...]: one benchmark run; a failure 
 # 0. The fused kernel's tests, compiled for this GPU: float32 products in full precision, so
 #    the kernel must match the XLA attention as closely as it does in Pallas' interpreter.
 echo "== kernel tests (at ${SECONDS}s): tests/test_pallas_attention.py"
-if JAX_PLATFORMS=cuda,cpu JAX_DEFAULT_MATMUL_PRECISION=highest "$py" -m pytest -q \
+if ! "$py" -c "import jax, sys; sys.exit(jax.default_backend() != 'gpu')" 2>/dev/null; then
+  echo "== kernel tests skipped: JAX sees no GPU"
+elif JAX_PLATFORMS=cuda,cpu JAX_DEFAULT_MATMUL_PRECISION=highest "$py" -m pytest -q \
   -p no:cacheprovider tests/test_pallas_attention.py >"$out/kernel_tests.log" 2>&1; then
   tail -n 1 "$out/kernel_tests.log"
 else
@@ -79,7 +82,17 @@ part pallas --cells "$goals" --repeats 2 --attention pallas --skip-transformers 
 if [[ ${WITH_TRANSFORMERS:-0} == 1 ]] && in_budget transformers; then
   part transformers --cells 16x256,64x256,256x256 --repeats 1 --skip-plain-loop
 fi
-# 4. Optionally device traces of the PROFILE_CELLS cells, for where the time goes.
+# 4. Optionally the Pallas part again under more XLA flags, e.g.
+#    VARIANT_XLA_FLAGS=--xla_gpu_enable_triton_gemm=false (cuBLAS for every matrix product).
+if [[ -n ${VARIANT_XLA_FLAGS:-} ]] && in_budget pallas_variant; then
+  echo "== pallas_variant: XLA_FLAGS += $VARIANT_XLA_FLAGS"
+  (
+    export XLA_FLAGS="${XLA_FLAGS:-} $VARIANT_XLA_FLAGS"
+    part pallas_variant --cells "$goals" --repeats 2 --attention pallas --skip-transformers \
+      --skip-plain-loop
+  )
+fi
+# 5. Optionally device traces of the PROFILE_CELLS cells, for where the time goes.
 if [[ ${PROFILE:-0} == 1 ]]; then
   for attention in ${PROFILE_ATTENTION:-xla pallas}; do
     in_budget "trace_$attention" || continue
@@ -100,4 +113,6 @@ for table in "$out"/*.table; do
   cat "$table"
 done
 echo "== goals (all parts took ${SECONDS}s)"
-"$py" -m ttc_jax.cli.bench goals "$out"/xla.json "$out"/pallas.json || true
+reports=("$out"/xla.json "$out"/pallas.json)
+[[ -e $out/pallas_variant.json ]] && reports+=("$out"/pallas_variant.json)
+"$py" -m ttc_jax.cli.bench goals "${reports[@]}" || true
