@@ -172,6 +172,7 @@ def append(
     )
     prefix_mask = cache.prefix_valid[:, None, None, :]  # [B, 1, 1, P]
     new_k, new_v = list(cache.suffix_k), list(cache.suffix_v)
+    piece = _piece_per_device(rules or ShardingRules()) if fused else None
 
     def attend(layer, q, k, v):
         kv_heads, head_dim = k.shape[-2], k.shape[-1]
@@ -185,7 +186,6 @@ def append(
         )
         grouped = q.reshape(b * n, t, kv_heads, group, head_dim)
         if fused:
-            piece = _piece_per_device(rules or ShardingRules())
             parts = _fused_parts(
                 piece, grouped, cache, new_k[layer], new_v[layer], layer, suffix_valid
             )
