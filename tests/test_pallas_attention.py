@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests import engine_helpers
-from ttc_jax.engine import Engine, SamplingConfig, StepOutput
+from ttc_jax.engine import Engine, SamplingConfig, StepOutput, kv_cache
 from ttc_jax.engine.pallas_attention import attention_piece, block_size, key_splits
 from ttc_jax.models.attention import partial_softmax
 
@@ -178,9 +178,8 @@ def test_decode_program_with_the_kernel_lowers_for_cuda(monkeypatch, mesh_shape)
     next_state, completes = engine.stop_table(())
     out = StepOutput.empty(*state.pending.shape, 8)
     args = (lm.params, state, out, next_state, completes, engine.eos_ids, jnp.int32(8))
-    # The kernel runs interpreted when the default backend is the CPU; claim a GPU to trace
-    # the compiled kernel instead.
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    # The kernel runs interpreted on CPU devices; claim otherwise to trace the compiled kernel.
+    monkeypatch.setattr(kv_cache, "_interpreted", lambda mesh: False)
     with jax.set_mesh(lm.mesh):
         traced = engine._extend.trace(*args, sampling=SamplingConfig())
         text = traced.lower(lowering_platforms=("cuda",)).as_text()

@@ -242,9 +242,8 @@ def _piece_per_device(rules: ShardingRules):
     """
     from ttc_jax.engine.pallas_attention import attention_piece
 
-    interpret = jax.default_backend() == "cpu"  # Pallas' interpreter: tests, not speed
-    piece = functools.partial(attention_piece, interpret=interpret)
     mesh = jax.sharding.get_abstract_mesh()
+    piece = functools.partial(attention_piece, interpret=_interpreted(mesh))
     if mesh.empty or mesh.size == 1:
         return piece
 
@@ -261,6 +260,13 @@ def _piece_per_device(rules: ShardingRules):
         )(q, keys_t, values, valid, end)
 
     return per_device
+
+
+def _interpreted(mesh) -> bool:
+    """Whether the kernel runs in Pallas' interpreter: on CPU devices (tests, not speed). The
+    mesh's own devices decide, since a model may sit on the CPU of a machine with a GPU."""
+    device = None if mesh.empty else getattr(mesh, "abstract_device", None)
+    return (jax.default_backend() if device is None else device.platform) == "cpu"
 
 
 def _fused_parts(piece, grouped, cache: KVCache, suffix_k, suffix_v, layer, suffix_valid):
