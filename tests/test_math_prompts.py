@@ -167,3 +167,16 @@ def test_chat_text_asks_for_text_with_a_generation_prompt():
     conversation, kwargs = tokenizer.call
     assert kwargs == {"tokenize": False, "add_generation_prompt": True}
     assert conversation == prompt.messages("q?")
+
+
+def test_revision_prompt_holds_the_last_four_attempts_before_the_solution_header():
+    prompt = FewShotPrompt.from_train(TRAIN, PromptConfig(num_shots=1, seed=3))
+    attempts = [f"Attempt {i}.\nThe answer is \\boxed{{{i}}}." for i in range(6)]
+    text = prompt.revision_text("What is 2 + 2?", attempts)
+    assert text.startswith(prompt.text("What is 2 + 2?")[: -len("Solution:\n")])
+    assert text.endswith("Previous attempt:\nAttempt 5.\nThe answer is \\boxed{5}.\n\nSolution:\n")
+    assert text.count("Previous attempt:") == 4
+    assert "Attempt 1." not in text and "Attempt 2." in text
+    assert prompt.revision_text("What is 2 + 2?", []) == prompt.text("What is 2 + 2?")
+    with pytest.raises(ValueError, match="list of solution texts"):
+        prompt.revision_text("What is 2 + 2?", "one attempt")

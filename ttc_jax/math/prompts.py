@@ -20,6 +20,8 @@ _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _SENTENCE_BREAK = re.compile(
     r"(?<=[.!?])\s+(?=[A-Z])|(?<=\\\])\s*(?=[A-Z])|(?<=\\end\{align\*\})\s*(?=[A-Z])"
 )
+# Earlier attempts a revision prompt holds at most (the paper's revision model saw up to four).
+MAX_REVISION_ATTEMPTS = 4
 _STEP_PHRASES = {"\n": "one step per line", "\n\n": "with a blank line between steps"}
 
 
@@ -41,6 +43,8 @@ class PromptConfig:
     system_prompt: str | None = None
     problem_header: str = "Problem:"
     solution_header: str = "Solution:"
+    # Header of each earlier attempt in a revision prompt (UNSTATED in the paper).
+    attempt_header: str = "Previous attempt:"
 
     def __post_init__(self) -> None:
         if self.num_shots < 0:
@@ -151,6 +155,23 @@ class FewShotPrompt:
             for shot in self.shots
         ]
         return "".join(examples) + f"{header}\n{self._question(problem)}\n\n{solution_header}\n"
+
+    def revision_text(self, problem: Problem | str, attempts: Sequence[str]) -> str:
+        """Plain prompt for a revision model: the examples, the question, then the last
+        `MAX_REVISION_ATTEMPTS` earlier attempts (oldest first), then the solution header.
+
+        The one layout that revision training data, revision search and the revision
+        verifier's input share.
+        """
+        if isinstance(attempts, str):
+            raise ValueError("attempts must be a list of solution texts, not one string")
+        header = self.config.attempt_header
+        earlier = "".join(
+            f"{header}\n{attempt.strip()}\n\n" for attempt in attempts[-MAX_REVISION_ATTEMPTS:]
+        )
+        question = self.text(problem)
+        body = question[: -len(self.config.solution_header) - 1]
+        return f"{body}{earlier}{self.config.solution_header}\n"
 
     def messages(self, problem: Problem | str) -> list[dict[str, str]]:
         """Chat turns: optional system prompt, one user/assistant pair per shot, the question."""
