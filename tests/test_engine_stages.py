@@ -4,12 +4,11 @@ the structure the GPU goals rely on: no inner loops, no per-step copies of the K
 import re
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from tests import engine_helpers
-from ttc_jax.engine import Engine, Finish, SamplingConfig, StepOutput
+from ttc_jax.engine import Engine, Finish, SamplingConfig
 
 
 def sample(engine, prompts, num_samples, max_tokens, capacity, seed=3, stop=()):
@@ -94,11 +93,11 @@ def extend_program(lm, num_prompts, num_samples, capacity, max_tokens=16):
     engine = lm.engine
     prompts = engine_helpers.prompts(14, [7] * num_prompts)
     state = engine.start(engine.layout(prompts), num_samples, capacity, seed=0)
-    next_state, completes = engine.stop_table(())
-    out = StepOutput.empty(*state.pending.shape, max_tokens)
-    args = (lm.params, state, out, next_state, completes, engine.eos_ids, jnp.int32(max_tokens))
+    args, static = engine.extend_arguments(
+        state, max_tokens=max_tokens, token_limit=max_tokens, sampling=SamplingConfig()
+    )
     with jax.set_mesh(lm.mesh):
-        traced = engine._extend.trace(*args, sampling=SamplingConfig())
+        traced = engine._extend.trace(*args, **static)
         hlo = traced.lower().compile().as_text()
     return state, traced.jaxpr, hlo
 

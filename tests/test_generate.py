@@ -7,8 +7,8 @@ import pytest
 
 import ttc_jax
 from tests import engine_helpers
+from ttc_jax.bucketing import bucket_count, bucket_length
 from ttc_jax.engine import Finish, SamplingConfig
-from ttc_jax.lm import bucket_length
 
 
 def test_logprobs_of_sampled_tokens_equal_full_forward():
@@ -150,8 +150,12 @@ def test_shapes_are_bucketed():
         1024,
         1536,
     ]
-    batch = engine_helpers.tiny_lm().engine.layout(engine_helpers.prompts(8, [3, 20, 5]))
-    assert batch.prefix_tokens.shape == (4, 32) and batch.is_real.tolist() == [1, 1, 1, 0]
+    assert [bucket_count(n) for n in (1, 2, 3, 4, 5, 7, 9, 13, 17, 33, 49)] == [
+        1, 2, 3, 4, 6, 8, 12, 16, 24, 48, 64
+    ]  # fmt: skip
+    lengths = [3, 20, 5, 4, 6]
+    batch = engine_helpers.tiny_lm().engine.layout(engine_helpers.prompts(8, lengths))
+    assert batch.prefix_tokens.shape == (6, 32) and batch.is_real.tolist() == [1] * 5 + [0]
 
 
 def test_finished_samples_are_never_extended():
@@ -176,3 +180,140 @@ def test_bfloat16_engine_tracks_float32():
     half_greedy = ttc_jax.generate(half, [prompt], max_new_tokens=8, temperature=0)[0][0]
     assert half_greedy.token_ids[:4] == greedy.token_ids[:4]
     assert abs(half_greedy.logprob - greedy.logprob) < 0.5
+
+
+def _token_ids(results):
+    return [[s.token_ids for s in samples] for samples in results]
+
+
+@pytest.mark.parametrize("n", [3, 5])  # 5 samples run as 6: padding samples change nothing
+def test_a_prompts_samples_do_not_depend_on_its_place_or_company_in_the_batch(n):
+    lm = engine_helpers.tiny_lm(scale_logits=False)
+    prompts = engine_helpers.prompts(11, [5, 30, 8, 3, 17])
+    kwargs = dict(n=n, max_new_tokens=6, temperature=1.0, seed=7)
+    alone = [_token_ids(ttc_jax.generate(lm, [p], **kwargs))[0] for p in prompts]
+    assert len({tuple(map(tuple, a)) for a in alone}) == len(prompts)  # prompts differ
+    orders = [[0, 1], [1, 0], [4, 2, 0, 3, 1], [3, 3, 1], [2, 4, 1, 0, 3, 2, 4]]
+    for order in orders:
+        together = _token_ids(ttc_jax.generate(lm, [prompts[i] for i in order], **kwargs))
+        for position, i in enumerate(order):
+            assert together[position] == alone[i], (order, position)
+
+
+def test_one_stop_string_is_one_stop_string():
+    lm = engine_helpers.tiny_lm(scale_logits=False)
+    prompts = engine_helpers.prompts(12, [4, 6])
+    kwargs = dict(n=8, max_new_tokens=30, seed=2)
+    as_string = ttc_jax.generate(lm, prompts, stop="\nA", **kwargs)
+    as_list = ttc_jax.generate(lm, prompts, stop=["\nA"], **kwargs)
+    assert _token_ids(as_string) == _token_ids(as_list)
+    texts = [s.text for samples in as_string for s in samples]
+    stopped = [s for samples in as_string for s in samples if s.finish_reason == "stop"]
+    assert stopped and all(s.text.endswith("\nA") for s in stopped)
+    assert any("\n" in t and "\nA" not in t for t in texts)  # a lone "\n" did not stop it
+
+
+def test_a_prompt_longer_than_the_context_is_refused_before_any_compute():
+    lm = engine_helpers.tiny_lm(max_position_embeddings=64)
+    engine = lm.engine
+    with pytest.raises(ValueError, match="60 tokens plus 10 new tokens exceeds the model's"):
+        ttc_jax.generate(lm, engine_helpers.prompts(13, [60]), max_new_tokens=10)
+    assert engine._start._cache_size() == 0 and engine._extend._cache_size() == 0
+    # Up to the context is fine: the bucketed suffix is cut to what fits.
+    [[sample]] = ttc_jax.generate(lm, engine_helpers.prompts(13, [60]), max_new_tokens=4)
+    assert len(sample.token_ids) == 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(temperature=float("nan")), "temperature must be a finite number"),
+        (dict(temperature=-0.5), "temperature must be a finite number"),
+        (dict(n=2.5), "n must be an integer >= 1, got 2.5"),
+        (dict(n=0), "n must be an integer >= 1"),
+        (dict(n=True), "n must be an integer >= 1"),
+        (dict(max_new_tokens=3.5), "max_new_tokens must be an integer >= 1, got 3.5"),
+        (dict(top_k=65), "top_k=65 exceeds the vocabulary"),
+        (dict(top_k=1.5), "top_k must be an integer"),
+        (dict(seed=-1), "seed must be an integer in"),
+        (dict(seed=1.5), "seed must be an integer in"),
+        (dict(stop=["\n", ""]), "stop strings must be non-empty strings"),
+        (dict(stop=[None]), "stop strings must be non-empty strings"),
+    ],
+)
+def test_bad_sampling_arguments_name_the_argument(kwargs, message):
+    lm = engine_helpers.tiny_lm()
+    with pytest.raises(ValueError, match=message):
+        ttc_jax.generate(lm, [[7, 8]], **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("prompts", "message"),
+    [
+        ([None], "prompt 0 is NoneType: expected a string or a list of token ids"),
+        ([[7], [7, None]], "prompt 1 is list: expected a string or a list of token ids"),
+        ([[7], 3], "prompt 1 is int"),
+        (None, "prompts must be a non-empty list"),
+        ([], "prompts must be a non-empty list"),
+    ],
+)
+def test_bad_prompts_are_named(prompts, message):
+    with pytest.raises(ValueError, match=message):
+        ttc_jax.generate(engine_helpers.tiny_lm(), prompts)
+
+
+def test_a_sample_ended_by_eos_says_so_in_later_calls_and_its_step_text_has_no_eos():
+    lm = engine_helpers.tiny_lm()
+    prompt = engine_helpers.prompts(2, [6])[0]
+    greedy = ttc_jax.generate(lm, [prompt], max_new_tokens=8, temperature=0)[0][0]
+    eos = greedy.token_ids[3]
+    lm_eos = engine_helpers.tiny_lm(eos_token_ids=(eos,))
+    engine = lm_eos.engine
+    state = engine.start(engine.layout([prompt]), 2, 16, seed=0)
+    sampling = SamplingConfig(temperature=0)
+    state, first = engine.extend(state, max_tokens=16, token_limit=16, sampling=sampling)
+    assert np.asarray(first.finish)[0].tolist() == [Finish.EOS] * 2
+    [[ids, _]] = engine.new_tokens(first, 1, 2)
+    assert ids[-1] == eos
+    [[text, _]] = engine.step_texts(first, 1, 2)
+    assert text == lm.tokenizer.decode(ids[:-1])
+    state, second = engine.extend(state, max_tokens=16, token_limit=16, sampling=sampling)
+    assert np.asarray(second.finish)[0].tolist() == [Finish.EOS] * 2
+    assert np.asarray(second.count)[0].tolist() == [0, 0]
+    assert np.asarray(state.finished)[0].tolist() == [True, True]
+
+
+def test_reusing_a_consumed_state_is_a_clear_error():
+    lm = engine_helpers.tiny_lm()
+    engine = lm.engine
+    state = engine.start(engine.layout(engine_helpers.prompts(3, [5])), 2, 16, seed=0)
+    sampling = SamplingConfig()
+    engine.extend(state, max_tokens=4, token_limit=4, sampling=sampling)
+    with pytest.raises(ValueError, match="cannot extend: this DecodeState was consumed"):
+        engine.extend(state, max_tokens=4, token_limit=4, sampling=sampling)
+    with pytest.raises(ValueError, match="cannot reorder: this DecodeState was consumed"):
+        engine.reorder(state, np.zeros((1, 2), int))
+
+
+def test_new_sampling_values_stop_sets_and_counts_in_a_bucket_compile_nothing():
+    lm = engine_helpers.tiny_lm(scale_logits=False)
+    engine = lm.engine
+    prompts = engine_helpers.prompts(14, [5, 9])
+
+    def run(**kwargs):
+        ttc_jax.generate(lm, prompts, max_new_tokens=8, **{"n": 5, "stop": "\n", **kwargs})
+        return engine._start._cache_size(), engine._extend._cache_size()
+
+    baseline = run(temperature=0.7)
+    for kwargs in (
+        dict(temperature=0.9),
+        dict(temperature=0),
+        dict(n=6),
+        dict(stop=["AB", "\nC"]),
+        dict(stop="The answer is"),
+    ):
+        assert run(**kwargs) == baseline, kwargs
+    filtered = run(top_p=0.9)
+    assert filtered[1] == baseline[1] + 1  # filtering is one more program...
+    for kwargs in (dict(top_p=0.5), dict(top_k=5), dict(top_k=50, top_p=0.95)):
+        assert run(**kwargs) == filtered, kwargs  # ...whatever its values

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests import engine_helpers
-from ttc_jax.engine import Engine, SamplingConfig, StepOutput, kv_cache
+from ttc_jax.engine import Engine, SamplingConfig, kv_cache
 from ttc_jax.engine.pallas_attention import attention_piece, block_size, key_splits
 from ttc_jax.models.attention import partial_softmax
 
@@ -135,11 +135,11 @@ def test_kernel_calls_on_a_mesh_run_per_device():
     lm = engine_helpers.tiny_lm(mesh=make_mesh(2, 4, devices=jax.devices("cpu")), head_dim=16)
     engine = Engine(lm, attention="pallas")
     state = engine.start(engine.layout(engine_helpers.prompts(16, [9])), 4, 64, seed=0)
-    next_state, completes = engine.stop_table(())
-    out = StepOutput.empty(*state.pending.shape, 8)
-    args = (lm.params, state, out, next_state, completes, engine.eos_ids, jnp.int32(8))
+    args, static = engine.extend_arguments(
+        state, max_tokens=8, token_limit=8, sampling=SamplingConfig()
+    )
     with jax.set_mesh(lm.mesh):
-        jaxpr = str(engine._extend.trace(*args, sampling=SamplingConfig()).jaxpr)
+        jaxpr = str(engine._extend.trace(*args, **static).jaxpr)
     # Two pieces per layer, each a per-device map around the kernel call (the printed jaxpr
     # shows each distinct kernel once).
     assert jaxpr.count("shard_map[") == 2 * lm.config.num_layers
@@ -175,13 +175,13 @@ def test_decode_program_with_the_kernel_lowers_for_cuda(monkeypatch, mesh_shape)
     )
     engine = Engine(lm, attention="pallas")
     state = engine.start(engine.layout(engine_helpers.prompts(16, [9])), 4, 64, seed=0)
-    next_state, completes = engine.stop_table(())
-    out = StepOutput.empty(*state.pending.shape, 8)
-    args = (lm.params, state, out, next_state, completes, engine.eos_ids, jnp.int32(8))
+    args, static = engine.extend_arguments(
+        state, max_tokens=8, token_limit=8, sampling=SamplingConfig()
+    )
     # The kernel runs interpreted on CPU devices; claim otherwise to trace the compiled kernel.
     monkeypatch.setattr(kv_cache, "_interpreted", lambda mesh: False)
     with jax.set_mesh(lm.mesh):
-        traced = engine._extend.trace(*args, sampling=SamplingConfig())
+        traced = engine._extend.trace(*args, **static)
         text = traced.lower(lowering_platforms=("cuda",)).as_text()
     # Two kernels (prefix and suffix shapes), each called once per layer.
     assert text.count("__gpu$xla.gpu.triton") == 2

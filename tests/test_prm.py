@@ -181,6 +181,22 @@ def test_unknown_kind(checkpoint_root):
         ttc_jax.load_prm(checkpoint_root / "ttc_value", "orm")
 
 
+def test_a_misspelt_format_option_lists_the_valid_ones(checkpoint_root):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown ttc_value format option\(s\) 'step_ending'; valid options: "
+        "question_end, step_end",
+    ):
+        ttc_jax.load_prm(checkpoint_root / "ttc_value", "ttc_value", step_ending="\n")
+
+
+def test_an_input_past_the_prms_context_is_refused(prms):
+    prm = prms["ttc_value"]
+    context = prm.backbone.config.max_position_embeddings
+    with pytest.raises(ValueError, match=f"exceeds the PRM's context of {context} tokens"):
+        prm.score(QUESTIONS[0], [["word " * context]])
+
+
 @pytest.mark.parametrize(
     ("steps", "message"),
     [

@@ -17,6 +17,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
+from ttc_jax.bucketing import bucket_count, bucket_length, round_up
 from ttc_jax.models.checkpoint import load_params
 from ttc_jax.models.config import ModelConfig
 from ttc_jax.models.gguf_source import GGUFSource
@@ -31,23 +32,6 @@ from ttc_jax.models.safetensors_source import SafetensorsSource
 from ttc_jax.sharding import ShardingRules, make_mesh
 
 log = logging.getLogger(__name__)
-
-# Shortest padded sequence length: below this, bucketing would only add programs.
-MIN_SEQ_BUCKET = 16
-# Above this, lengths round up to multiples of it instead of to powers of two: a 4-shot
-# prompt of 1.5k tokens would otherwise pad to 2k, a third more prefill and attention work.
-LINEAR_BUCKET = 512
-
-
-def bucket_length(n: int, minimum: int = MIN_SEQ_BUCKET) -> int:
-    """Padded size for n: the next power of two up to 512, then the next multiple of 512.
-
-    Bounds the number of compiled programs (a handful per study) while wasting at most a
-    third of a long prompt.
-    """
-    if n > LINEAR_BUCKET:
-        return -(-n // LINEAR_BUCKET) * LINEAR_BUCKET
-    return max(minimum, 1 << max(0, n - 1).bit_length())
 
 
 class LanguageModel:
@@ -97,8 +81,8 @@ class LanguageModel:
         return 1 if axis is None else self.mesh.shape[axis]
 
     def padded_batch_size(self, n: int) -> int:
-        """Rows a batch of n is padded to: a power of two, split evenly over ``data``."""
-        return _round_up(bucket_length(n, 1), self.data_parallelism)
+        """Rows a batch of n is padded to: a `bucket_count`, split evenly over ``data``."""
+        return round_up(bucket_count(n), self.data_parallelism)
 
     @functools.cached_property
     def engine(self):
@@ -171,10 +155,6 @@ class LanguageModel:
 def _forward_logits(graphdef, params, tokens, positions, valid):
     model = nnx.merge(graphdef, params)
     return model.logits(model.hidden_states(tokens, positions, valid))
-
-
-def _round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
 
 
 def load_lm(

@@ -26,15 +26,11 @@ import transformers
 
 import ttc_jax
 from ttc_jax.bench import plain_loop, profile, reference, roofline
+from ttc_jax.bench.compiles import CompileLog
+from ttc_jax.bucketing import bucket_length
 from ttc_jax.engine import Engine
-from ttc_jax.lm import LanguageModel, bucket_length
+from ttc_jax.lm import LanguageModel
 from ttc_jax.models.config import ModelConfig
-
-# Event names of jax._src.dispatch: tracing, lowering to StableHLO, and XLA compilation
-# (one event per compiled program).
-_TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
-_LOWER_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
-_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,25 +110,6 @@ class DecodeReport:
 
     def to_json_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-class CompileLog:
-    """Counts XLA programs compiled inside a ``with`` block and sums the compile seconds."""
-
-    def __enter__(self) -> CompileLog:
-        self.programs = 0
-        self.seconds = 0.0
-        jax.monitoring.register_event_duration_secs_listener(self._record)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        jax.monitoring.unregister_event_duration_listener(self._record)
-
-    def _record(self, event: str, duration: float, **_) -> None:
-        if event in (_TRACE_EVENT, _LOWER_EVENT, _COMPILE_EVENT):
-            self.seconds += duration
-        if event == _COMPILE_EVENT:
-            self.programs += 1
 
 
 def _sample_ours(engine: Engine, prompt, samples: int, new_tokens: int, seed: int) -> float:

@@ -1,5 +1,6 @@
 """``ttc-bench``: benchmarks of this package against its baselines (not timed tests).
 
+``ttc-bench sampling`` measures what top-p and top-k add to a decode step on a real checkpoint.
 ``ttc-bench decode`` samples N continuations of one prompt with our engine, with a plain JAX
 decode loop and with transformers' ``generate``, same shape and same random weights, and
 prints tokens/s, the ratios, KV bytes held and the share of the memory-bandwidth roofline.
@@ -30,6 +31,14 @@ with all three, N=64 x prompt 256 and N=64 x prompt 1536 ours only. Giving --sam
 unless --skip-transformers: hours on a CPU at N=256). With --json the report is rewritten
 after every cell, so a run cut short keeps what it finished.
 """
+
+
+SAMPLING_HELP = (
+    "Decodes four chat prompts with plain temperature-0.8 sampling, with top-p 0.95 and with "
+    "top-k 50 through the engine's step-wise API, and prints milliseconds per decode step, "
+    "the ratio to plain sampling and the programs each setting compiled; then checks that a "
+    "second temperature compiles nothing."
+)
 
 
 def _int_list(text: str) -> list[int]:
@@ -140,6 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
         "borrows them from another report of the same device, shape, dtype and cell.",
     )
     goals.add_argument("reports", type=Path, nargs="+", help="decode report JSON files")
+    sampling = commands.add_parser(
+        "sampling",
+        help="what top-p and top-k cost over plain temperature sampling (ms per decode step)",
+        description=SAMPLING_HELP,
+    )
+    sampling.add_argument(
+        "--checkpoint", type=Path, help="HF folder or GGUF file (default: SmolLM2-135M-Instruct)"
+    )
+    sampling.add_argument("--samples", type=int, default=16, help="samples per prompt")
+    sampling.add_argument("--new-tokens", type=int, default=64, help="tokens per sample")
+    sampling.add_argument("--repeats", type=int, default=2, help="timed calls per setting")
+    sampling.add_argument("--json", type=Path, help="also write the report here")
     return parser
 
 
@@ -199,6 +220,20 @@ def run_decode(args: argparse.Namespace) -> None:
     print(decode.format_table(report))
 
 
+def run_sampling(args: argparse.Namespace) -> None:
+    import ttc_jax
+    from ttc_jax.bench import sampling
+    from ttc_jax.cli.demo import default_checkpoint
+
+    path = args.checkpoint or default_checkpoint()
+    report = sampling.run_sampling_benchmark(
+        ttc_jax.load_lm(path), path.name, args.samples, args.new_tokens, args.repeats
+    )
+    print(sampling.format_report(report))
+    if args.json:
+        args.json.write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     # JAX would otherwise reserve most of the GPU at start-up, leaving torch nothing.
@@ -215,6 +250,8 @@ def main(argv: list[str] | None = None) -> None:
             print(profile.format_summary(summary, args.steps))
         except (OSError, ValueError) as e:
             sys.exit(f"ttc-bench trace-summary: {e}")
+    elif args.command == "sampling":
+        run_sampling(args)
     elif args.command == "goals":
         from ttc_jax.bench import goals
 

@@ -21,7 +21,7 @@ from flax import nnx, struct
 
 from ttc_jax.engine import kv_cache
 from ttc_jax.engine.kv_cache import KVCache
-from ttc_jax.engine.sampling import SamplingConfig, sample_tokens
+from ttc_jax.engine.sampling import SamplingMode, SamplingParams, sample_tokens
 from ttc_jax.sharding import ShardingRules
 
 
@@ -40,13 +40,20 @@ class DecodeState:
 
     cache: KVCache
     pending: jax.Array  # [B, N] int32: sampled, not yet appended to the cache
-    finished: jax.Array  # [B, N] bool: EOS or budget reached; never extended again
+    # [B, N] int32 (Finish): RUNNING, or why the sample ended for good (EOS or LENGTH); an
+    # ended sample is never extended again and reports this reason in every later call.
+    finish: jax.Array
     keys: jax.Array  # [B, N, 2] uint32
     stop_state: jax.Array  # [B, N] int32: state of the stop-string automaton
     num_generated: jax.Array  # [B, N] int32
     logprob: jax.Array  # [B, N] float32: summed log-probability of generated tokens
     # Suffix slots the cache may grow to; a sample that reaches it finishes with LENGTH.
     slot_limit: int = struct.field(pytree_node=False)
+
+    @property
+    def finished(self) -> jax.Array:
+        """[B, N] bool: the sample ended (EOS or budget) and will not be extended again."""
+        return self.finish != Finish.RUNNING
 
 
 @struct.dataclass
@@ -60,12 +67,14 @@ class StepOutput:
     steps: jax.Array  # [] int32: decode steps run (all samples advance in lock step)
 
     @classmethod
-    def empty(cls, num_questions: int, num_samples: int, max_tokens: int) -> StepOutput:
-        shape = (num_questions, num_samples)
+    def empty(cls, finish: jax.Array, max_tokens: int) -> StepOutput:
+        """Buffers for one extension of samples whose state's ``finish`` is given: samples
+        that ended earlier report their reason again, live ones start RUNNING."""
+        shape = finish.shape
         return cls(
             tokens=jnp.zeros((*shape, max_tokens), jnp.int32),
             count=jnp.zeros(shape, jnp.int32),
-            finish=jnp.full(shape, Finish.RUNNING, jnp.int32),
+            finish=finish,
             logprob=jnp.zeros(shape, jnp.float32),
             steps=jnp.zeros((), jnp.int32),
         )
@@ -82,7 +91,7 @@ def initial_state(cache: KVCache, last_prompt_token, keys, slot_limit: int) -> D
     return DecodeState(
         cache=cache,
         pending=pending,
-        finished=jnp.zeros((b, n), bool),
+        finish=jnp.full((b, n), Finish.RUNNING, jnp.int32),
         keys=keys,
         stop_state=jnp.zeros((b, n), jnp.int32),
         num_generated=jnp.zeros((b, n), jnp.int32),
@@ -100,8 +109,9 @@ def extend(
     stop_completes,
     eos_ids,
     token_limit,
+    sampling_params: SamplingParams,
     *,
-    sampling: SamplingConfig,
+    sampling: SamplingMode,
     attention: str = "xla",
     rules: ShardingRules | None = None,
 ) -> tuple[DecodeState, StepOutput, jax.Array]:
@@ -129,7 +139,7 @@ def extend(
         step_keys = jax.vmap(jax.random.fold_in)(
             state.keys.reshape(b * n, 2), state.num_generated.reshape(b * n)
         )
-        token = sample_tokens(logits, step_keys, sampling)
+        token = sample_tokens(logits, step_keys, sampling, sampling_params)
         token_logprob = jnp.take_along_axis(
             jax.nn.log_softmax(logits, axis=-1), token[:, None], axis=-1
         )[:, 0]
@@ -148,10 +158,11 @@ def extend(
         finish = jnp.where(is_eos, Finish.EOS, out.finish)
         finish = jnp.where(completes & ~is_eos, Finish.STOP, finish)
         finish = jnp.where(at_limit, Finish.LENGTH, finish)
+        ended = jnp.where(is_eos, Finish.EOS, jnp.where(at_limit, Finish.LENGTH, state.finish))
         state = state.replace(
             cache=cache,
             pending=token,
-            finished=state.finished | is_eos | at_limit,
+            finish=ended,
             stop_state=stop_state,
             num_generated=num_generated,
             logprob=state.logprob + token_logprob,
@@ -188,7 +199,7 @@ def reorder(state: DecodeState, indices: jax.Array) -> DecodeState:
     return DecodeState(
         cache=kv_cache.reorder(state.cache, indices),
         pending=take(state.pending),
-        finished=take(state.finished),
+        finish=take(state.finish),
         keys=keys.reshape((*indices.shape, 2)),
         stop_state=take(state.stop_state),
         num_generated=take(state.num_generated),

@@ -1,9 +1,10 @@
 """`Engine`: the compiled prefill and extend programs of one `LanguageModel`, plus bucketing.
 
-Shapes are bucketed (questions and prompt lengths to powers of two, the suffix capacity to a
-power of two, the suffix allocated in a few stages) so that a study compiles a handful of
-programs, not one per call. Programs are jitted once per engine and take the parameters as an
-argument.
+Shapes are bucketed (`ttc_jax.bucketing`: question rows and samples to 1, 2, 3, 4, 6, 8, ...,
+prompt lengths and the suffix capacity to powers of two, the suffix allocated in a few stages,
+the stop automaton's states to a power of two) and sampling values travel as arrays, so that a
+study compiles a handful of programs, not one per call or per temperature. Programs are jitted
+once per engine and take the parameters as an argument.
 """
 
 from __future__ import annotations
@@ -17,14 +18,18 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ttc_jax.bucketing import bucket_count, bucket_length
 from ttc_jax.engine import decode, kv_cache
-from ttc_jax.engine.decode import DecodeState, StepOutput
-from ttc_jax.engine.sampling import SamplingConfig, sample_keys
-from ttc_jax.engine.stopping import StopTable, build_stop_table
-from ttc_jax.lm import LanguageModel, bucket_length
+from ttc_jax.engine.decode import DecodeState, Finish, StepOutput
+from ttc_jax.engine.sampling import SamplingConfig, prompt_digest, sample_keys
+from ttc_jax.engine.stopping import StopTable, build_stop_table, stop_strings
+from ttc_jax.lm import LanguageModel
 
 # Size of the on-device EOS id list (padded with -1): a fixed shape keeps one program.
 MAX_EOS_IDS = 8
+# Fewest states of a stop automaton on device; more round up to a power of two. "\n" needs
+# one state, "The answer is" 13: padding keeps one program for most stop sets.
+MIN_STOP_STATES = 16
 
 _CACHE_AXES = {
     "prefix_k": ("batch", "kv_heads", "head_dim", "seq"),
@@ -48,7 +53,9 @@ class Batch:
     prefix_valid: np.ndarray  # [B, P] bool
     last_tokens: np.ndarray  # [B] int32
     is_real: np.ndarray  # [B] bool: False for rows that only pad the batch
+    digests: np.ndarray  # [B] uint32: `prompt_digest` of each prompt; with the seed, its keys
     num_prompts: int
+    longest_prompt: int  # tokens in the longest prompt
 
 
 class Engine:
@@ -86,7 +93,7 @@ class Engine:
         )
         self._grow = jax.jit(self._grow_fn, static_argnames=("capacity",))
         # One program for the empty output buffers, not one small eager program per array.
-        self._empty_output = jax.jit(StepOutput.empty, static_argnums=(0, 1, 2))
+        self._empty_output = jax.jit(StepOutput.empty, static_argnums=(1,))
         self._reorder = jax.jit(decode.reorder, donate_argnames=("state",))
         self._stop_tables: dict[tuple[str, ...], tuple[jax.Array, jax.Array]] = {}
 
@@ -94,7 +101,7 @@ class Engine:
 
     def tokenize(self, prompts: Sequence[str] | Sequence[Sequence[int]]) -> list[list[int]]:
         """Strings through the tokenizer (with its special tokens); id lists checked as-is."""
-        if isinstance(prompts, str) or not len(prompts):
+        if isinstance(prompts, str) or not isinstance(prompts, Sequence) or not prompts:
             raise ValueError("prompts must be a non-empty list of strings or of token id lists")
         vocab = self.lm.config.vocab_size
         ids = []
@@ -103,6 +110,13 @@ class Engine:
                 if self.lm.tokenizer is None:
                     raise ValueError("text prompts need a tokenizer; this model has none")
                 prompt = self.lm.tokenizer(prompt)["input_ids"]
+            elif not isinstance(prompt, Sequence | np.ndarray) or not all(
+                isinstance(t, int | np.integer) and not isinstance(t, bool) for t in prompt
+            ):
+                raise ValueError(
+                    f"prompt {i} is {type(prompt).__name__}: expected a string or a list of "
+                    "token ids"
+                )
             prompt = [int(t) for t in prompt]
             if not prompt:
                 raise ValueError(f"prompt {i} is empty")
@@ -118,25 +132,42 @@ class Engine:
         tokens = np.zeros((rows, width), np.int32)
         valid = np.zeros((rows, width), bool)
         last = np.zeros((rows,), np.int32)
+        digests = np.zeros((rows,), np.uint32)
         for row, prompt in enumerate(prompt_ids):
             body = prompt[:-1]
             if body:
                 tokens[row, width - len(body) :] = body
                 valid[row, width - len(body) :] = True
             last[row] = prompt[-1]
-        return Batch(tokens, valid, last, np.arange(rows) < num, num)
+            digests[row] = prompt_digest(prompt)
+        longest = max(len(p) for p in prompt_ids)
+        return Batch(tokens, valid, last, np.arange(rows) < num, digests, num, longest)
 
     # -- device programs ----------------------------------------------------------------------
 
-    def _start_fn(self, params, tokens, valid, last, is_real, seed, *, num_samples, capacity):
+    def _start_fn(
+        self,
+        params,
+        tokens,
+        valid,
+        last,
+        is_real,
+        digests,
+        seed,
+        num_real,
+        *,
+        num_samples,
+        capacity,
+    ):
         model = nnx.merge(self.lm.graphdef, params)
         allocated = kv_cache.stage_capacity(1, capacity, self.suffix_stage)
         cache = kv_cache.prefill(model, tokens, valid, num_samples, allocated)
         cache = self._constrain_cache(cache)
-        keys = sample_keys(seed, tokens.shape[0], num_samples)
+        keys = sample_keys(seed, digests, num_samples)
         state = decode.initial_state(cache, last, keys, slot_limit=capacity)
-        padding_rows = jnp.broadcast_to(~is_real[:, None], state.finished.shape)
-        return state.replace(finished=padding_rows)
+        # Rows and samples that only pad the batch end before they start.
+        padding = ~is_real[:, None] | (jnp.arange(num_samples) >= num_real)[None, :]
+        return state.replace(finish=jnp.where(padding, Finish.LENGTH, state.finish))
 
     def _grow_fn(self, state: DecodeState, *, capacity: int) -> DecodeState:
         state = decode.grow(state, capacity)
@@ -159,9 +190,17 @@ class Engine:
 
     def start(self, batch: Batch, num_samples: int, capacity: int, seed: int) -> DecodeState:
         """Prefills every prompt once and returns a state of ``num_samples`` samples each, with
-        room for ``capacity`` suffix slots per sample (allocated in stages as they fill)."""
-        if not 0 <= seed < 2**32:
-            raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+        room for ``capacity`` suffix slots per sample (allocated in stages as they fill).
+
+        The state holds `padded_samples(num_samples)` samples per prompt; the extra ones end
+        before they start. Sample n of a prompt draws from a key set by ``seed``, the prompt's
+        tokens and n alone (`ttc_jax.engine.sampling.sample_keys`).
+        """
+        check_count(num_samples, "num_samples")
+        check_count(capacity, "capacity")
+        if not _is_int(seed) or not 0 <= seed < 2**32:
+            raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+        self.check_context(batch.longest_prompt, capacity)
         with jax.set_mesh(self.lm.mesh):
             return self._start(
                 self.lm.params,
@@ -169,9 +208,26 @@ class Engine:
                 batch.prefix_valid,
                 batch.last_tokens,
                 batch.is_real,
+                batch.digests,
                 jnp.uint32(seed),
-                num_samples=num_samples,
+                jnp.int32(num_samples),
+                num_samples=self.padded_samples(num_samples),
                 capacity=capacity,
+            )
+
+    @staticmethod
+    def padded_samples(num_samples: int) -> int:
+        """Samples per prompt a state of ``num_samples`` holds (a `bucket_count`)."""
+        return bucket_count(num_samples)
+
+    def check_context(self, prompt_tokens: int, new_tokens: int) -> None:
+        """A clear error, before any compute, when a prompt and its continuation would not
+        fit the model's context (``max_position_embeddings``)."""
+        context = self.lm.config.max_position_embeddings
+        if prompt_tokens + new_tokens > context:
+            raise ValueError(
+                f"a prompt of {prompt_tokens} tokens plus {new_tokens} new tokens exceeds the "
+                f"model's context of {context} tokens; shorten the prompt or max_new_tokens"
             )
 
     def extend(
@@ -189,20 +245,14 @@ class Engine:
         Runs the decode loop once per suffix allocation stage it crosses, growing the cache in
         between: the host waits for the device once per stage, not once per token.
         """
-        next_state, completes = self.stop_table(tuple(stop))
+        check_live(state, "extend")
         with jax.set_mesh(self.lm.mesh):
-            out = self._empty_output(*state.pending.shape, max_tokens)
+            args, static = self.extend_arguments(
+                state, max_tokens=max_tokens, token_limit=token_limit, sampling=sampling, stop=stop
+            )
+            params, state, out, *rest = args
             while True:
-                state, out, more = self._extend(
-                    self.lm.params,
-                    state,
-                    out,
-                    next_state,
-                    completes,
-                    self.eos_ids,
-                    jnp.int32(token_limit),
-                    sampling=sampling,
-                )
+                state, out, more = self._extend(params, state, out, *rest, **static)
                 if not bool(more):
                     return state, out
                 # The loop stopped at a full suffix: write_pos == the allocated capacity.
@@ -210,26 +260,70 @@ class Engine:
                 capacity = kv_cache.stage_capacity(needed, state.slot_limit, self.suffix_stage)
                 state = self._grow(state, capacity=capacity)
 
-    def new_tokens(self, out: StepOutput, num_prompts: int) -> list[list[list[int]]]:
-        """Token ids each sample added in one `extend` call: ``[prompt][sample] -> ids``."""
+    def extend_arguments(
+        self,
+        state: DecodeState,
+        *,
+        max_tokens: int,
+        token_limit: int,
+        sampling: SamplingConfig,
+        stop: str | Sequence[str] = (),
+    ) -> tuple[tuple, dict]:
+        """Checked positional and static arguments of one call of the compiled decode loop
+        (the parameters, ``state``, a fresh output buffer, ...): `extend` runs them, tests
+        trace them."""
+        check_count(max_tokens, "max_tokens")
+        check_count(token_limit, "token_limit")
+        sampling.check_vocab(self.lm.config.vocab_size)
+        next_state, completes = self.stop_table(stop_strings(stop))
+        with jax.set_mesh(self.lm.mesh):
+            out = self._empty_output(state.finish, max_tokens)
+        args = (
+            self.lm.params,
+            state,
+            out,
+            next_state,
+            completes,
+            self.eos_ids,
+            jnp.int32(token_limit),
+            sampling.params(),
+        )
+        return args, {"sampling": sampling.mode(self.lm.config.vocab_size)}
+
+    def new_tokens(
+        self, out: StepOutput, num_prompts: int, num_samples: int | None = None
+    ) -> list[list[list[int]]]:
+        """Token ids each sample added in one `extend` call: ``[prompt][sample] -> ids`` for
+        the first ``num_samples`` samples (default: all the state holds), EOS included."""
         tokens, counts = np.asarray(out.tokens), np.asarray(out.count)
+        samples = tokens.shape[1] if num_samples is None else num_samples
         return [
-            [tokens[b, j, : counts[b, j]].tolist() for j in range(tokens.shape[1])]
+            [tokens[b, j, : counts[b, j]].tolist() for j in range(samples)]
             for b in range(num_prompts)
         ]
 
-    def step_texts(self, out: StepOutput, num_prompts: int) -> list[list[str]]:
-        """Text of the step each sample added in one `extend` call: ``[prompt][sample]``.
+    def text_of(self, ids: Sequence[int]) -> str:
+        """Decoded text of generated ids, without a final EOS token (its text, such as
+        "<|im_end|>", is not part of the answer, nor of a step a PRM should read)."""
+        if self.lm.tokenizer is None:
+            raise ValueError("texts need a tokenizer; this model has none")
+        if ids and ids[-1] in self.eos_id_set:
+            ids = ids[:-1]
+        return self.lm.tokenizer.decode(ids)
+
+    def step_texts(
+        self, out: StepOutput, num_prompts: int, num_samples: int | None = None
+    ) -> list[list[str]]:
+        """Text of the step each sample added in one `extend` call: ``[prompt][sample]``,
+        without a final EOS token's text.
 
         Not cut at the stop string: a token that completes the delimiter may carry more text
         ("\n\nThe"), and that text is already in the sample's cache, so it belongs to this
         step for the next one to read on consistently.
         """
-        if self.lm.tokenizer is None:
-            raise ValueError("step texts need a tokenizer; this model has none")
         return [
-            [self.lm.tokenizer.decode(ids) for ids in samples]
-            for samples in self.new_tokens(out, num_prompts)
+            [self.text_of(ids) for ids in samples]
+            for samples in self.new_tokens(out, num_prompts, num_samples)
         ]
 
     def reorder(self, state: DecodeState, indices) -> DecodeState:
@@ -246,6 +340,7 @@ class Engine:
             indices.min() < 0 or indices.max() >= samples
         ):
             raise ValueError(f"indices must be integers in [0, {samples})")
+        check_live(state, "reorder")
         padded = np.zeros((rows, indices.shape[1]), np.int32)
         padded[: indices.shape[0]] = indices
         with jax.set_mesh(self.lm.mesh):
@@ -263,6 +358,10 @@ class Engine:
         return jnp.asarray(ids + [-1] * (MAX_EOS_IDS - len(ids)), jnp.int32)
 
     @functools.cached_property
+    def eos_id_set(self) -> frozenset[int]:
+        return frozenset(int(i) for i in np.asarray(self.eos_ids) if i >= 0)
+
+    @functools.cached_property
     def token_texts(self) -> list[str]:
         """Text of every token id on its own ("" past the tokenizer's vocabulary)."""
         tokenizer = self.lm.tokenizer
@@ -273,11 +372,39 @@ class Engine:
         return texts + [""] * (self.lm.config.vocab_size - known)
 
     def stop_table(self, stop: tuple[str, ...]) -> tuple[jax.Array, jax.Array]:
+        """The device automaton of a stop set (built once per engine and set), its states
+        padded to a power of two of at least `MIN_STOP_STATES` (padding states are never
+        reached), so that most stop sets share one program."""
         if stop not in self._stop_tables:
+            vocab = self.lm.config.vocab_size
             if stop:
                 table = build_stop_table(self.token_texts, stop)
             else:
-                vocab = self.lm.config.vocab_size
                 table = StopTable(np.zeros((1, vocab), np.int32), np.zeros((1, vocab), bool))
-            self._stop_tables[stop] = (jnp.asarray(table.next_state), jnp.asarray(table.completes))
+            states = max(MIN_STOP_STATES, bucket_length(table.num_states, 1))
+            padding = ((0, states - table.num_states), (0, 0))
+            self._stop_tables[stop] = (
+                jnp.asarray(np.pad(table.next_state, padding)),
+                jnp.asarray(np.pad(table.completes, padding)),
+            )
         return self._stop_tables[stop]
+
+
+def check_count(value, name: str) -> int:
+    """``value`` if it is an integer >= 1; a clear error naming ``name`` otherwise."""
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def check_live(state: DecodeState, operation: str) -> None:
+    """A clear error for a state whose arrays were donated to an earlier call."""
+    if any(leaf.is_deleted() for leaf in jax.tree.leaves(state) if isinstance(leaf, jax.Array)):
+        raise ValueError(
+            f"cannot {operation}: this DecodeState was consumed (donated) by an earlier "
+            "extend or reorder; continue from the state that call returned"
+        )

@@ -7,11 +7,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ttc_jax.bucketing import bucket_length
 from ttc_jax.engine.decode import Finish
-from ttc_jax.engine.engine import Engine
+from ttc_jax.engine.engine import Engine, check_count
 from ttc_jax.engine.sampling import SamplingConfig
-from ttc_jax.engine.stopping import truncate_at_stop
-from ttc_jax.lm import LanguageModel, bucket_length
+from ttc_jax.engine.stopping import stop_strings, truncate_at_stop
+from ttc_jax.lm import LanguageModel
 
 FINISH_NAMES = {Finish.EOS: "eos", Finish.STOP: "stop", Finish.LENGTH: "length"}
 
@@ -34,7 +35,7 @@ def generate(
     temperature: float = 1.0,
     top_p: float = 1.0,
     top_k: int = 0,
-    stop: Sequence[str] | None = None,
+    stop: str | Sequence[str] | None = None,
     seed: int = 0,
     *,
     engine: Engine | None = None,
@@ -43,36 +44,41 @@ def generate(
 
     Each prompt is prefilled once and its KV cache shared by its ``n`` samples. Prompts are
     strings (tokenized with ``lm.tokenizer``, special tokens included) or token id lists.
-    ``temperature=0`` is greedy. Generation of a sample stops at an EOS id, at the end of any
-    ``stop`` string (even one spanning several tokens) or after ``max_new_tokens`` tokens.
-    The same ``seed`` gives the same samples, whatever the batch, padding or mesh.
-    ``engine``: an `Engine` of ``lm`` with other options than ``lm.engine``'s.
+    ``temperature=0`` is greedy. Generation of a sample stops at an EOS id, at the end of a
+    ``stop`` string (one string, or a list of them; also one spanning several tokens) or
+    after ``max_new_tokens`` tokens. A sample depends only on ``seed``, its prompt's tokens
+    and its index among the prompt's ``n``: not on the other prompts of the batch, their
+    order, padding or the mesh (so two equal prompts get equal samples).
+    Changing ``temperature``, ``top_p`` or ``top_k`` (below `MIN_CANDIDATES`) compiles
+    nothing new. ``engine``: an `Engine` of ``lm`` with other options than ``lm.engine``'s.
     """
-    if n < 1 or max_new_tokens < 1:
-        raise ValueError(f"n and max_new_tokens must be >= 1, got {n} and {max_new_tokens}")
+    check_count(n, "n")
+    check_count(max_new_tokens, "max_new_tokens")
     sampling = SamplingConfig(temperature=temperature, top_p=top_p, top_k=top_k)
-    stop = tuple(stop or ())
+    sampling.check_vocab(lm.config.vocab_size)
+    stop = stop_strings(stop)
     if engine is None:
         engine = lm.engine
     elif engine.lm is not lm:
         raise ValueError("engine belongs to another language model")
     batch = engine.layout(engine.tokenize(prompts))
-    capacity = bucket_length(max_new_tokens)
+    engine.check_context(batch.longest_prompt, max_new_tokens)
+    # The suffix capacity is bucketed (fewer programs) but never past the context.
+    room = lm.config.max_position_embeddings - batch.longest_prompt
+    capacity = min(bucket_length(max_new_tokens), room)
     state = engine.start(batch, n, capacity, seed)
     _, out = engine.extend(
         state, max_tokens=capacity, token_limit=max_new_tokens, sampling=sampling, stop=stop
     )
-    new_tokens = engine.new_tokens(out, batch.num_prompts)
+    new_tokens = engine.new_tokens(out, batch.num_prompts, n)
     finish, logprob = np.asarray(out.finish), np.asarray(out.logprob)
-    eos_ids = set(np.asarray(engine.eos_ids).tolist())
     results = []
     for b in range(batch.num_prompts):
         samples = []
         for j in range(n):
             ids = new_tokens[b][j]
             reason = Finish(int(finish[b, j]))
-            text_ids = ids[:-1] if reason == Finish.EOS and ids and ids[-1] in eos_ids else ids
-            text = lm.tokenizer.decode(text_ids) if lm.tokenizer is not None else ""
+            text = engine.text_of(ids) if lm.tokenizer is not None else ""
             if reason == Finish.STOP:
                 text = truncate_at_stop(text, stop)
             samples.append(Sample(text, ids, float(logprob[b, j]), FINISH_NAMES[reason]))

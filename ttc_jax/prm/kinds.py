@@ -31,6 +31,7 @@ text at the markers; step text is inserted verbatim (a template's ``trim`` is no
 from __future__ import annotations
 
 import abc
+import inspect
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -299,3 +300,17 @@ def format_class(kind: str) -> type[PRMFormat]:
     if kind not in FORMATS:
         raise ValueError(f"unknown PRM kind {kind!r}; known kinds: {', '.join(sorted(FORMATS))}")
     return FORMATS[kind]
+
+
+def build_format(kind: str, tokenizer: Any, **options: Any) -> PRMFormat:
+    """The format of PRM kind ``kind`` for ``tokenizer``; an unknown kind or option is an
+    error that lists the valid ones."""
+    format_cls = format_class(kind)
+    valid = [name for name in inspect.signature(format_cls).parameters if name != "tokenizer"]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"unknown {kind} format option(s) {', '.join(map(repr, unknown))}; "
+            f"valid options: {', '.join(valid) or 'none'}"
+        )
+    return format_cls(tokenizer, **options)

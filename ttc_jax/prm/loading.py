@@ -36,7 +36,7 @@ from ttc_jax.models.config import ModelConfig
 from ttc_jax.models.params import ParamPath, Params, resolve_dtype
 from ttc_jax.models.safetensors_source import SafetensorsSource
 from ttc_jax.prm.heads import AbstractHead, Readout, abstract_head
-from ttc_jax.prm.kinds import PRMFormat, format_class
+from ttc_jax.prm.kinds import PRMFormat, build_format, format_class
 from ttc_jax.prm.scorer import PRM
 from ttc_jax.sharding import ShardingRules, make_mesh
 
@@ -149,7 +149,7 @@ def load_prm(
     ``step_tag="<step>"`` for a Math-Shepherd-style PRM with another tag. The default mesh is
     the first device alone; loading is strict (see the module docstring).
     """
-    format_cls = format_class(kind)
+    format_class(kind)  # an unknown kind fails before any file is read
     path = Path(path)
     dtype = resolve_dtype(dtype)
     mesh = mesh or make_mesh(1, 1)
@@ -159,7 +159,7 @@ def load_prm(
         raise FileNotFoundError(f"{config_file} does not exist (expected a Hugging Face folder)")
     config = ModelConfig.from_hf_file(config_file)
     tokenizer = _folder_tokenizer(path)
-    fmt = format_cls(tokenizer, **format_options)
+    fmt = build_format(kind, tokenizer, **format_options)
     source = SafetensorsSource(path)
     layout = head_layout(fmt, config)
     decoder_source = decoder_view(source, fmt, config, layout)

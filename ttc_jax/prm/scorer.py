@@ -26,9 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ttc_jax.bucketing import bucket_length
 from ttc_jax.engine import kv_cache
 from ttc_jax.engine.kv_cache import KVCache
-from ttc_jax.lm import LanguageModel, bucket_length
+from ttc_jax.lm import LanguageModel
 from ttc_jax.models.params import Params
 from ttc_jax.prm.kinds import PRMFormat
 
@@ -254,11 +255,17 @@ class PRM:
     # -- helpers ------------------------------------------------------------------------------
 
     def _check_length(self, length: int) -> None:
-        window = self.backbone.config.sliding_window
-        if window is not None and length > window:
+        """A clear error, before any compute, for a sequence past the PRM's context."""
+        config = self.backbone.config
+        if length > config.max_position_embeddings:
+            raise ValueError(
+                f"a PRM input of {length} tokens exceeds the PRM's context of "
+                f"{config.max_position_embeddings} tokens"
+            )
+        if config.sliding_window is not None and length > config.sliding_window:
             raise NotImplementedError(
-                f"a sequence of {length} tokens exceeds the sliding window ({window}); "
-                "sliding-window attention is not implemented"
+                f"a sequence of {length} tokens exceeds the sliding window "
+                f"({config.sliding_window}); sliding-window attention is not implemented"
             )
 
 
