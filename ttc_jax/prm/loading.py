@@ -39,7 +39,7 @@ from ttc_jax.models.safetensors_source import SafetensorsSource
 from ttc_jax.models.tokenizer import folder_tokenizer
 from ttc_jax.prm.heads import AbstractHead, Readout, abstract_head
 from ttc_jax.prm.kinds import PRMFormat, format_class
-from ttc_jax.prm.scorer import PRM
+from ttc_jax.prm.scorer import PRM, headless
 from ttc_jax.sharding import ShardingRules, make_mesh
 
 log = logging.getLogger(__name__)
@@ -61,15 +61,6 @@ class _WithoutKeys:
 
     def read(self, key: str) -> np.ndarray:
         return self._source.read(key)
-
-
-def headless(cfg: ModelConfig) -> ModelConfig:
-    """The decoder of a PRM, without an LM head.
-
-    A `Transformer` with tied embeddings holds no ``lm_head``; a PRM never asks its backbone
-    for vocabulary logits, so tying is only a way to leave the head out.
-    """
-    return cfg.replace(tie_word_embeddings=True)
 
 
 def head_layout(fmt: PRMFormat, cfg: ModelConfig) -> dict[ParamPath, CheckpointTensor]:
