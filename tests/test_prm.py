@@ -1,9 +1,11 @@
-"""PRM scorer: every kind equals its PyTorch reference; incremental scoring equals full scoring.
+"""PRM scorer: every kind equals its PyTorch reference; incremental scoring equals full scoring;
+random PRMs of every kind score without a checkpoint.
 
 Checkpoints are tiny and random, written in each family's published layout by
 `tests.prm_checkpoints`, which also builds the references from transformers' modules.
 """
 
+import dataclasses
 import json
 import shutil
 
@@ -13,6 +15,7 @@ from safetensors.numpy import load_file, save_file
 
 import ttc_jax
 from tests import prm_checkpoints
+from ttc_jax import PRM, ModelConfig
 from ttc_jax.sharding import make_mesh
 
 TOLERANCE = 1e-4
@@ -271,3 +274,62 @@ def test_mis_shaped_head_tensor(references, checkpoint_root, tmp_path):
     folder = _mutated(checkpoint_root, tmp_path, "skywork", widen)
     with pytest.raises(ttc_jax.ShapeMismatchError, match=r"v_head\.summary\.weight.*\(2, 64\)"):
         ttc_jax.load_prm(folder, "skywork")
+
+
+# -- random PRMs --------------------------------------------------------------------------------
+
+RANDOM_CONFIG = ModelConfig(
+    vocab_size=prm_checkpoints.VOCAB_SIZE,
+    hidden_size=32,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=8,
+    intermediate_size=48,
+)
+
+
+@pytest.fixture(scope="module")
+def chat_tokenizer():
+    """A tokenizer every kind can use: it has a chat template, "<extra_0>" and "ки"."""
+    return prm_checkpoints.build_tokenizer("qwen_math_prm")
+
+
+@pytest.mark.parametrize("kind", prm_checkpoints.KINDS)
+def test_random_prm_scores_in_full_and_incrementally(kind, chat_tokenizer):
+    prm = PRM.random(RANDOM_CONFIG, kind, chat_tokenizer, seed=1)
+    assert prm.kind == kind and prm.backbone.tokenizer is chat_tokenizer
+    candidates = CANDIDATES[0][:2]
+    full = prm.score(QUESTIONS[0], candidates)
+    assert [len(steps) for steps in full] == [len(c) for c in candidates]
+    assert all(0.0 < p < 1.0 for steps in full for p in steps)
+    state = prm.start(QUESTIONS[:1], num_candidates=len(candidates))
+    for step in range(2):
+        state, scores = prm.score_step(state, [[c[step] for c in candidates]])
+        expected = [steps[step] for steps in full]
+        np.testing.assert_allclose(scores[0], expected, atol=INCREMENTAL_TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["rlhflow", "qwen_math_prm"])
+def test_random_chat_prm_needs_a_chat_template(kind):
+    tokenizer = prm_checkpoints.build_tokenizer("math_shepherd")
+    with pytest.raises(ValueError, match="chat template"):
+        PRM.random(RANDOM_CONFIG, kind, tokenizer)
+
+
+def test_random_prm_depends_on_the_seed_only(chat_tokenizer):
+    def scores(seed, mesh=None):
+        prm = PRM.random(RANDOM_CONFIG, "qwen_math_prm", chat_tokenizer, seed=seed, mesh=mesh)
+        return np.array(prm.score(QUESTIONS[1], [CANDIDATES[1][0]])[0])
+
+    np.testing.assert_allclose(scores(3, make_mesh(2, 4)), scores(3), atol=INCREMENTAL_TOLERANCE)
+    assert np.abs(scores(3) - scores(4)).max() > 1e-4
+
+
+def test_random_prm_format_options_and_vocabulary_check():
+    tokenizer = prm_checkpoints.build_tokenizer("math_shepherd")
+    prm = PRM.random(RANDOM_CONFIG, "math_shepherd", tokenizer, step_tag="ки", good_label="+")
+    assert prm.format.step_tag_id == tokenizer.encode(" ки", add_special_tokens=False)[-1]
+    small = dataclasses.replace(RANDOM_CONFIG, vocab_size=100)
+    with pytest.raises(ValueError, match=r"tokenizer has 321 tokens.*vocab_size of 100"):
+        PRM.random(small, "math_shepherd", tokenizer)

@@ -7,7 +7,17 @@ import transformers
 
 import ttc_jax
 
+pytestmark = pytest.mark.slow
+
 GREEDY_TOKENS = 32
+TOKENIZER_TEXTS = [
+    "What is 12 + 35? Explain each step.",
+    "  leading spaces,\ttabs and\n\nblank lines  ",
+    "Unicode: café, naïve, 数学, emoji 🙂, Ωμέγα",
+    "LaTeX: $x^2 + \\frac{1}{2} = \\boxed{42}$",
+    "<|im_start|>user\nHi there<|im_end|>\n<|endoftext|>",
+    "",
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +38,51 @@ def prompt_ids(ours):
     text = ours.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert text.startswith("<|im_start|>system") and text.endswith("<|im_start|>assistant\n")
     return np.asarray(ours.tokenizer(text)["input_ids"])[None]
+
+
+@pytest.fixture(scope="module")
+def reference_tokenizer(smollm2_path):
+    return transformers.AutoTokenizer.from_pretrained(
+        smollm2_path.parent, gguf_file=smollm2_path.name
+    )
+
+
+def test_tokenizer_from_parsed_metadata_equals_transformers(ours, reference_tokenizer):
+    """load_lm builds the tokenizer from the metadata it parsed; transformers parses the file
+    itself. Both must be the same tokenizer."""
+    mine, theirs = ours.tokenizer, reference_tokenizer
+    assert type(mine) is type(theirs)
+    assert mine.backend_tokenizer.to_str() == theirs.backend_tokenizer.to_str()
+    assert mine.get_vocab() == theirs.get_vocab() and len(mine) == len(theirs) == 49152
+    assert mine.special_tokens_map == theirs.special_tokens_map
+    assert mine.all_special_ids == theirs.all_special_ids
+    assert (mine.eos_token, mine.eos_token_id) == (theirs.eos_token, theirs.eos_token_id)
+    assert (mine.bos_token_id, mine.pad_token_id, mine.unk_token_id) == (
+        theirs.bos_token_id,
+        theirs.pad_token_id,
+        theirs.unk_token_id,
+    )
+    assert mine.chat_template == theirs.chat_template and mine.chat_template
+    for special in (True, False):
+        ids = theirs(TOKENIZER_TEXTS, add_special_tokens=special)["input_ids"]
+        assert mine(TOKENIZER_TEXTS, add_special_tokens=special)["input_ids"] == ids
+        for row in ids:
+            assert mine.decode(row) == theirs.decode(row)
+            assert mine.decode(row, skip_special_tokens=True) == theirs.decode(
+                row, skip_special_tokens=True
+            )
+    conversation = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "What is 12 + 35?"},
+        {"role": "assistant", "content": "47"},
+        {"role": "user", "content": "And 12 * 35?"},
+    ]
+    for prompt in (True, False):
+        for tokenize in (True, False):
+            kwargs = dict(add_generation_prompt=prompt, tokenize=tokenize)
+            assert mine.apply_chat_template(conversation, **kwargs) == theirs.apply_chat_template(
+                conversation, **kwargs
+            )
 
 
 def test_config_from_metadata(ours):

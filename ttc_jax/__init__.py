@@ -14,6 +14,7 @@ from ttc_jax.lm import LanguageModel, load_lm
 from ttc_jax.models.config import ModelConfig
 from ttc_jax.prm import PRM, load_prm
 from ttc_jax.sharding import ShardingRules, make_mesh
+from ttc_jax.smollm2 import smollm2_path
 
 __all__ = [
     "PRM",
@@ -32,4 +33,5 @@ __all__ = [
     "load_lm",
     "load_prm",
     "make_mesh",
+    "smollm2_path",
 ]

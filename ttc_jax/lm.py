@@ -8,8 +8,7 @@ nothing large is baked into an executable as a constant.
 from __future__ import annotations
 
 import functools
-import logging
-from pathlib import Path
+import os
 from typing import Any
 
 import jax
@@ -19,6 +18,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from ttc_jax.bucketing import bucket_count, bucket_length, round_up
 from ttc_jax.models.checkpoint import load_params
+from ttc_jax.models.checkpoint_kind import CheckpointKind, locate_checkpoint
 from ttc_jax.models.config import ModelConfig
 from ttc_jax.models.gguf_source import GGUFSource
 from ttc_jax.models.params import (
@@ -29,9 +29,8 @@ from ttc_jax.models.params import (
     resolve_dtype,
 )
 from ttc_jax.models.safetensors_source import SafetensorsSource
+from ttc_jax.models.tokenizer import folder_tokenizer, gguf_tokenizer
 from ttc_jax.sharding import ShardingRules, make_mesh
-
-log = logging.getLogger(__name__)
 
 
 class LanguageModel:
@@ -158,50 +157,29 @@ def _forward_logits(graphdef, params, tokens, positions, valid):
 
 
 def load_lm(
-    path: str | Path,
+    path: str | os.PathLike,
     dtype="float32",
     mesh: Mesh | None = None,
     rules: ShardingRules | None = None,
 ) -> LanguageModel:
-    """Loads a Hugging Face folder (safetensors, single or sharded) or a ``.gguf`` file.
+    """Loads a Hugging Face folder (safetensors, single or sharded) or a GGUF file.
 
-    The default mesh is the first device alone; pass `ttc_jax.make_mesh(data, model)` to
-    split the model. Loading is strict: see `ttc_jax.models.checkpoint`.
+    A folder is read as a Hugging Face folder and a file as GGUF, whatever their names (see
+    `ttc_jax.models.checkpoint_kind`); ``~`` is expanded. The default mesh is the first device
+    alone; pass `ttc_jax.make_mesh(data, model)` to split the model. Loading is strict: see
+    `ttc_jax.models.checkpoint`.
     """
-    path = Path(path)
+    path, kind = locate_checkpoint(path)
     dtype = resolve_dtype(dtype)
     mesh = mesh or make_mesh(1, 1)
     rules = rules or ShardingRules()
-    if path.suffix == ".gguf":
+    if kind is CheckpointKind.GGUF:
         source = GGUFSource(path)
         config = source.config
-        tokenizer = _gguf_tokenizer(path) if source.has_tokenizer else None
+        tokenizer = gguf_tokenizer(source.reader.fields) if source.has_tokenizer else None
     else:
-        config = ModelConfig.from_hf_file(_require(path / "config.json"))
+        config = ModelConfig.from_hf_file(path / "config.json")
         source = SafetensorsSource(path)
-        tokenizer = _folder_tokenizer(path)
+        tokenizer = folder_tokenizer(path)
     params = load_params(source, config, dtype, mesh, rules)
     return LanguageModel(config, params, mesh, rules, dtype, tokenizer)
-
-
-def _require(path: Path) -> Path:
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist (expected a Hugging Face model folder)")
-    return path
-
-
-def _gguf_tokenizer(path: Path):
-    """The tokenizer and chat template stored in a GGUF file's metadata."""
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-
-
-def _folder_tokenizer(path: Path):
-    """transformers tokenizer of an HF folder, or None when the folder ships none."""
-    from transformers import AutoTokenizer
-
-    if (path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists():
-        return AutoTokenizer.from_pretrained(str(path))
-    log.info("%s has no tokenizer files; lm.tokenizer is None", path)
-    return None

@@ -223,9 +223,9 @@ def run_decode(args: argparse.Namespace) -> None:
 def run_sampling(args: argparse.Namespace) -> None:
     import ttc_jax
     from ttc_jax.bench import sampling
-    from ttc_jax.cli.demo import default_checkpoint
+    from ttc_jax.smollm2 import smollm2_path
 
-    path = args.checkpoint or default_checkpoint()
+    path = args.checkpoint or smollm2_path()
     report = sampling.run_sampling_benchmark(
         ttc_jax.load_lm(path), path.name, args.samples, args.new_tokens, args.repeats
     )

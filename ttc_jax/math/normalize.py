@@ -7,7 +7,8 @@ listed, in the order applied, in docs/grading.md. Every rule is a linear-time st
 operation without nested quantifiers, so a long or hostile input cannot make it slow.
 
 `as_rational` reads the canonical forms of plain numbers (integers, decimals, fractions of
-integers) so that numeric answers, the most common kind, are compared exactly without sympy.
+integers, scientific notation) so that numeric answers, the most common kind, are compared exactly
+without sympy.
 """
 
 import re
@@ -49,6 +50,14 @@ _BARE_DECIMAL_POINT = re.compile(r"(^|[^\w}.])\.(\d)")
 # Longer literals (60 digits) would make Fraction arithmetic itself the slow part.
 _DECIMAL = re.compile(r"-?\d{1,60}(?:\.\d{1,60})?")
 _FRACTION = re.compile(r"(-?)\\frac\{(-?\d{1,60})\}\{(-?\d{1,60})\}")
+# "1e3", "1.5E-2", "2\times10^{3}", "2\cdot10^3". Without braces only one digit is the exponent,
+# as in LaTeX ("10^34" is 10^3 * 4). Exponents of four or more digits are left to the symbolic
+# check and its guards against huge numbers.
+_SCIENTIFIC = re.compile(
+    r"(?P<mantissa>-?\d{1,60}(?:\.\d{1,60})?)"
+    r"(?:[eE](?P<e>[-+]?\d{1,3})"
+    r"|\\(?:times|cdot)10\^(?:\{(?P<braced>[-+]?\d{1,3})\}|(?P<digit>\d)))"
+)
 
 
 def _strip_math_delimiters(text: str) -> str:
@@ -131,10 +140,16 @@ def as_rational(canonical: str) -> tuple[Fraction, bool] | None:
     """Reads a canonical plain number; returns (value, written_as_decimal) or None.
 
     The flag matters because decimals are rounded answers: "0.333" may stand for 1/3, a call
-    the symbolic check makes, while two integers or fractions compare exactly here.
+    the symbolic check makes, while two integers or fractions compare exactly here. A number in
+    scientific notation is a decimal when its mantissa is one ("1.5e-2", not "1e3").
     """
     if _DECIMAL.fullmatch(canonical):
         return Fraction(canonical), "." in canonical
+    scientific = _SCIENTIFIC.fullmatch(canonical)
+    if scientific is not None:
+        mantissa = scientific["mantissa"]
+        exponent = int(scientific["e"] or scientific["braced"] or scientific["digit"])
+        return Fraction(mantissa) * Fraction(10) ** exponent, "." in mantissa
     fraction = _FRACTION.fullmatch(canonical)
     if fraction is None:
         return None

@@ -18,6 +18,10 @@ import sys
 from multiprocessing.connection import Connection
 
 READY_MESSAGE = b"ready"
+# Parsed answers kept per worker. A gold answer is checked against every sample of its question,
+# and the same wrong answers recur, so most checks parse at most one new text; parsing is about
+# 40% of a check.
+PARSE_CACHE_SIZE = 4096
 INERT_PARSE_EXPR_TEXT = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -28,19 +32,28 @@ def _latex_extraction_config():
     return (LatexExtractionConfig(),)
 
 
+@functools.lru_cache(maxsize=PARSE_CACHE_SIZE)
+def _parsed(answer: str) -> tuple:
+    """math-verify's parse of one answer (sympy objects are immutable, so sharing is safe).
+
+    Wrapped in "$...$" because math-verify finds bare LaTeX unreliably. Only the LaTeX extraction
+    is enabled: the plain-expression one goes through sympy's parse_expr.
+    """
+    from math_verify import parse
+
+    return tuple(
+        parse(f"${answer}$", extraction_config=_latex_extraction_config(), parsing_timeout=None)
+    )
+
+
 def symbolic_equiv(pred: str, gold: str) -> bool:
     """math-verify's verdict on two LaTeX answers, in this process and without a time bound.
 
-    Both sides are wrapped in "$...$" because math-verify finds bare LaTeX unreliably. Only the
-    LaTeX extraction is enabled: the plain-expression one goes through sympy's parse_expr.
     Outside a worker, call `ttc_jax.math.symbolic.check_equivalent`, which bounds the time.
     """
-    from math_verify import parse, verify
+    from math_verify import verify
 
-    config = _latex_extraction_config()
-    gold_parsed = parse(f"${gold}$", extraction_config=config, parsing_timeout=None)
-    pred_parsed = parse(f"${pred}$", extraction_config=config, parsing_timeout=None)
-    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+    return bool(verify(list(_parsed(gold)), list(_parsed(pred)), timeout_seconds=None))
 
 
 def restrict_code_evaluating_parsers() -> None:

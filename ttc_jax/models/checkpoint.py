@@ -203,7 +203,7 @@ def read_and_place(
         value = np.asarray(tensor.read(source), dtype=np.float32)
         assert value.shape == spec.shape, (path, value.shape, spec.shape)
         sharding = rules.sharding(mesh, spec.logical_axes, spec.shape)
-        flat[path] = jax.device_put(value.astype(spec.dtype), sharding)
+        flat[path] = jax.device_put(value.astype(spec.dtype, copy=False), sharding)
     return nest(flat)
 
 

@@ -81,17 +81,29 @@ def param_shardings(specs: dict[ParamPath, ParamSpec], mesh: Mesh, rules: Shardi
 
 
 def random_params(cfg: ModelConfig, dtype, mesh: Mesh, rules: ShardingRules, seed: int = 0):
-    """Randomly initialised parameters, each placed straight into its sharding.
+    """Randomly initialised parameters of a model, each placed straight into its sharding."""
+    _, specs = abstract_model(cfg, resolve_dtype(dtype))
+    return random_tree(specs, mesh, rules, seed)
+
+
+def random_tree(
+    specs: dict[ParamPath, ParamSpec],
+    mesh: Mesh,
+    rules: ShardingRules,
+    seed: int = 0,
+    stream: tuple[int, ...] = (),
+) -> Params:
+    """Random values for parameter specs (of a model or any module), each placed into its
+    sharding. A ``stream`` whose last word is not 0 gives values independent of the default
+    stream's for the same seed (numpy's seed sequences ignore trailing zeros).
 
     Drawn with numpy on the host: compiling JAX's counter-based RNG for every parameter costs
     seconds of XLA time per model shape, while numpy needs none.
     """
-    dtype = resolve_dtype(dtype)
-    _, specs = abstract_model(cfg, dtype)
     flat = {}
     for index, (path, spec) in enumerate(sorted(specs.items(), key=lambda item: str(item[0]))):
         if spec.init == "normal":
-            rng = np.random.default_rng([seed, index])
+            rng = np.random.default_rng([seed, index, *stream])
             value = INIT_STD * rng.standard_normal(spec.shape, dtype=np.float32)
         elif spec.init == "ones":
             value = np.ones(spec.shape, np.float32)

@@ -15,13 +15,13 @@ the `LabelTokenHead` and the full [vocab, hidden] head is never placed on a devi
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import os
 from typing import Any
 
 import numpy as np
 from jax.sharding import Mesh
 
-from ttc_jax.errors import MissingTensorError, UnexpectedTensorError
+from ttc_jax.errors import CheckpointError, MissingTensorError, UnexpectedTensorError
 from ttc_jax.lm import LanguageModel
 from ttc_jax.models.checkpoint import (
     CheckpointTensor,
@@ -32,12 +32,14 @@ from ttc_jax.models.checkpoint import (
     one_tensor,
     read_and_place,
 )
+from ttc_jax.models.checkpoint_kind import CheckpointKind, locate_checkpoint
 from ttc_jax.models.config import ModelConfig
 from ttc_jax.models.params import ParamPath, Params, resolve_dtype
 from ttc_jax.models.safetensors_source import SafetensorsSource
+from ttc_jax.models.tokenizer import folder_tokenizer
 from ttc_jax.prm.heads import AbstractHead, Readout, abstract_head
 from ttc_jax.prm.kinds import PRMFormat, build_format, format_class
-from ttc_jax.prm.scorer import PRM
+from ttc_jax.prm.scorer import PRM, headless
 from ttc_jax.sharding import ShardingRules, make_mesh
 
 log = logging.getLogger(__name__)
@@ -59,15 +61,6 @@ class _WithoutKeys:
 
     def read(self, key: str) -> np.ndarray:
         return self._source.read(key)
-
-
-def headless(cfg: ModelConfig) -> ModelConfig:
-    """The decoder of a PRM, without an LM head.
-
-    A `Transformer` with tied embeddings holds no ``lm_head``; a PRM never asks its backbone
-    for vocabulary logits, so tying is only a way to leave the head out.
-    """
-    return cfg.replace(tie_word_embeddings=True)
 
 
 def head_layout(fmt: PRMFormat, cfg: ModelConfig) -> dict[ParamPath, CheckpointTensor]:
@@ -135,7 +128,7 @@ def load_head(
 
 
 def load_prm(
-    path: str | Path,
+    path: str | os.PathLike,
     kind: str,
     dtype="float32",
     mesh: Mesh | None = None,
@@ -147,18 +140,20 @@ def load_prm(
     Kinds: ``math_shepherd``, ``rlhflow``, ``qwen_math_prm``, ``skywork``, ``ttc_value`` (see
     `ttc_jax.prm.kinds`). ``format_options`` change a format's strings, e.g.
     ``step_tag="<step>"`` for a Math-Shepherd-style PRM with another tag. The default mesh is
-    the first device alone; loading is strict (see the module docstring).
+    the first device alone; ``~`` is expanded; loading is strict (see the module docstring).
     """
     format_class(kind)  # an unknown kind fails before any file is read
-    path = Path(path)
+    path, checkpoint_kind = locate_checkpoint(path)
+    if checkpoint_kind is CheckpointKind.GGUF:
+        raise CheckpointError(
+            f"{path} is a GGUF file; PRMs load from a Hugging Face folder (config.json, "
+            "safetensors weights and tokenizer files), not from GGUF"
+        )
     dtype = resolve_dtype(dtype)
     mesh = mesh or make_mesh(1, 1)
     rules = rules or ShardingRules()
-    config_file = path / "config.json"
-    if not config_file.exists():
-        raise FileNotFoundError(f"{config_file} does not exist (expected a Hugging Face folder)")
-    config = ModelConfig.from_hf_file(config_file)
-    tokenizer = _folder_tokenizer(path)
+    config = ModelConfig.from_hf_file(path / "config.json")
+    tokenizer = folder_tokenizer(path)
     fmt = build_format(kind, tokenizer, **format_options)
     source = SafetensorsSource(path)
     layout = head_layout(fmt, config)
@@ -170,11 +165,3 @@ def load_prm(
     log.info("loaded a %s PRM from %s", kind, path)
     backbone = LanguageModel(backbone_config, params, mesh, rules, dtype, tokenizer)
     return PRM(backbone, fmt, abstract.graphdef, head_params)
-
-
-def _folder_tokenizer(path: Path):
-    from transformers import AutoTokenizer
-
-    if (path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists():
-        return AutoTokenizer.from_pretrained(str(path))
-    return None

@@ -20,21 +20,37 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
 
 from ttc_jax.bucketing import bucket_length
 from ttc_jax.engine import kv_cache
 from ttc_jax.engine.kv_cache import KVCache
 from ttc_jax.lm import LanguageModel
-from ttc_jax.models.params import Params
-from ttc_jax.prm.kinds import PRMFormat
+from ttc_jax.models.config import ModelConfig
+from ttc_jax.models.params import Params, random_tree
+from ttc_jax.prm.heads import abstract_head
+from ttc_jax.prm.kinds import PRMFormat, build_format
+from ttc_jax.sharding import ShardingRules
 
 # Suffix slots a fresh incremental state reserves per candidate; it doubles when full.
 DEFAULT_CAPACITY = 256
+# Random heads draw from their own stream, independent of the backbone's draws for one seed.
+_HEAD_STREAM = (1,)
+
+
+def headless(cfg: ModelConfig) -> ModelConfig:
+    """The decoder of a PRM, without an LM head.
+
+    A `Transformer` with tied embeddings holds no ``lm_head``; a PRM never asks its backbone
+    for vocabulary logits, so tying is only a way to leave the head out.
+    """
+    return cfg.replace(tie_word_embeddings=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,8 +75,9 @@ class PRMState:
 class PRM:
     """A process reward model: a head-less decoder, its score head and its input format.
 
-    Build one with `ttc_jax.load_prm`. ``backbone.logits`` are not the checkpoint's LM logits
-    (the LM head is not loaded); use `score` and the incremental API.
+    Build one with `ttc_jax.load_prm`, or `PRM.random` for tests and benchmarks.
+    ``backbone.logits`` are not the checkpoint's LM logits (the LM head is not loaded); use
+    `score` and the incremental API.
     """
 
     def __init__(self, backbone: LanguageModel, fmt: PRMFormat, head_graphdef, head_params: Params):
@@ -82,6 +99,36 @@ class PRM:
         self._reorder = jax.jit(kv_cache.reorder, donate_argnames=("cache",))
         self._resize = jax.jit(kv_cache.reorder)
         self._grow = jax.jit(kv_cache.grow, static_argnames=("capacity",))
+
+    @classmethod
+    def random(
+        cls,
+        config: ModelConfig,
+        kind: str,
+        tokenizer: Any,
+        dtype="float32",
+        mesh: Mesh | None = None,
+        rules: ShardingRules | None = None,
+        seed: int = 0,
+        **format_options: Any,
+    ) -> PRM:
+        """A PRM of family ``kind`` with random weights of ``config``'s shape, like
+        `LanguageModel.random` (tests and benchmarks; no checkpoint and no torch needed).
+
+        ``tokenizer`` must suit the kind (a chat template for ``rlhflow`` and
+        ``qwen_math_prm``) and fit ``config.vocab_size``; ``format_options`` are those of
+        `ttc_jax.load_prm`. The default mesh is the first device alone.
+        """
+        fmt = build_format(kind, tokenizer, **format_options)
+        if len(tokenizer) > config.vocab_size:
+            raise ValueError(
+                f"the tokenizer has {len(tokenizer)} tokens, more than the config's "
+                f"vocab_size of {config.vocab_size}"
+            )
+        backbone = LanguageModel.random(headless(config), dtype, mesh, rules, seed, tokenizer)
+        head = abstract_head(fmt.readout, config.hidden_size, backbone.dtype)
+        head_params = random_tree(head.specs, backbone.mesh, backbone.rules, seed, _HEAD_STREAM)
+        return cls(backbone, fmt, head.graphdef, head_params)
 
     @property
     def kind(self) -> str:
