@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests import engine_helpers
-from ttc_jax.engine import Engine, Finish, SamplingConfig
+from ttc_jax.engine import Engine, Finish, SamplingConfig, default_engine
 
 
 def sample(engine, prompts, num_samples, max_tokens, capacity, seed=3, stop=()):
@@ -90,7 +90,7 @@ SHAPE = dict(num_layers=2, hidden_size=128, num_heads=8, num_kv_heads=2, head_di
 
 
 def extend_program(lm, num_prompts, num_samples, capacity, max_tokens=16):
-    engine = lm.engine
+    engine = default_engine(lm)
     prompts = engine_helpers.prompts(14, [7] * num_prompts)
     state = engine.start(engine.layout(prompts), num_samples, capacity, seed=0)
     args, static = engine.extend_arguments(

@@ -8,7 +8,7 @@ import pytest
 import ttc_jax
 from tests import engine_helpers
 from ttc_jax.bucketing import bucket_count, bucket_length
-from ttc_jax.engine import Finish, SamplingConfig
+from ttc_jax.engine import Finish, SamplingConfig, default_engine
 
 
 def test_logprobs_of_sampled_tokens_equal_full_forward():
@@ -66,7 +66,7 @@ def test_stepwise_extension_and_reorder_continue_exactly():
     """Two reasoning steps with a beam reorder between them: every token's log-probability
     still equals a full forward pass over prompt + the sample's own history."""
     lm = engine_helpers.tiny_lm(scale_logits=False)
-    engine = lm.engine
+    engine = default_engine(lm)
     prompts = engine_helpers.prompts(5, [6, 10])
     batch = engine.layout(prompts)
     sampling = SamplingConfig(temperature=1.0)
@@ -137,7 +137,7 @@ def test_bad_input_is_rejected_clearly():
     with pytest.raises(ValueError, match="max_new_tokens"):
         ttc_jax.generate(lm, [[7]], max_new_tokens=0)
     with pytest.raises(ValueError, match="another language model"):
-        ttc_jax.generate(lm, [[7]], engine=engine_helpers.tiny_lm(seed=1).engine)
+        ttc_jax.generate(lm, [[7]], engine=default_engine(engine_helpers.tiny_lm(seed=1)))
 
 
 def test_shapes_are_bucketed():
@@ -154,13 +154,13 @@ def test_shapes_are_bucketed():
         1, 2, 3, 4, 6, 8, 12, 16, 24, 48, 64
     ]  # fmt: skip
     lengths = [3, 20, 5, 4, 6]
-    batch = engine_helpers.tiny_lm().engine.layout(engine_helpers.prompts(8, lengths))
+    batch = default_engine(engine_helpers.tiny_lm()).layout(engine_helpers.prompts(8, lengths))
     assert batch.prefix_tokens.shape == (6, 32) and batch.is_real.tolist() == [1] * 5 + [0]
 
 
 def test_finished_samples_are_never_extended():
     lm = engine_helpers.tiny_lm()
-    engine = lm.engine
+    engine = default_engine(lm)
     state = engine.start(engine.layout(engine_helpers.prompts(9, [4])), 2, 16, seed=0)
     sampling = SamplingConfig()
     state, first = engine.extend(state, max_tokens=16, token_limit=3, sampling=sampling)
@@ -215,7 +215,7 @@ def test_one_stop_string_is_one_stop_string():
 
 def test_a_prompt_longer_than_the_context_is_refused_before_any_compute():
     lm = engine_helpers.tiny_lm(max_position_embeddings=64)
-    engine = lm.engine
+    engine = default_engine(lm)
     with pytest.raises(ValueError, match="60 tokens plus 10 new tokens exceeds the model's"):
         ttc_jax.generate(lm, engine_helpers.prompts(13, [60]), max_new_tokens=10)
     assert engine._start._cache_size() == 0 and engine._extend._cache_size() == 0
@@ -268,7 +268,7 @@ def test_a_sample_ended_by_eos_says_so_in_later_calls_and_its_step_text_has_no_e
     greedy = ttc_jax.generate(lm, [prompt], max_new_tokens=8, temperature=0)[0][0]
     eos = greedy.token_ids[3]
     lm_eos = engine_helpers.tiny_lm(eos_token_ids=(eos,))
-    engine = lm_eos.engine
+    engine = default_engine(lm_eos)
     state = engine.start(engine.layout([prompt]), 2, 16, seed=0)
     sampling = SamplingConfig(temperature=0)
     state, first = engine.extend(state, max_tokens=16, token_limit=16, sampling=sampling)
@@ -285,7 +285,7 @@ def test_a_sample_ended_by_eos_says_so_in_later_calls_and_its_step_text_has_no_e
 
 def test_reusing_a_consumed_state_is_a_clear_error():
     lm = engine_helpers.tiny_lm()
-    engine = lm.engine
+    engine = default_engine(lm)
     state = engine.start(engine.layout(engine_helpers.prompts(3, [5])), 2, 16, seed=0)
     sampling = SamplingConfig()
     engine.extend(state, max_tokens=4, token_limit=4, sampling=sampling)
@@ -297,7 +297,7 @@ def test_reusing_a_consumed_state_is_a_clear_error():
 
 def test_new_sampling_values_stop_sets_and_counts_in_a_bucket_compile_nothing():
     lm = engine_helpers.tiny_lm(scale_logits=False)
-    engine = lm.engine
+    engine = default_engine(lm)
     prompts = engine_helpers.prompts(14, [5, 9])
 
     def run(**kwargs):

@@ -40,7 +40,7 @@ class CachedModel:
 
 
 @pytest.mark.parametrize("grow_by", [3, 0])
-def test_token_by_token_with_holes_and_growth_equals_full_forward(grow_by):
+def test_token_by_token_at_own_positions_and_growth_equals_full_forward(grow_by):
     # grow_by=3: the suffix starts at 3 slots and grows between appends, as the engine grows
     # it between decode stages; 0: one allocation of 32 slots up front.
     lm = engine_helpers.tiny_lm()
@@ -53,11 +53,11 @@ def test_token_by_token_with_holes_and_growth_equals_full_forward(grow_by):
     cursor = list(prompt_lengths)
 
     def fit(cache, tokens):
-        while int(cache.write_pos) + tokens > cache.capacity:
+        while int(cache.suffix_len.max()) + tokens > cache.capacity:
             cache = kv_cache.grow(cache, cache.capacity + grow_by)
         return cache
 
-    # Question 0 skips steps 2 and 3 (a hole in its suffix), as a paused search beam would.
+    # Question 0 skips steps 2 and 3, as a paused search beam would: it writes nothing then.
     for step in range(8):
         valid = np.array([step not in (2, 3), True])
         tokens = np.array([sequences[b][cursor[b]] for b in range(2)])
@@ -74,8 +74,11 @@ def test_token_by_token_with_holes_and_growth_equals_full_forward(grow_by):
     logits = model.logits(hidden[:, 0])
     for b in range(2):
         np.testing.assert_allclose(logits[b], reference[b, cursor[b] : cursor[b] + 5], atol=1e-4)
-    assert int(cache.write_pos) == 8 + 5
     np.testing.assert_array_equal(np.asarray(cache.suffix_len)[:, 0], [6 + 5, 8 + 5])
+    # No holes: each row's tokens fill its first slots.
+    written = np.asarray(cache.suffix_valid())
+    np.testing.assert_array_equal(written.sum(axis=1), [11, 13])
+    assert written[0, :11].all() and written[1, :13].all()
 
 
 def test_stage_capacities():
@@ -93,11 +96,12 @@ def test_grow_keeps_the_suffix_and_refuses_to_shrink():
     cache = model.prefill(engine_helpers.prompts(2, [9]), 16, 2, 4)
     _, cache = model.append(cache, np.ones((1, 2, 3), np.int32), np.ones((1, 2, 3), bool))
     grown = kv_cache.grow(cache, 10)
-    assert grown.capacity == 10 and int(grown.write_pos) == 3
+    assert grown.capacity == 10
+    np.testing.assert_array_equal(grown.suffix_len, [[3, 3]])
     np.testing.assert_array_equal(grown.suffix_k[0][..., :4], cache.suffix_k[0])
     np.testing.assert_array_equal(grown.suffix_v[0][:, :, :4], cache.suffix_v[0])
     assert not np.asarray(grown.suffix_k[0][..., 4:]).any()
-    np.testing.assert_array_equal(grown.suffix_valid[0, 0], [1, 1, 1] + [0] * 7)
+    np.testing.assert_array_equal(grown.suffix_valid()[0], [1, 1, 1] + [0] * 7)
     assert grown.kv_bytes()["suffix"] == cache.kv_bytes(capacity=10)["suffix"]
     with pytest.raises(ValueError, match="cannot shrink"):
         kv_cache.grow(cache, 3)

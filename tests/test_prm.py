@@ -219,8 +219,10 @@ def test_bad_incremental_input(prms):
     state = prm.start(QUESTIONS, num_candidates=2)
     with pytest.raises(ValueError, match=r"new_steps must be \[2 questions\]\[2 candidates\]"):
         prm.score_step(state, [["a", "b", "c"], ["a", "b"]])
-    with pytest.raises(ValueError, match=r"indices must lie in \[0, 2\)"):
+    with pytest.raises(ValueError, match=r"indices must be integers in \[0, 2\)"):
         prm.reorder(state, [[0, 2], [0, 1]])
+    with pytest.raises(ValueError, match="a string, not a list of steps"):
+        prm.score_steps(state, [["a", ["b"]], [[], []]])
 
 
 def test_chat_kind_needs_a_chat_template(checkpoint_root):

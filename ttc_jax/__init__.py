@@ -1,5 +1,6 @@
 """ttc_jax: compute-optimal test-time scaling of language models in JAX/Flax."""
 
+from ttc_jax.engine.engine import Engine, default_engine
 from ttc_jax.engine.generate import Sample, generate
 from ttc_jax.errors import (
     CheckpointError,
@@ -20,6 +21,7 @@ __all__ = [
     "PRM",
     "CheckpointError",
     "CorruptCheckpointError",
+    "Engine",
     "LanguageModel",
     "MissingTensorError",
     "ModelConfig",
@@ -29,6 +31,7 @@ __all__ = [
     "UnexpectedTensorError",
     "UnsupportedArchitectureError",
     "UnsupportedQuantizationError",
+    "default_engine",
     "generate",
     "load_lm",
     "load_prm",

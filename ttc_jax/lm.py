@@ -84,13 +84,6 @@ class LanguageModel:
         return round_up(bucket_count(n), self.data_parallelism)
 
     @functools.cached_property
-    def engine(self):
-        """The sampling engine (compiled programs, stop tables) of this model."""
-        from ttc_jax.engine.engine import Engine  # the engine builds on this module
-
-        return Engine(self)
-
-    @functools.cached_property
     def _forward(self):
         tokens = self.sharding("batch", "seq")
         logits = self.sharding(

@@ -26,12 +26,14 @@ from ttc_jax.sharding import ShardingRules
 
 
 class Finish(enum.IntEnum):
-    """Why a sample stopped. RUNNING: it can still be extended."""
+    """Why a sample stopped. RUNNING: it can still be extended. FROZEN: set aside by the
+    caller (`freeze`), e.g. a search slot with no beam to follow."""
 
     RUNNING = 0
     EOS = 1
     STOP = 2
     LENGTH = 3
+    FROZEN = 4
 
 
 @struct.dataclass
@@ -153,7 +155,7 @@ def extend(
         is_eos = active & jnp.isin(token, eos_ids)
         completes = active & stop_completes[state.stop_state, token]
         stop_state = jnp.where(active, stop_next_state[state.stop_state, token], state.stop_state)
-        at_slot_limit = cache.write_pos >= state.slot_limit
+        at_slot_limit = cache.suffix_len >= state.slot_limit
         at_limit = active & ~is_eos & ~completes & ((num_generated >= token_limit) | at_slot_limit)
         finish = jnp.where(is_eos, Finish.EOS, out.finish)
         finish = jnp.where(completes & ~is_eos, Finish.STOP, finish)
@@ -170,16 +172,68 @@ def extend(
         out = StepOutput(tokens, count, finish, out.logprob + token_logprob, out.steps + 1)
         return state, out
 
+    def live(state, out):
+        return ~state.finished & (out.finish != Finish.STOP)
+
     def wants_more(state, out):
-        live = jnp.any(~state.finished & (out.finish != Finish.STOP))
-        return (out.steps < max_tokens) & live & (state.cache.write_pos < state.slot_limit)
+        return (out.steps < max_tokens) & jnp.any(live(state, out))
 
     def cond(carry):
         state, out = carry
-        return wants_more(state, out) & (state.cache.write_pos < capacity)
+        longest_live = jnp.max(jnp.where(live(state, out), state.cache.suffix_len, 0))
+        return wants_more(state, out) & (longest_live < capacity)
 
     state, out = jax.lax.while_loop(cond, body, (state, out))
     return state, out, wants_more(state, out)
+
+
+@struct.dataclass
+class Checkpoint:
+    """The per-sample part of a `DecodeState`: enough to undo extensions (`rollback`)."""
+
+    pending: jax.Array
+    finish: jax.Array
+    keys: jax.Array
+    stop_state: jax.Array
+    num_generated: jax.Array
+    logprob: jax.Array
+    suffix_len: jax.Array
+
+
+def checkpoint(state: DecodeState) -> Checkpoint:
+    """Copies of the per-sample fields (the state itself is donated to later calls)."""
+    return jax.tree.map(
+        jnp.copy,
+        Checkpoint(
+            state.pending,
+            state.finish,
+            state.keys,
+            state.stop_state,
+            state.num_generated,
+            state.logprob,
+            state.cache.suffix_len,
+        ),
+    )
+
+
+def rollback(state: DecodeState, saved: Checkpoint) -> DecodeState:
+    """The state as it was at ``saved``, for the same samples in the same order: what they
+    appended since is past their suffix lengths again, unseen, and is overwritten later."""
+    return state.replace(
+        cache=state.cache.replace(suffix_len=saved.suffix_len),
+        pending=saved.pending,
+        finish=saved.finish,
+        keys=saved.keys,
+        stop_state=saved.stop_state,
+        num_generated=saved.num_generated,
+        logprob=saved.logprob,
+    )
+
+
+def freeze(state: DecodeState, frozen: jax.Array) -> DecodeState:
+    """The state with the samples marked in ``frozen`` [B, N] ended (FROZEN): never extended
+    again, whatever they were doing."""
+    return state.replace(finish=jnp.where(frozen, Finish.FROZEN, state.finish))
 
 
 def grow(state: DecodeState, capacity: int) -> DecodeState:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import weakref
 from collections.abc import Sequence
 
 import jax
@@ -22,6 +23,7 @@ from ttc_jax.bucketing import bucket_count, bucket_length
 from ttc_jax.engine import decode, kv_cache
 from ttc_jax.engine.decode import DecodeState, Finish, StepOutput
 from ttc_jax.engine.sampling import SamplingConfig, prompt_digest, sample_keys
+from ttc_jax.engine.selection import padded_indices
 from ttc_jax.engine.stopping import StopTable, build_stop_table, stop_strings
 from ttc_jax.lm import LanguageModel
 
@@ -30,19 +32,6 @@ MAX_EOS_IDS = 8
 # Fewest states of a stop automaton on device; more round up to a power of two. "\n" needs
 # one state, "The answer is" 13: padding keeps one program for most stop sets.
 MIN_STOP_STATES = 16
-
-_CACHE_AXES = {
-    "prefix_k": ("batch", "kv_heads", "head_dim", "seq"),
-    "prefix_v": ("batch", "kv_heads", "seq", "head_dim"),
-    "prefix_valid": ("batch", "seq"),
-    "prefix_len": ("batch",),
-    # Sample rows (question-major) are split over the data axis like the questions.
-    "suffix_k": ("batch", "kv_heads", "head_dim", "seq"),
-    "suffix_v": ("batch", "kv_heads", "seq", "head_dim"),
-    "suffix_valid": ("batch", "samples", "seq"),
-    "suffix_len": ("batch", "samples"),
-    "write_pos": (),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +48,8 @@ class Batch:
 
 
 class Engine:
-    """Sampling programs for one language model; get it as ``lm.engine``.
+    """Sampling programs for one language model: ``Engine(lm)``, or `default_engine(lm)` for
+    the one `ttc_jax.generate` uses.
 
     ``suffix_stage`` is the first suffix allocation in slots (see
     `ttc_jax.engine.kv_cache.stage_capacity`): smaller stages read less of the cache per step
@@ -95,6 +85,10 @@ class Engine:
         # One program for the empty output buffers, not one small eager program per array.
         self._empty_output = jax.jit(StepOutput.empty, static_argnums=(1,))
         self._reorder = jax.jit(decode.reorder, donate_argnames=("state",))
+        self._resize = jax.jit(decode.reorder)
+        self._checkpoint = jax.jit(decode.checkpoint)
+        self._freeze = jax.jit(decode.freeze, donate_argnames=("state",))
+        self._rollback = jax.jit(decode.rollback, donate_argnames=("state",))
         self._stop_tables: dict[tuple[str, ...], tuple[jax.Array, jax.Array]] = {}
 
     # -- prompts ------------------------------------------------------------------------------
@@ -125,8 +119,13 @@ class Engine:
             ids.append(prompt)
         return ids
 
-    def layout(self, prompt_ids: list[list[int]]) -> Batch:
+    def layout(self, prompt_ids: list[list[int]], streams: Sequence[int] | None = None) -> Batch:
+        """Prompts laid out for `start`. ``streams`` (one int per prompt, default 0) tell
+        equal prompts apart: a sample's key depends on its prompt's tokens and stream."""
         num = len(prompt_ids)
+        streams = [0] * num if streams is None else list(streams)
+        if len(streams) != num or not all(_is_int(s) and 0 <= s < 2**32 for s in streams):
+            raise ValueError(f"streams must be {num} integers in [0, 2**32), got {streams!r}")
         rows = self.lm.padded_batch_size(num)
         width = bucket_length(max(len(p) for p in prompt_ids) - 1)
         tokens = np.zeros((rows, width), np.int32)
@@ -139,7 +138,7 @@ class Engine:
                 tokens[row, width - len(body) :] = body
                 valid[row, width - len(body) :] = True
             last[row] = prompt[-1]
-            digests[row] = prompt_digest(prompt)
+            digests[row] = prompt_digest(prompt, streams[row])
         longest = max(len(p) for p in prompt_ids)
         return Batch(tokens, valid, last, np.arange(rows) < num, digests, num, longest)
 
@@ -162,7 +161,7 @@ class Engine:
         model = nnx.merge(self.lm.graphdef, params)
         allocated = kv_cache.stage_capacity(1, capacity, self.suffix_stage)
         cache = kv_cache.prefill(model, tokens, valid, num_samples, allocated)
-        cache = self._constrain_cache(cache)
+        cache = kv_cache.constrain(cache, self.lm.mesh, self.lm.rules)
         keys = sample_keys(seed, digests, num_samples)
         state = decode.initial_state(cache, last, keys, slot_limit=capacity)
         # Rows and samples that only pad the batch end before they start.
@@ -171,22 +170,7 @@ class Engine:
 
     def _grow_fn(self, state: DecodeState, *, capacity: int) -> DecodeState:
         state = decode.grow(state, capacity)
-        return state.replace(cache=self._constrain_cache(state.cache))
-
-    def _constrain_cache(self, cache: kv_cache.KVCache) -> kv_cache.KVCache:
-        def constrain(x, axes):
-            return jax.lax.with_sharding_constraint(
-                x, self.lm.rules.sharding(self.lm.mesh, axes, x.shape)
-            )
-
-        fields = {}
-        for name, axes in _CACHE_AXES.items():
-            value = getattr(cache, name)
-            if isinstance(value, tuple):
-                fields[name] = tuple(constrain(x, axes) for x in value)
-            else:
-                fields[name] = constrain(value, axes)
-        return kv_cache.KVCache(**fields)
+        return state.replace(cache=kv_cache.constrain(state.cache, self.lm.mesh, self.lm.rules))
 
     def start(self, batch: Batch, num_samples: int, capacity: int, seed: int) -> DecodeState:
         """Prefills every prompt once and returns a state of ``num_samples`` samples each, with
@@ -255,7 +239,7 @@ class Engine:
                 state, out, more = self._extend(params, state, out, *rest, **static)
                 if not bool(more):
                     return state, out
-                # The loop stopped at a full suffix: write_pos == the allocated capacity.
+                # The loop stopped at a full suffix: a live sample filled its allocation.
                 needed = state.cache.capacity + 1
                 capacity = kv_cache.stage_capacity(needed, state.slot_limit, self.suffix_stage)
                 state = self._grow(state, capacity=capacity)
@@ -327,24 +311,48 @@ class Engine:
         ]
 
     def reorder(self, state: DecodeState, indices) -> DecodeState:
-        """Sample n' of prompt b continues sample ``indices[b, n']`` (beam selection, fan-out;
-        see `ttc_jax.engine.decode.reorder`). ``indices`` has a row per prompt; rows that
-        only pad the batch follow sample 0. Donates ``state``: do not reuse it."""
-        indices = np.asarray(indices)
-        rows, samples = state.pending.shape
-        if indices.ndim != 2 or not 1 <= indices.shape[0] <= rows or indices.shape[1] < 1:
-            raise ValueError(
-                f"indices must be [prompts (at most {rows}), samples], got shape {indices.shape}"
-            )
-        if not np.issubdtype(indices.dtype, np.integer) or (
-            indices.min() < 0 or indices.max() >= samples
-        ):
-            raise ValueError(f"indices must be integers in [0, {samples})")
+        """Sample n' of question b continues sample ``indices[b, n']`` (beam selection,
+        fan-out; see `ttc_jax.engine.decode.reorder` and `ttc_jax.engine.selection`). Rows
+        past ``indices``' questions only pad the batch and follow sample 0. ``state`` is
+        consumed: with as many samples as before it is donated, so its memory is reused;
+        with another count (N' != N) there is nothing to reuse and it is copied."""
         check_live(state, "reorder")
-        padded = np.zeros((rows, indices.shape[1]), np.int32)
-        padded[: indices.shape[0]] = indices
+        rows, samples = state.pending.shape
+        padded = jnp.asarray(padded_indices(indices, rows, samples))
         with jax.set_mesh(self.lm.mesh):
-            return self._reorder(state, jnp.asarray(padded))
+            if padded.shape[1] == samples:
+                return self._reorder(state, padded)
+            return self._resize(state, padded)
+
+    def freeze(self, state: DecodeState, frozen) -> DecodeState:
+        """``state`` with the samples marked in ``frozen`` [questions, N] (bool; rows past the
+        questions stay as they are) ended for good (`Finish.FROZEN`). ``state`` is consumed."""
+        check_live(state, "freeze")
+        frozen = np.asarray(frozen, bool)
+        rows, samples = state.pending.shape
+        if frozen.ndim != 2 or frozen.shape[0] > rows or frozen.shape[1] != samples:
+            raise ValueError(f"frozen must be [questions (at most {rows}), {samples}] booleans")
+        padded = np.zeros((rows, samples), bool)
+        padded[: frozen.shape[0]] = frozen
+        with jax.set_mesh(self.lm.mesh):
+            return self._freeze(state, jnp.asarray(padded))
+
+    def checkpoint(self, state: DecodeState) -> decode.Checkpoint:
+        """What `rollback` needs to undo later extensions of these samples (lookahead
+        rollouts): a copy of the per-sample fields, not of the cache."""
+        check_live(state, "checkpoint")
+        return self._checkpoint(state)
+
+    def rollback(self, state: DecodeState, saved: decode.Checkpoint) -> DecodeState:
+        """``state``'s samples as they were at ``saved`` (no reorder in between); ``state``
+        is consumed."""
+        check_live(state, "rollback")
+        if saved.pending.shape != state.pending.shape:
+            raise ValueError(
+                f"a checkpoint of {saved.pending.shape} samples cannot roll back a state of "
+                f"{state.pending.shape}"
+            )
+        return self._rollback(state, saved)
 
     # -- vocabulary tables --------------------------------------------------------------------
 
@@ -388,6 +396,17 @@ class Engine:
                 jnp.asarray(np.pad(table.completes, padding)),
             )
         return self._stop_tables[stop]
+
+
+_DEFAULT_ENGINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def default_engine(lm: LanguageModel) -> Engine:
+    """The engine of ``lm`` with default options, built once per model (its compiled programs
+    and stop tables are reused by every later call)."""
+    if lm not in _DEFAULT_ENGINES:
+        _DEFAULT_ENGINES[lm] = Engine(lm)
+    return _DEFAULT_ENGINES[lm]
 
 
 def check_count(value, name: str) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ttc_jax.bucketing import bucket_length
 from ttc_jax.engine.decode import Finish
-from ttc_jax.engine.engine import Engine, check_count
+from ttc_jax.engine.engine import Engine, check_count, default_engine
 from ttc_jax.engine.sampling import SamplingConfig
 from ttc_jax.engine.stopping import stop_strings, truncate_at_stop
 from ttc_jax.lm import LanguageModel
@@ -50,7 +50,7 @@ def generate(
     and its index among the prompt's ``n``: not on the other prompts of the batch, their
     order, padding or the mesh (so two equal prompts get equal samples).
     Changing ``temperature``, ``top_p`` or ``top_k`` (below `MIN_CANDIDATES`) compiles
-    nothing new. ``engine``: an `Engine` of ``lm`` with other options than ``lm.engine``'s.
+    nothing new. ``engine``: an `Engine` of ``lm`` with other options than `default_engine(lm)`'s.
     """
     check_count(n, "n")
     check_count(max_new_tokens, "max_new_tokens")
@@ -58,7 +58,7 @@ def generate(
     sampling.check_vocab(lm.config.vocab_size)
     stop = stop_strings(stop)
     if engine is None:
-        engine = lm.engine
+        engine = default_engine(lm)
     elif engine.lm is not lm:
         raise ValueError("engine belongs to another language model")
     batch = engine.layout(engine.tokenize(prompts))

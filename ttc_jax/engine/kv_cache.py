@@ -3,6 +3,8 @@
 Layout, per layer, for B questions of N samples each (R = B * N sample rows, question-major):
   prefix_k [B, K, D, P], prefix_v [B, K, P, D]   the prompt of each question, stored once
   suffix_k [R, K, D, S], suffix_v [R, K, S, D]   the tokens each sample appended after it
+and ``suffix_len`` [B, N]: the tokens each sample has appended, which is also the slot its next
+token goes to.
 
 Keys are stored transposed (head_dim before positions) and heads before positions so that both
 attention products (scores = q . k, output = weights . v) are batched matrix products in their
@@ -15,21 +17,22 @@ softmax pieces are merged exactly by log-sum-exp (`ttc_jax.models.attention.merg
 Reading the prompt once per question instead of once per sample is what makes N = 256 samples
 of a 1.5k-token prompt cheap.
 
-Suffix slots are written in lock step: every `append` writes slot ``write_pos`` for all samples,
-and a sample that has nothing to add (finished, or paused at a step boundary while others are
-still writing) marks its slot invalid. Slots therefore may hold holes; RoPE positions count only
-valid tokens (``prefix_len + suffix_len``), so holes are invisible to the model. This is what
-lets search extend every sample by one reasoning step of its own length in a single loop.
+Every sample writes at its own position: a sample with nothing to add (finished, or paused at a
+step boundary while others are still writing) writes nothing that counts, so a suffix never
+holds holes and each sample's slots are exactly its tokens, however different the lengths of
+the reasoning steps that search extends samples by. Writes are scatters at each row's
+position; the query of slot s sees its row's slots up to s.
 
 The suffix is allocated in stages (`stage_capacity`) and grown by `grow` between decode loops,
 and every step reads the whole allocated suffix. A fixed-size read keeps the decode step free of
 inner loops with a data-dependent trip count (each costs a device-to-host round trip per
-iteration on a GPU), while the staging keeps the read close to what has been written.
+iteration on a GPU), while the staging keeps the read close to the longest suffix.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -62,18 +65,32 @@ class KVCache:
     prefix_len: jax.Array  # [B] int32: real prompt tokens in the prefix
     suffix_k: tuple[jax.Array, ...]  # per layer [R, K, D, S], R = B * N
     suffix_v: tuple[jax.Array, ...]  # per layer [R, K, S, D]
-    suffix_valid: jax.Array  # [B, N, S] bool
-    suffix_len: jax.Array  # [B, N] int32: valid suffix tokens so far
-    write_pos: jax.Array  # [] int32: next suffix slot to write
+    suffix_len: jax.Array  # [B, N] int32: tokens appended so far = the next slot to write
+
+    # Logical axes of each field (for shardings); sample rows are split like the questions.
+    LOGICAL_AXES: ClassVar[dict[str, tuple[str | None, ...]]] = {
+        "prefix_k": ("batch", "kv_heads", "head_dim", "seq"),
+        "prefix_v": ("batch", "kv_heads", "seq", "head_dim"),
+        "prefix_valid": ("batch", "seq"),
+        "prefix_len": ("batch",),
+        "suffix_k": ("batch", "kv_heads", "head_dim", "seq"),
+        "suffix_v": ("batch", "kv_heads", "seq", "head_dim"),
+        "suffix_len": ("batch", "samples"),
+    }
 
     @property
     def num_samples(self) -> int:
-        return self.suffix_valid.shape[1]
+        return self.suffix_len.shape[1]
 
     @property
     def capacity(self) -> int:
         """Suffix slots allocated now (`grow` adds more)."""
-        return self.suffix_valid.shape[2]
+        return self.suffix_k[0].shape[-1] if self.suffix_k else 0
+
+    def suffix_valid(self) -> jax.Array:
+        """[R, S] bool: the slots each sample row has written."""
+        lengths = self.suffix_len.reshape(-1, 1)
+        return jnp.arange(self.capacity) < lengths
 
     def kv_bytes(self, capacity: int | None = None) -> dict[str, int]:
         """Bytes held by the prefix and the suffix parts of the cache; with ``capacity``, the
@@ -135,10 +152,23 @@ def prefill(model: Transformer, tokens, valid, num_samples: int, capacity: int) 
         prefix_len=jnp.sum(valid, axis=1).astype(jnp.int32),
         suffix_k=tuple(empty_k for _ in keys),
         suffix_v=tuple(empty_v for _ in keys),
-        suffix_valid=jnp.zeros((b, num_samples, capacity), bool),
         suffix_len=jnp.zeros((b, num_samples), jnp.int32),
-        write_pos=jnp.zeros((), jnp.int32),
     )
+
+
+def constrain(cache: KVCache, mesh, rules: ShardingRules) -> KVCache:
+    """The cache with each field's sharding pinned (`KVCache.LOGICAL_AXES`) inside jit."""
+
+    def pin(x, axes):
+        return jax.lax.with_sharding_constraint(x, rules.sharding(mesh, axes, x.shape))
+
+    fields = {}
+    for name, axes in KVCache.LOGICAL_AXES.items():
+        value = getattr(cache, name)
+        fields[name] = (
+            tuple(pin(x, axes) for x in value) if isinstance(value, tuple) else pin(value, axes)
+        )
+    return cache.replace(**fields)
 
 
 def append(
@@ -149,64 +179,57 @@ def append(
     attention: str = "xla",
     rules: ShardingRules | None = None,
 ) -> tuple[jax.Array, KVCache]:
-    """Appends tokens [B, N, T] (``valid`` [B, N, T]) to every sample's suffix.
+    """Appends tokens [B, N, T] to every sample's suffix, each at its own position.
 
-    Returns the final hidden states [B, N, T, E] and the cache with slots
-    ``write_pos .. write_pos + T - 1`` written. The caller keeps ``write_pos + T <= capacity``
-    (`grow` first if needed). ``attention``: one of `ATTENTION_IMPLEMENTATIONS`. ``rules``
-    (default `ShardingRules()`) says how the cache is split over the mesh in context; the
-    Pallas kernel runs on each device's share.
+    ``valid`` [B, N, T] marks, per sample, a prefix of the T tokens as real (a sample adding
+    fewer, or none, pads the rest); each sample's real tokens go to its slots
+    ``suffix_len .. suffix_len + count - 1``. Returns the final hidden states [B, N, T, E] and
+    the cache. The caller keeps ``suffix_len + count <= capacity`` (`grow` first if needed);
+    padding that would land past the capacity is dropped. ``attention``: one of
+    `ATTENTION_IMPLEMENTATIONS`. ``rules`` (default `ShardingRules()`) says how the cache is
+    split over the mesh in context; the Pallas kernel runs on each device's share.
     """
     if attention not in ATTENTION_IMPLEMENTATIONS:
         raise ValueError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {attention!r}")
     b, n, t = tokens.shape
+    r = b * n
     fused = attention == "pallas" and t == 1
-    start = cache.write_pos
-    offsets = jnp.cumsum(valid, axis=-1) - 1
-    positions = cache.prefix_len[:, None, None] + cache.suffix_len[:, :, None] + offsets
-    suffix_valid = jax.lax.dynamic_update_slice(cache.suffix_valid, valid, (0, 0, start))
-    # [R, 1, 1, T, S]: a query at slot start + i sees valid suffix slots up to its own.
-    query_slots = start + jnp.arange(t)
-    suffix_mask = suffix_valid.reshape(b * n, 1, 1, 1, -1) & (
-        jnp.arange(cache.capacity) <= query_slots[:, None]
-    )
+    start = cache.suffix_len.reshape(r)  # [R]: each row's first new slot
+    slots = start[:, None] + jnp.arange(t)  # [R, T]
+    positions = cache.prefix_len[:, None, None] + cache.suffix_len[:, :, None] + jnp.arange(t)
+    # [R, 1, 1, T, S]: the query at slot start + i sees its row's slots up to its own.
+    suffix_mask = (jnp.arange(cache.capacity) <= slots[:, :, None])[:, None, None]
     prefix_mask = cache.prefix_valid[:, None, None, :]  # [B, 1, 1, P]
+    rows = jnp.arange(r)[:, None]
     new_k, new_v = list(cache.suffix_k), list(cache.suffix_v)
     piece = _piece_per_device(rules or ShardingRules()) if fused else None
 
     def attend(layer, q, k, v):
         kv_heads, head_dim = k.shape[-2], k.shape[-1]
         group = q.shape[2] // kv_heads
-        # New keys [R, T, K, D] -> [R, K, D, T], values -> [R, K, T, D]: few tokens, cheap.
-        new_k[layer] = jax.lax.dynamic_update_slice(
-            new_k[layer], k.transpose(0, 2, 3, 1), (0, 0, 0, start)
-        )
-        new_v[layer] = jax.lax.dynamic_update_slice(
-            new_v[layer], v.swapaxes(1, 2), (0, 0, start, 0)
-        )
-        grouped = q.reshape(b * n, t, kv_heads, group, head_dim)
+        # New keys and values [R, T, K, D] scattered to each row's slots (in place on a
+        # donated cache); slots past the capacity (padding only) are dropped.
+        new_k[layer] = new_k[layer].at[rows, :, :, slots].set(k, mode="drop")
+        new_v[layer] = new_v[layer].at[rows, :, slots, :].set(v, mode="drop")
+        grouped = q.reshape(r, t, kv_heads, group, head_dim)
         if fused:
-            parts = _fused_parts(
-                piece, grouped, cache, new_k[layer], new_v[layer], layer, suffix_valid
-            )
+            parts = _fused_parts(piece, grouped, cache, new_k[layer], new_v[layer], layer, start)
         else:
             parts = [
                 _prefix_part(grouped, cache.prefix_k[layer], cache.prefix_v[layer], prefix_mask),
                 _suffix_part(grouped, new_k[layer], new_v[layer], suffix_mask),
             ]
         out = merge_partials(parts)  # [R, K, G * T, D]
-        out = out.reshape(b * n, kv_heads, group, t, head_dim).transpose(0, 3, 1, 2, 4)
-        return out.reshape(b * n, t, -1, head_dim).astype(q.dtype)
+        out = out.reshape(r, kv_heads, group, t, head_dim).transpose(0, 3, 1, 2, 4)
+        return out.reshape(r, t, -1, head_dim).astype(q.dtype)
 
     hidden = model.run_layers(
-        tokens.reshape(b * n, t), positions.reshape(b * n, t).astype(jnp.int32), attend
+        tokens.reshape(r, t), positions.reshape(r, t).astype(jnp.int32), attend
     )
     cache = cache.replace(
         suffix_k=tuple(new_k),
         suffix_v=tuple(new_v),
-        suffix_valid=suffix_valid,
         suffix_len=cache.suffix_len + jnp.sum(valid, axis=-1).astype(jnp.int32),
-        write_pos=start + t,
     )
     return hidden.reshape(b, n, t, -1), cache
 
@@ -269,8 +292,9 @@ def _interpreted(mesh) -> bool:
     return (jax.default_backend() if device is None else device.platform) == "cpu"
 
 
-def _fused_parts(piece, grouped, cache: KVCache, suffix_k, suffix_v, layer, suffix_valid):
-    """Both pieces of a one-token step from the fused kernel: only written slots are read."""
+def _fused_parts(piece, grouped, cache: KVCache, suffix_k, suffix_v, layer, start):
+    """Both pieces of a one-token step from the fused kernel: only written slots are read
+    (``start`` [R]: each row's slot of this step's token)."""
     r = grouped.shape[0]
     prefix = piece(
         _prefix_queries(grouped, cache.prefix_len.shape[0]),
@@ -283,8 +307,8 @@ def _fused_parts(piece, grouped, cache: KVCache, suffix_k, suffix_v, layer, suff
         _suffix_queries(grouped),
         suffix_k,
         suffix_v,
-        suffix_valid.reshape(r, -1),
-        cache.write_pos + 1,
+        jnp.arange(cache.capacity) <= start[:, None],
+        jnp.max(start) + 1,
     )
     return [tuple(_prefix_rows(x, r) for x in prefix), suffix]
 
@@ -340,7 +364,6 @@ def grow(cache: KVCache, capacity: int) -> KVCache:
     return cache.replace(
         suffix_k=tuple(pad(x, 3) for x in cache.suffix_k),
         suffix_v=tuple(pad(x, 2) for x in cache.suffix_v),
-        suffix_valid=pad(cache.suffix_valid, 2),
     )
 
 
@@ -357,6 +380,5 @@ def reorder(cache: KVCache, indices: jax.Array) -> KVCache:
     return cache.replace(
         suffix_k=tuple(jnp.take(x, rows, axis=0) for x in cache.suffix_k),
         suffix_v=tuple(jnp.take(x, rows, axis=0) for x in cache.suffix_v),
-        suffix_valid=gather_samples(cache.suffix_valid, indices),
         suffix_len=gather_samples(cache.suffix_len, indices),
     )

@@ -255,7 +255,8 @@ def sample_keys(seed, prompt_digests, num_samples: int) -> jnp.ndarray:
     return jax.vmap(prompt_keys)(prompt_digests)
 
 
-def prompt_digest(token_ids: Sequence[int]) -> int:
-    """A 32-bit digest of a prompt's token ids: what, with the seed, sets its samples' keys."""
-    data = np.asarray(token_ids, np.int64).tobytes()
+def prompt_digest(token_ids: Sequence[int], stream: int = 0) -> int:
+    """A 32-bit digest of a prompt's token ids and a stream number (which tells equal prompts
+    apart when they must sample differently): with the seed, it sets the samples' keys."""
+    data = np.asarray([*token_ids, stream], np.int64).tobytes()
     return int.from_bytes(hashlib.blake2b(data, digest_size=4).digest(), "little")

@@ -7,12 +7,16 @@ Incremental scoring keeps the PRM's own shared-prefix KV cache (`ttc_jax.engine.
 
     state = prm.start(questions, num_candidates)           # prefill each question once
     state, scores = prm.score_step(state, new_steps)        # [B][N] texts -> [B, N] scores
+    state, scores = prm.score_steps(state, steps_lists)     # [B][N] lists -> [B][N] lists
     state = prm.reorder(state, indices)                     # follow the search's beams
+    saved = state.checkpoint(); ...; state = prm.rollback(state, saved)  # undo a lookahead
 
-`score_step` appends only the new steps' tokens, for every question and candidate in one jitted
-call, and reads each new step's score. Both paths use the same piecewise token ids (see
-`ttc_jax.prm.kinds`), so incremental scores equal full rescoring. Chunk lengths, batch rows and
-the cache capacity are padded to powers of two, so a search compiles a handful of programs.
+`score_steps` appends only the new steps' tokens, for every question and candidate in one
+jitted call (each candidate at its own cache position), and reads each new step's score. Both
+paths use the same piecewise token ids (see `ttc_jax.prm.kinds`), so incremental scores equal
+full rescoring. Chunk lengths, batch rows and the cache capacity are bucketed, so a search
+compiles a handful of programs. ``PRMState.processed`` counts the tokens the PRM ran per
+question, for compute accounting.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from jax.sharding import Mesh
 from ttc_jax.bucketing import bucket_length
 from ttc_jax.engine import kv_cache
 from ttc_jax.engine.kv_cache import KVCache
+from ttc_jax.engine.selection import padded_indices
 from ttc_jax.lm import LanguageModel
 from ttc_jax.models.config import ModelConfig
 from ttc_jax.models.params import Params, random_tree
@@ -57,19 +62,34 @@ def headless(cfg: ModelConfig) -> ModelConfig:
 class PRMState:
     """Incremental scoring state of B questions x N candidates.
 
-    The cache is donated to the next `PRM.score_step` or `PRM.reorder`: use each state once.
-    Host-side arrays cover the padded rows too (rows past ``num_questions`` are padding).
+    The cache is donated to the next `PRM.score_steps`, `PRM.reorder` or `PRM.rollback`: use
+    each state once. Host-side arrays cover the padded rows too (rows past ``num_questions``
+    are padding).
     """
 
     cache: KVCache
     num_questions: int
     steps_done: np.ndarray  # [rows, N] int: steps scored so far (first and later steps differ)
     lengths: np.ndarray  # [rows, N] int: tokens so far, question included
-    slots_used: int  # suffix slots written (host copy of ``cache.write_pos``)
+    suffix_tokens: np.ndarray  # [rows, N] int: step tokens in the cache (``cache.suffix_len``)
+    # [rows] int: tokens the PRM has run per question (its question once, then every appended
+    # step token, rolled back or not): the verifier's compute.
+    processed: np.ndarray
 
     @property
     def num_candidates(self) -> int:
         return self.steps_done.shape[1]
+
+    def checkpoint(self) -> PRMCheckpoint:
+        """What `PRM.rollback` needs to undo later steps (host copies; the cache is kept)."""
+        return PRMCheckpoint(self.steps_done.copy(), self.lengths.copy(), self.suffix_tokens.copy())
+
+
+@dataclasses.dataclass(frozen=True)
+class PRMCheckpoint:
+    steps_done: np.ndarray
+    lengths: np.ndarray
+    suffix_tokens: np.ndarray
 
 
 class PRM:
@@ -99,6 +119,9 @@ class PRM:
         self._reorder = jax.jit(kv_cache.reorder, donate_argnames=("cache",))
         self._resize = jax.jit(kv_cache.reorder)
         self._grow = jax.jit(kv_cache.grow, static_argnames=("capacity",))
+        self._set_lengths = jax.jit(
+            lambda cache, lengths: cache.replace(suffix_len=lengths), donate_argnames=("cache",)
+        )
 
     @classmethod
     def random(
@@ -189,6 +212,12 @@ class PRM:
             r += len(question_candidates)
         return results
 
+    def input_length(self, question: str, steps: Sequence[str]) -> int:
+        """Tokens `score` runs for one candidate: the question part and every step's."""
+        return len(self.format.question_ids(question)) + sum(
+            len(self.format.step_ids(step, index)[0]) for index, step in enumerate(steps)
+        )
+
     # -- incremental scoring ------------------------------------------------------------------
 
     def start(
@@ -222,7 +251,14 @@ class PRM:
                 capacity=bucket_length(capacity),
             )
         steps_done = np.zeros((num_rows, num_candidates), np.int64)
-        return PRMState(cache, len(questions), steps_done, lengths, slots_used=0)
+        return PRMState(
+            cache,
+            len(questions),
+            steps_done,
+            lengths,
+            suffix_tokens=np.zeros_like(steps_done),
+            processed=lengths[:, 0].copy(),
+        )
 
     def score_step(
         self, state: PRMState, new_steps: Sequence[Sequence[str | None]]
@@ -233,70 +269,120 @@ class PRM:
         candidate adds nothing this round (its score is NaN and its state unchanged). Returns
         the new state and scores [B, N] float32. ``state`` is consumed.
         """
+        lists = [[[] if step is None else [step] for step in steps] for steps in new_steps]
+        state, scores = self.score_steps(state, lists)
+        table = np.full((state.num_questions, state.num_candidates), np.nan, np.float32)
+        for b, candidates in enumerate(scores):
+            for c, candidate in enumerate(candidates):
+                if candidate:
+                    table[b, c] = candidate[0]
+        return state, table
+
+    def score_steps(
+        self, state: PRMState, new_steps: Sequence[Sequence[Sequence[str]]]
+    ) -> tuple[PRMState, list[list[list[float]]]]:
+        """Appends any number of new steps per candidate, in one call, and scores each.
+
+        ``new_steps[b][n]`` lists the next steps of candidate n of question b (maybe none).
+        Returns the new state and ``scores[b][n]``, one per new step. ``state`` is consumed.
+        """
         rows, n = state.steps_done.shape
         if len(new_steps) != state.num_questions or any(len(s) != n for s in new_steps):
             raise ValueError(f"new_steps must be [{state.num_questions} questions][{n} candidates]")
         pieces = {}
         for b, candidates in enumerate(new_steps):
-            for c, step in enumerate(candidates):
-                if step is None:
-                    continue
-                if not isinstance(step, str):
-                    raise ValueError(f"new_steps[{b}][{c}] is {type(step).__name__}, not a str")
-                pieces[b, c] = self.format.step_ids(step, int(state.steps_done[b, c]))
+            for c, steps in enumerate(candidates):
+                if isinstance(steps, str):
+                    raise ValueError(f"new_steps[{b}][{c}] is a string, not a list of steps")
+                ids, offsets = [], []
+                for index, step in enumerate(steps):
+                    if not isinstance(step, str):
+                        raise ValueError(
+                            f"new_steps[{b}][{c}][{index}] is {type(step).__name__}, not a str"
+                        )
+                    step_ids, offset = self.format.step_ids(
+                        step, int(state.steps_done[b, c]) + index
+                    )
+                    offsets.append(len(ids) + offset)
+                    ids.extend(step_ids)
+                if ids:
+                    pieces[b, c] = (ids, offsets)
+        scores = [[[] for _ in range(n)] for _ in range(state.num_questions)]
         if not pieces:
-            return state, np.full((state.num_questions, n), np.nan, np.float32)
+            return state, scores
         chunk = bucket_length(max(len(ids) for ids, _ in pieces.values()))
+        most_steps = bucket_length(max(len(at) for _, at in pieces.values()), 1)
         tokens = np.zeros((rows, n, chunk), np.int32)
         valid = np.zeros((rows, n, chunk), bool)
-        score_at = np.zeros((rows, n), np.int32)
+        score_at = np.zeros((rows, n, most_steps), np.int32)
         steps_done, lengths = state.steps_done.copy(), state.lengths.copy()
-        for (b, c), (ids, offset) in pieces.items():
+        suffix_tokens, processed = state.suffix_tokens.copy(), state.processed.copy()
+        for (b, c), (ids, offsets) in pieces.items():
             tokens[b, c, : len(ids)] = ids
             valid[b, c, : len(ids)] = True
-            score_at[b, c] = offset
-            steps_done[b, c] += 1
+            score_at[b, c, : len(offsets)] = offsets
+            steps_done[b, c] += len(offsets)
             lengths[b, c] += len(ids)
+            suffix_tokens[b, c] += len(ids)
+            processed[b] += len(ids)
         self._check_length(int(lengths.max()))
         cache = state.cache
         with jax.set_mesh(self.backbone.mesh):
-            if state.slots_used + chunk > cache.capacity:
-                cache = self._grow(cache, capacity=bucket_length(state.slots_used + chunk))
-            cache, scores = self._append(
+            needed = int(suffix_tokens.max())
+            if needed > cache.capacity:
+                cache = self._grow(cache, capacity=bucket_length(needed))
+            cache, table = self._append(
                 self.backbone.params, self.head_params, cache, tokens, valid, score_at
             )
-        scores = np.asarray(scores)[: state.num_questions]
-        scores = np.where(valid[: state.num_questions].any(-1), scores, np.nan)
+        table = np.asarray(table)
+        for (b, c), (_, offsets) in pieces.items():
+            scores[b][c] = table[b, c, : len(offsets)].astype(float).tolist()
         next_state = PRMState(
-            cache, state.num_questions, steps_done, lengths, state.slots_used + chunk
+            cache, state.num_questions, steps_done, lengths, suffix_tokens, processed
         )
-        return next_state, scores.astype(np.float32)
+        return next_state, scores
 
     def reorder(self, state: PRMState, indices) -> PRMState:
         """Candidate n' of question b continues candidate ``indices[b, n']`` (beam selection or
-        fan-out; N' may differ from N). ``state`` is consumed."""
-        indices = np.asarray(indices)
-        if indices.ndim != 2 or indices.shape[0] != state.num_questions:
-            raise ValueError(
-                f"indices must be [{state.num_questions} questions, candidates], "
-                f"got shape {indices.shape}"
-            )
-        if indices.size and (indices.min() < 0 or indices.max() >= state.num_candidates):
-            raise ValueError(f"indices must lie in [0, {state.num_candidates})")
+        fan-out; N' may differ from N), as `ttc_jax.engine.Engine.reorder` takes them (see
+        `ttc_jax.engine.selection`). ``state`` is consumed."""
         rows = state.steps_done.shape[0]
-        # Padding rows take candidate 0: they hold nothing.
-        padded = np.zeros((rows, indices.shape[1]), np.int32)
-        padded[: state.num_questions] = indices
+        padded = padded_indices(indices, rows, state.num_candidates)
         with jax.set_mesh(self.backbone.mesh):
-            same_size = indices.shape[1] == state.num_candidates
+            same_size = padded.shape[1] == state.num_candidates
             gather = self._reorder if same_size else self._resize
             cache = gather(state.cache, jnp.asarray(padded))
+
+        def take(x):
+            return np.take_along_axis(x, padded, axis=1)
+
         return PRMState(
             cache,
             state.num_questions,
-            np.take_along_axis(state.steps_done, padded, axis=1),
-            np.take_along_axis(state.lengths, padded, axis=1),
-            state.slots_used,
+            take(state.steps_done),
+            take(state.lengths),
+            take(state.suffix_tokens),
+            state.processed,
+        )
+
+    def rollback(self, state: PRMState, saved: PRMCheckpoint) -> PRMState:
+        """``state``'s candidates as they were at ``saved`` (same candidates, no reorder in
+        between): later steps are forgotten (their cache slots are overwritten later). The
+        tokens they cost stay counted in ``processed``. ``state`` is consumed."""
+        if saved.steps_done.shape != state.steps_done.shape:
+            raise ValueError(
+                f"a checkpoint of {saved.steps_done.shape} candidates cannot roll back a state "
+                f"of {state.steps_done.shape}"
+            )
+        with jax.set_mesh(self.backbone.mesh):
+            cache = self._set_lengths(state.cache, jnp.asarray(saved.suffix_tokens, jnp.int32))
+        return PRMState(
+            cache,
+            state.num_questions,
+            saved.steps_done.copy(),
+            saved.lengths.copy(),
+            saved.suffix_tokens.copy(),
+            state.processed,
         )
 
     # -- helpers ------------------------------------------------------------------------------
@@ -353,9 +439,9 @@ def _prefill(graphdef, params, tokens, valid, *, num_candidates, capacity) -> KV
 
 
 def _append_scores(graphdef, head_graphdef, params, head_params, cache, tokens, valid, score_at):
-    """tokens [B, N, T], score_at [B, N] -> (cache, scores [B, N] float32)."""
+    """tokens [B, N, T], score_at [B, N, K] -> (cache, scores [B, N, K] float32)."""
     model = nnx.merge(graphdef, params)
     head = nnx.merge(head_graphdef, head_params)
     hidden, cache = kv_cache.append(model, cache, tokens, valid)  # [B, N, T, E]
-    scored = jnp.take_along_axis(hidden, score_at[..., None, None], axis=2)[:, :, 0]
+    scored = jnp.take_along_axis(hidden, score_at[..., None], axis=2)  # [B, N, K, E]
     return cache, head(scored)
