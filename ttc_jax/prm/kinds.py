@@ -212,7 +212,13 @@ class QwenMathPRMFormat(PRMFormat):
             raise ValueError("a qwen_math_prm PRM needs a tokenizer with a chat template")
         self.system_prompt = system_prompt
         self.separator = separator
-        self.separator_id = self._last_id(separator)
+        ids = self._encode(separator)
+        if len(ids) != 1:
+            raise ValueError(
+                f"{separator!r} is not a single token of this tokenizer ({len(ids)} tokens); "
+                "a qwen_math_prm PRM scores each step at that one token"
+            )
+        self.separator_id = ids[0]
 
     def question_ids(self, question: str) -> list[int]:
         _check_no_marker(question, "the question")

@@ -1,0 +1,302 @@
+"""Search strategies do what the paper says, independently of batching, with exact accounting.
+
+The policy is a tiny random model whose samples are full of step ends and boxed answers; the
+PRM is scripted (`tests.search_helpers.ScriptedPRM`): every score is a known function of the
+question and the step, and every call is logged.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+import ttc_jax
+from tests import prm_checkpoints, search_helpers
+from tests.search_helpers import PROBLEMS, ScriptedPRM, scripted_score
+from ttc_jax.engine import default_engine
+from ttc_jax.math import is_equiv
+from ttc_jax.math.prompts import split_steps
+from ttc_jax.prm.kinds import build_format
+from ttc_jax.search import STRATEGIES, run, strategy_config, tree
+from ttc_jax.search.prompting import step_text
+from ttc_jax.search.results import non_embedding_params
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return search_helpers.tiny_policy()
+
+
+def _config(name, **overrides):
+    config = strategy_config(name)
+    config.max_new_tokens = 40
+    if name in ("beam", "lookahead", "dvts"):
+        config.beam_width = 2
+    if name == "revisions":
+        config.sequential = 2
+    config.update(overrides)
+    return config
+
+
+def _recording_select(monkeypatch):
+    calls = []
+    original = tree._select
+
+    def select(scores, live, spent, group_size, width):
+        out = original(scores, live, spent, group_size, width)
+        copies = [x.copy() for x in (scores, live, spent, *out)]
+        calls.append((*copies[:3], group_size, width, *copies[3:]))
+        return out
+
+    monkeypatch.setattr(tree, "_select", select)
+    return calls
+
+
+def _raw_steps(text):
+    """A candidate's text cut back into the steps it was generated as."""
+    return [line + "\n" for line in text.split("\n")[:-1]] + (
+        [text.split("\n")[-1]] if text.split("\n")[-1] else []
+    )
+
+
+def _kept(indices_row, next_live_row):
+    return sorted({int(i) for i, alive in zip(indices_row, next_live_row, strict=True) if alive})
+
+
+@pytest.mark.parametrize("budget", [4, 8])
+def test_beam_search_keeps_exactly_the_top_n_over_m_by_the_latest_step_score(
+    policy, monkeypatch, budget
+):
+    calls = _recording_select(monkeypatch)
+    prm = ScriptedPRM(policy)
+    run(_config("beam"), policy, prm, PROBLEMS, budget=budget, seed=2)
+    checked = 0
+    for scores, live, spent, group_size, width, indices, _, next_live in calls:
+        assert group_size == budget and width == 2
+        for q in range(len(PROBLEMS)):
+            beams = np.flatnonzero(live[q])
+            room = budget - spent[q, 0]
+            if not len(beams) or room <= 0:
+                assert not next_live[q].any()
+                continue
+            keep = max(1, room // width)
+            ranked = sorted(beams, key=lambda n: (-scores[q, n], n))[:keep]
+            assert _kept(indices[q], next_live[q]) == sorted(ranked)
+            assert next_live[q].sum() == room  # copies fill exactly the unspent slots
+            checked += 1
+    assert checked > 10
+    # The scores ranked were the scripted PRM's scores of each slot's latest step.
+    latest = {}
+    for call in prm.calls:
+        if call[0] == "step":
+            _, _, q, n, _, values = call
+            latest[q, n] = values[-1]
+    scores, live = calls[-1][0], calls[-1][1]
+    for q, n in zip(*np.nonzero(live), strict=True):
+        assert scores[q, n] == pytest.approx(latest[q, n])
+
+
+def test_lookahead_ranks_by_the_rollouts_last_score_and_keeps_no_rollout_step(policy, monkeypatch):
+    calls = _recording_select(monkeypatch)
+    prm = ScriptedPRM(policy)
+    results = run(_config("lookahead", lookahead_steps=2), policy, prm, PROBLEMS, 4, seed=3)
+    # Each round: one call scores the real steps, then up to two score rollout steps, then
+    # both models roll back.
+    rounds, current = [], []
+    for call in prm.calls:
+        if call[0] == "rollback":
+            rounds.append(current)
+            current = []
+        else:
+            current.append(call)
+    assert len(rounds) == len(calls)
+    kept_steps, rollout_steps = set(), set()
+    for events, (scores, live, *_) in zip(rounds, calls, strict=True):
+        main_call = min(call_number for _, call_number, *_ in events)
+        last = {}
+        for _, call_number, q, n, steps, values in events:
+            last[q, n] = values[-1]
+            (kept_steps if call_number == main_call else rollout_steps).update(
+                (q, step) for step in steps
+            )
+        for q, n in zip(*np.nonzero(live), strict=True):
+            assert scores[q, n] == pytest.approx(last[q, n])
+    assert rollout_steps - kept_steps  # the greedy rollouts wrote steps the search never kept
+    for q, result in enumerate(results):
+        question = PROBLEMS[q].problem
+        for candidate in result.candidates:
+            steps = [step_text(raw, "\n") for raw in _raw_steps(candidate.text)]
+            steps = [step for step in steps if step]  # blank steps are not scored
+            assert all((q, step) in kept_steps for step in steps)
+            assert candidate.step_scores == [scripted_score(question, s) for s in steps]
+    # The rollouts cost tokens and generations.
+    beam = run(_config("beam"), policy, ScriptedPRM(policy), PROBLEMS, 4, seed=3)
+    assert sum(r.accounting.policy_decode_tokens for r in results) > sum(
+        r.accounting.policy_decode_tokens for r in beam
+    )
+    assert results[0].accounting.generations == 4 * 3
+
+
+def test_weighted_best_of_n_picks_the_largest_score_sum_over_equivalent_answers(policy):
+    results = run(_config("best_of_n"), policy, ScriptedPRM(policy), PROBLEMS, budget=8, seed=4)
+    decided = 0
+    for result in results:
+        sums = {}
+        for candidate in result.candidates:
+            if candidate.finished and candidate.answer is not None:
+                key = next((k for k in sums if is_equiv(k, candidate.answer)), candidate.answer)
+                sums[key] = sums.get(key, 0.0) + candidate.score
+        if sums:
+            best = max(sums.values())
+            assert any(is_equiv(result.answer, k) for k, v in sums.items() if v == best)
+            decided += 1
+        else:
+            assert result.answer is None
+        for candidate in result.candidates:  # last-step aggregation
+            if candidate.step_scores:
+                assert candidate.score == candidate.step_scores[-1]
+    assert decided >= 3
+
+
+def test_dvts_subtrees_never_exchange_candidates(policy):
+    prm = ScriptedPRM(policy)
+    run(_config("dvts", beam_width=2), policy, prm, PROBLEMS, budget=8, seed=5)
+    assert len(prm.reorders) > 1
+    for indices in prm.reorders:
+        groups = np.arange(indices.shape[1]) // 2
+        np.testing.assert_array_equal(indices // 2, np.broadcast_to(groups, indices.shape))
+
+
+def test_revisions_hold_at_most_four_previous_attempts(policy):
+    prm = ScriptedPRM(policy)
+    results = run(_config("revisions", sequential=6), policy, prm, PROBLEMS[:2], 6, seed=6)
+    counts = [q.count("Previous attempt:") for q in prm.revision_questions]
+    assert max(counts) == 4 and sorted(set(counts)) == [0, 1, 2, 3, 4]
+    assert all(len(r.candidates) == 6 for r in results)
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_five_questions_together_equal_one_at_a_time(policy, name):
+    config = _config(name)
+    prm = None if name == "majority" else ScriptedPRM(policy)
+    together = run(config, policy, prm, PROBLEMS, budget=4, seed=7)
+    for problem, joint in zip(PROBLEMS, together, strict=True):
+        [alone] = run(config, policy, prm, [problem], budget=4, seed=7)
+        assert alone.answer == joint.answer
+        assert [c.text for c in alone.candidates] == [c.text for c in joint.candidates]
+        for a, b in zip(alone.candidates, joint.candidates, strict=True):
+            np.testing.assert_allclose(a.step_scores, b.step_scores, atol=1e-5)
+        assert alone.accounting.policy_decode_tokens == joint.accounting.policy_decode_tokens
+        assert alone.accounting.verifier_tokens == joint.accounting.verifier_tokens
+
+
+def test_accounting_equals_a_count_by_hand(policy):
+    [problem] = PROBLEMS[:1]
+    prm = ScriptedPRM(policy)
+    [result] = run(_config("best_of_n"), policy, prm, [problem], budget=2, seed=8)
+    prompt = "Problem:\nWhat is 1 + 2?\n\nSolution:\n"
+    samples = ttc_jax.generate(policy, [prompt], n=2, max_new_tokens=40, temperature=0.8, seed=8)[0]
+    assert [c.text for c in result.candidates] == [s.text for s in samples]
+    prompt_tokens = len(policy.tokenizer(prompt)["input_ids"])
+    decoded = sum(len(s.token_ids) for s in samples)
+    steps = [split_steps(s.text) for s in samples]
+    verifier = len(problem.problem) + sum(len(step) + 1 for c in steps for step in c)
+    c = policy.config
+    params = (
+        c.num_layers
+        * (
+            c.hidden_size * (c.num_heads + 2 * c.num_kv_heads) * c.head_dim
+            + c.num_heads * c.head_dim * c.hidden_size
+            + 3 * c.hidden_size * c.intermediate_size
+            + 2 * c.hidden_size
+        )
+        + c.hidden_size
+    )
+    assert non_embedding_params(c) == params
+    accounting = result.accounting
+    assert accounting.generations == 2
+    assert accounting.policy_prefill_tokens == prompt_tokens
+    assert accounting.policy_decode_tokens == decoded
+    assert accounting.verifier_tokens == verifier
+    assert accounting.policy_flops == 2 * params * (prompt_tokens + decoded)
+    assert accounting.verifier_flops == 2 * params * verifier
+    assert accounting.wall_s > 0
+    assert result.correct == is_equiv(result.answer, problem.answer)
+
+
+@pytest.mark.parametrize(
+    ("change", "budget", "message"),
+    [
+        (dict(name="sample_more"), 4, "unknown strategy 'sample_more'; choose one of: majority"),
+        (dict(beam_width=3), 4, "beam_width M=3 does not divide the budget N=4"),
+        (dict(), 0, "budget must be an integer >= 1, got 0"),
+        (dict(max_new_tokens=0), 4, "max_new_tokens must be an integer >= 1"),
+        (dict(selection="vote"), 4, "unknown answer selection 'vote'"),
+        (dict(step_delimiter=""), 4, "step_delimiter must be a non-empty string"),
+    ],
+)
+def test_bad_strategies_fail_before_any_compute(change, budget, message):
+    policy = search_helpers.tiny_policy(seed=1)
+    config = _config("beam")
+    for key, value in change.items():
+        config[key] = value
+    with pytest.raises(ValueError, match=message):
+        run(config, policy, ScriptedPRM(policy), PROBLEMS, budget=budget)
+    assert default_engine(policy)._start._cache_size() == 0
+
+
+def test_bad_prms_and_problems_fail_before_any_compute():
+    policy = search_helpers.tiny_policy(seed=2)
+    with pytest.raises(ValueError, match="strategy 'beam' as configured needs a PRM"):
+        run(_config("beam"), policy, None, PROBLEMS, budget=4)
+    with pytest.raises(ValueError, match=r"problems\[1\] is str, not a Problem"):
+        run(_config("majority"), policy, None, [PROBLEMS[0], "What is 2?"], budget=2)
+    with pytest.raises(ValueError, match="unknown field"):
+        run(_config("majority", beam_width=2), policy, None, PROBLEMS, budget=2)
+    # A Qwen PRM whose tokenizer lacks its step separator as one token.
+    tokenizer = search_helpers.tokenizer()
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    small = ttc_jax.ModelConfig(
+        vocab_size=len(tokenizer), hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1,
+        head_dim=8, intermediate_size=16,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="'<extra_0>' is not a single token of this tokenizer"):
+        ttc_jax.PRM.random(small, "qwen_math_prm", tokenizer)
+    # A PRM folder whose tokenizer belongs to a model with a larger vocabulary.
+    prm = ttc_jax.PRM.random(small, "ttc_value", tokenizer)
+    larger = prm_checkpoints.build_tokenizer("ttc_value")
+    prm.backbone.tokenizer = larger
+    prm.format = build_format("ttc_value", larger)
+    with pytest.raises(ValueError, match=r"the PRM's tokenizer has \d+ tokens, more than its"):
+        run(_config("beam"), policy, prm, PROBLEMS, budget=4)
+    assert default_engine(policy)._start._cache_size() == 0
+
+
+def test_unfinished_candidates_are_never_chosen(policy):
+    results = run(_config("majority", max_new_tokens=3), policy, None, PROBLEMS, budget=4, seed=9)
+    for result in results:
+        unfinished = [c for c in result.candidates if not c.finished]
+        if result.answer is not None:
+            assert any(c.finished and c.answer == result.answer for c in result.candidates)
+        assert len(unfinished) + sum(c.finished for c in result.candidates) == 4
+    assert any(not c.finished for r in results for c in r.candidates)
+    assert all(math.isnan(c.score) for r in results for c in r.candidates)
+
+
+def test_configs_search_gives_each_strategys_defaults():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "configs" / "search.py"
+    spec = importlib.util.spec_from_file_location("search_configs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name in STRATEGIES:
+        config = module.get_config(name)
+        assert config.name == name and config == strategy_config(name)
+        assert {"max_new_tokens", "temperature", "step_delimiter", "prompt"} <= set(config)
+        if name in ("beam", "lookahead", "dvts"):
+            assert config.max_rounds == 40
+    assert module.get_config().name == "best_of_n"
+    with pytest.raises(ValueError, match="unknown strategy 'bfs'"):
+        module.get_config("bfs")

@@ -1,0 +1,49 @@
+"""Parallel sampling: N independent solutions per question, then majority voting or
+best-of-N (naive or weighted) by the verifier's scores of every step.
+
+All questions run together: one decode to the end for every sample, then one verifier call
+that scores every step of every candidate (each question's text is run once, then each
+candidate's steps, in one batch).
+"""
+
+from __future__ import annotations
+
+from ttc_jax.engine import Engine, SamplingConfig
+from ttc_jax.math.datasets import Problem
+from ttc_jax.prm import PRM
+from ttc_jax.search.candidates import Outcome, candidate, choose
+from ttc_jax.search.prompting import Prompter
+from ttc_jax.search.state import SearchState
+
+
+def parallel_search(
+    config,
+    engine: Engine,
+    prm: PRM | None,
+    prompter: Prompter,
+    problems: list[Problem],
+    budget: int,
+    seed: int,
+) -> list[Outcome]:
+    """``config.name`` "majority" or "best_of_n" (with ``config.selection``)."""
+    uses_verifier = config.selection != "majority"
+    search = SearchState(
+        engine,
+        prm if uses_verifier else None,
+        [prompter.text(p) for p in problems],
+        [p.problem for p in problems],
+        budget,
+        config.max_new_tokens,
+        seed,
+    )
+    sampling = SamplingConfig(config.temperature, config.top_p, config.top_k)
+    round_ = search.extend(sampling, stop=(), max_tokens=config.max_new_tokens)
+    new_steps = search.record(round_, config.step_delimiter, whole_solutions=True)
+    if uses_verifier:
+        search.score(new_steps)
+    counts = search.finish_counts()
+    outcomes = []
+    for q, row in enumerate(search.history):
+        candidates = [candidate(slot, config.aggregation) for slot in row]
+        outcomes.append(Outcome(candidates, choose(candidates, config.selection), counts[q]))
+    return outcomes

@@ -1,0 +1,124 @@
+"""Sequential revisions: chains of attempts, each conditioned on the chain's earlier ones.
+
+A budget N runs ``N / sequential`` parallel chains of ``sequential`` attempts per question.
+Attempt t of a chain is sampled from the revision model given the revision prompt
+(`ttc_jax.math.prompts.FewShotPrompt.revision_text`: the question and the chain's last four
+attempts); the first attempt's prompt is the plain one. All chains of all questions sample
+together, one decode per attempt index; each chain has its own sampling stream, so chains
+whose prompts coincide still differ.
+
+Selection (``revision_selection``):
+* "verifier": the revision verifier scores every attempt with its history in context (its
+  question text is the attempt's revision prompt); best-of-N weighted picks an answer
+  within each chain, then best-of-N weighted over the chains' picks;
+* "majority": a vote over every answer of every chain.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ttc_jax.engine import Engine, SamplingConfig
+from ttc_jax.math.datasets import Problem
+from ttc_jax.math.prompts import split_steps
+from ttc_jax.prm import PRM
+from ttc_jax.search.candidates import Outcome, candidate, choose
+from ttc_jax.search.prompting import Prompter
+from ttc_jax.search.results import Candidate, TokenCounts
+from ttc_jax.search.state import SearchState
+
+
+def revision_search(
+    config,
+    engine: Engine,
+    prm: PRM | None,
+    prompter: Prompter,
+    problems: list[Problem],
+    budget: int,
+    seed: int,
+) -> list[Outcome]:
+    length = config.sequential
+    chains = budget // length
+    sampling = SamplingConfig(config.temperature, config.top_p, config.top_k)
+    attempts = [[[] for _ in range(chains)] for _ in problems]  # [q][chain] -> texts
+    prompts = [[[] for _ in range(chains)] for _ in problems]  # the prompt of each attempt
+    slots = [[[] for _ in range(chains)] for _ in problems]
+    counts = [TokenCounts() for _ in problems]
+    for _ in range(length):
+        texts = [
+            prompter.revision_text(problem, attempts[q][c])
+            for q, problem in enumerate(problems)
+            for c in range(chains)
+        ]
+        search = SearchState(
+            engine,
+            None,
+            texts,
+            texts,
+            1,
+            config.max_new_tokens,
+            seed,
+            streams=[c for _ in problems for c in range(chains)],
+        )
+        round_ = search.extend(sampling, stop=(), max_tokens=config.max_new_tokens)
+        search.record(round_, config.step_delimiter, whole_solutions=True)
+        for row, (history, used) in enumerate(zip(search.history, search.counts, strict=True)):
+            q, c = divmod(row, chains)
+            slot = history[0]
+            attempts[q][c].append(slot.text)
+            prompts[q][c].append(texts[row])
+            slots[q][c].append(slot)
+            counts[q].prefill += used.prefill
+            counts[q].decode += used.decode
+    outcomes = []
+    for q in range(len(problems)):
+        if config.revision_selection == "verifier":
+            scored = _verify(prm, prompts[q], slots[q], config, counts[q])
+            candidates = [c for chain in scored for c in chain]
+            chosen = _two_level_choice(scored, config.selection)
+        else:
+            candidates = [
+                candidate(slot, config.aggregation) for chain in slots[q] for slot in chain
+            ]
+            chosen = choose(candidates, "majority")
+        outcomes.append(Outcome(candidates, chosen, counts[q]))
+    return outcomes
+
+
+def _verify(prm: PRM, prompts, slots, config, counts: TokenCounts) -> list[list[Candidate]]:
+    """Every attempt of a question's chains scored with its history in context."""
+    rows = [
+        (prompt, slot)
+        for chain_prompts, chain in zip(prompts, slots, strict=True)
+        for prompt, slot in zip(chain_prompts, chain, strict=True)
+    ]
+    questions = [prompt for prompt, _ in rows]
+    steps = [[split_steps(slot.text, config.step_delimiter) or [""]] for _, slot in rows]
+    scores = prm.score_batch(questions, steps)
+    counts.verifier += sum(prm.input_length(q, s[0]) for q, s in zip(questions, steps, strict=True))
+    scored, index = [], 0
+    for chain in slots:
+        row = []
+        for slot in chain:
+            slot.scores[:] = scores[index][0]
+            row.append(candidate(slot, config.aggregation))
+            index += 1
+        scored.append(row)
+    return scored
+
+
+def _two_level_choice(chains: list[list[Candidate]], method: str) -> int | None:
+    """Index (chain-major) of the pick across the chains' own picks, both by ``method``."""
+    picks = []
+    for c, chain in enumerate(chains):
+        chosen = choose(chain, method)
+        if chosen is not None:
+            picks.append((c, chosen))
+    if not picks:
+        return None
+    best = choose([chains[c][i] for c, i in picks], method)
+    if best is None:
+        return None
+    c, i = picks[best]
+    offsets = np.cumsum([0] + [len(chain) for chain in chains])
+    return int(offsets[c] + i)

@@ -1,0 +1,129 @@
+"""`run`: one strategy at one budget over many problems, batched, with exact accounting."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import ml_collections
+
+from ttc_jax.engine import Engine, default_engine
+from ttc_jax.lm import LanguageModel
+from ttc_jax.math.datasets import Problem
+from ttc_jax.math.grading import is_equiv
+from ttc_jax.prm import PRM
+from ttc_jax.search.candidates import Outcome
+from ttc_jax.search.configs import check_strategy, generations
+from ttc_jax.search.parallel import parallel_search
+from ttc_jax.search.prompting import build_prompter
+from ttc_jax.search.results import SearchResult
+from ttc_jax.search.revisions import revision_search
+from ttc_jax.search.tree import tree_search
+
+# Sample rows (questions x budget) searched together by default: enough to fill a CPU's or a
+# GPU's batch, few enough to bound the caches' memory.
+DEFAULT_MAX_ROWS = 1024
+
+
+def run(
+    strategy: ml_collections.ConfigDict,
+    lm: LanguageModel,
+    prm: PRM | None,
+    problems: Sequence[Problem],
+    budget: int,
+    seed: int = 0,
+    *,
+    engine: Engine | None = None,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> list[SearchResult]:
+    """Runs ``strategy`` (see `ttc_jax.search.configs.strategy_config`) at ``budget`` N on
+    every problem; returns one `SearchResult` per problem, in order.
+
+    Problems are searched together, ``max(1, max_rows // budget)`` per batch; a problem's
+    result does not depend on which others share its batch. ``prm`` may be None for majority
+    voting; for revisions ``lm`` is the revision model and ``prm`` its verifier. ``seed``
+    with each problem's prompt sets its samples. Bad input is an error before any compute.
+    """
+    check_strategy(strategy, budget, prm is not None)
+    problems = _check_problems(problems)
+    if lm.tokenizer is None:
+        raise ValueError("search needs a policy with a tokenizer")
+    if prm is not None:
+        _check_prm(prm)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    engine = engine or default_engine(lm)
+    if engine.lm is not lm:
+        raise ValueError("engine belongs to another language model")
+    prompter = build_prompter(strategy.prompt, strategy.step_delimiter, lm.tokenizer)
+    search = _SEARCHES[strategy.name]
+    per_batch = max(1, max_rows // budget)
+    results = []
+    for start in range(0, len(problems), per_batch):
+        batch = problems[start : start + per_batch]
+        began = time.perf_counter()
+        outcomes = search(strategy, engine, prm, prompter, batch, budget, seed)
+        wall_s = (time.perf_counter() - began) / len(batch)
+        results.extend(
+            _result(strategy, budget, problem, outcome, lm, prm, wall_s)
+            for problem, outcome in zip(batch, outcomes, strict=True)
+        )
+    return results
+
+
+_SEARCHES = {
+    "majority": parallel_search,
+    "best_of_n": parallel_search,
+    "beam": tree_search,
+    "lookahead": tree_search,
+    "dvts": tree_search,
+    "revisions": revision_search,
+}
+
+
+def _result(strategy, budget, problem: Problem, outcome: Outcome, lm, prm, wall_s):
+    chosen = None if outcome.chosen is None else outcome.candidates[outcome.chosen]
+    answer = None if chosen is None else chosen.answer
+    correct = None if not problem.answer else is_equiv(answer, problem.answer)
+    accounting = outcome.counts.accounting(
+        generations(strategy, budget),
+        lm.config,
+        None if prm is None else prm.backbone.config,
+        wall_s,
+    )
+    return SearchResult(
+        problem.id, strategy.name, budget, answer, correct, outcome.candidates, accounting
+    )
+
+
+def _check_problems(problems) -> list[Problem]:
+    if isinstance(problems, Problem):
+        raise ValueError("problems must be a list of Problem records, not one Problem")
+    problems = list(problems) if isinstance(problems, Sequence) else None
+    if not problems:
+        raise ValueError("problems must be a non-empty list of ttc_jax.math.Problem records")
+    for i, problem in enumerate(problems):
+        if not isinstance(problem, Problem):
+            raise ValueError(f"problems[{i}] is {type(problem).__name__}, not a Problem")
+    return problems
+
+
+def _check_prm(prm: PRM) -> None:
+    """The PRM's format works with its tokenizer: a question and two steps go through it, and
+    its tokenizer fits its vocabulary (a clear error here rather than mid-search)."""
+    tokenizer = prm.backbone.tokenizer
+    vocab = prm.backbone.config.vocab_size
+    if tokenizer is None:
+        raise ValueError("the PRM has no tokenizer")
+    if len(tokenizer) > vocab:
+        raise ValueError(
+            f"the PRM's tokenizer has {len(tokenizer)} tokens, more than its vocabulary of {vocab}"
+        )
+    try:
+        ids = prm.format.question_ids("What is 1 + 1?")
+        for index in range(2):
+            ids += prm.format.step_ids("1 + 1 = 2.", index)[0]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"the PRM's tokenizer does not fit its {prm.kind} format: {e}") from e
+    if max(ids) >= vocab:
+        raise ValueError(f"the PRM's tokenizer gives ids past its vocabulary of {vocab}")
