@@ -76,9 +76,9 @@ class ScriptedState:
 
 
 class ScriptedPRM:
-    """The PRM interface search uses, on the host, scoring by `scripted_score`. Logs every
-    scored slot as ("step", call number, question index, slot, steps, scores), every
-    rollback as ("rollback",) and every reorder's indices."""
+    """The PRM interface search uses, on the host, scoring by `scripted_score`. Logs, in
+    order: every scored slot as ("step", call number, question, slot, steps, scores), every
+    rollback as ("rollback", questions) and every reorder as ("reorder", indices, moved)."""
 
     kind = "scripted"
 
@@ -88,8 +88,12 @@ class ScriptedPRM:
             question_ids=lambda q: [1] * len(q), step_ids=lambda s, i: ([2] * (len(s) + 1), 0)
         )
         self.calls: list[tuple] = []
-        self.reorders: list[np.ndarray] = []
         self.revision_questions: list[str] = []
+        self.scoring_calls = 0
+
+    @property
+    def reorders(self) -> list[np.ndarray]:
+        return [call[1] for call in self.calls if call[0] == "reorder"]
 
     def start(self, questions, num_candidates):
         return ScriptedState(
@@ -100,7 +104,7 @@ class ScriptedPRM:
         )
 
     def score_steps(self, state, new_steps):
-        self.scoring_calls = getattr(self, "scoring_calls", 0) + 1
+        self.scoring_calls += 1
         scores = []
         for q, row in enumerate(new_steps):
             out = []
@@ -114,16 +118,21 @@ class ScriptedPRM:
             scores.append(out)
         return state, scores
 
-    def reorder(self, state, indices):
-        indices = np.asarray(indices)
-        self.reorders.append(indices)
+    def reorder(self, state, indices, moved=None):
+        indices = np.asarray(indices).copy()
+        moved = range(len(indices)) if moved is None else sorted(int(q) for q in moved)
+        for q in set(range(len(indices))) - set(moved):
+            indices[q] = np.arange(indices.shape[1])
+        self.calls.append(("reorder", indices, list(moved)))
         steps = [[list(state.steps[q][i]) for i in row] for q, row in enumerate(indices)]
         lineage = [[state.lineage[q][i] for i in row] for q, row in enumerate(indices)]
         return ScriptedState(state.questions, steps, state.processed, lineage)
 
-    def rollback(self, state, saved):
-        self.calls.append(("rollback",))
-        return ScriptedState(state.questions, saved, state.processed, state.lineage)
+    def rollback(self, state, saved, questions=None):
+        questions = range(len(saved)) if questions is None else [int(q) for q in questions]
+        self.calls.append(("rollback", list(questions)))
+        steps = [saved[q] if q in questions else row for q, row in enumerate(state.steps)]
+        return ScriptedState(state.questions, steps, state.processed, state.lineage)
 
     def score_batch(self, questions, candidates):
         self.revision_questions.extend(questions)

@@ -39,16 +39,18 @@ def _config(name, **overrides):
 
 
 def _recording_select(monkeypatch):
+    """Records every per-question selection: (scores, live, spent, group size, width,
+    indices, next live), all [N] or [groups]."""
     calls = []
-    original = tree._select
+    original = tree.select_beams
 
     def select(scores, live, spent, group_size, width):
-        out = original(scores, live, spent, group_size, width)
-        copies = [x.copy() for x in (scores, live, spent, *out)]
-        calls.append((*copies[:3], group_size, width, *copies[3:]))
-        return out
+        indices, next_live = original(scores, live, spent, group_size, width)
+        copies = [x.copy() for x in (scores, live, spent)]
+        calls.append((*copies, group_size, width, indices.copy(), next_live.copy()))
+        return indices, next_live
 
-    monkeypatch.setattr(tree, "_select", select)
+    monkeypatch.setattr(tree, "select_beams", select)
     return calls
 
 
@@ -71,56 +73,65 @@ def test_beam_search_keeps_exactly_the_top_n_over_m_by_the_latest_step_score(
     prm = ScriptedPRM(policy)
     run(_config("beam"), policy, prm, PROBLEMS, budget=budget, seed=2)
     checked = 0
-    for scores, live, spent, group_size, width, indices, _, next_live in calls:
+    for scores, live, spent, group_size, width, indices, next_live in calls:
         assert group_size == budget and width == 2
-        for q in range(len(PROBLEMS)):
-            beams = np.flatnonzero(live[q])
-            room = budget - spent[q, 0]
-            if not len(beams) or room <= 0:
-                assert not next_live[q].any()
-                continue
-            keep = max(1, room // width)
-            ranked = sorted(beams, key=lambda n: (-scores[q, n], n))[:keep]
-            assert _kept(indices[q], next_live[q]) == sorted(ranked)
-            assert next_live[q].sum() == room  # copies fill exactly the unspent slots
-            checked += 1
+        beams = np.flatnonzero(live)
+        room = budget - spent[0]
+        if not len(beams) or room <= 0:
+            assert not next_live.any()
+            continue
+        keep = max(1, room // width)
+        ranked = sorted(beams, key=lambda n: (-scores[n], n))[:keep]
+        assert _kept(indices, next_live) == sorted(ranked)
+        assert next_live.sum() == room  # copies fill exactly the unspent slots
+        checked += 1
     assert checked > 10
     # The scores ranked were the scripted PRM's scores of each slot's latest step.
+    selections = iter(calls)
     latest = {}
-    for call in prm.calls:
-        if call[0] == "step":
-            _, _, q, n, _, values = call
+    for event in prm.calls:
+        if event[0] == "step":
+            _, _, q, n, _, values = event
             latest[q, n] = values[-1]
-    scores, live = calls[-1][0], calls[-1][1]
-    for q, n in zip(*np.nonzero(live), strict=True):
-        assert scores[q, n] == pytest.approx(latest[q, n])
+        elif event[0] == "reorder":
+            _, indices, moved = event
+            for q in moved:
+                scores, live = next(selections)[:2]
+                for n in np.flatnonzero(live):
+                    assert scores[n] == pytest.approx(latest[q, n])
+            latest = {
+                (q, n): latest.get((q, int(i)))
+                for q in range(len(indices))
+                for n, i in enumerate(indices[q])
+                if (q, int(i)) in latest
+            }
 
 
 def test_lookahead_ranks_by_the_rollouts_last_score_and_keeps_no_rollout_step(policy, monkeypatch):
     calls = _recording_select(monkeypatch)
     prm = ScriptedPRM(policy)
     results = run(_config("lookahead", lookahead_steps=2), policy, prm, PROBLEMS, 4, seed=3)
-    # Each round: one call scores the real steps, then up to two score rollout steps, then
-    # both models roll back.
-    rounds, current = [], []
-    for call in prm.calls:
-        if call[0] == "rollback":
-            rounds.append(current)
-            current = []
-        else:
-            current.append(call)
-    assert len(rounds) == len(calls)
-    kept_steps, rollout_steps = set(), set()
-    for events, (scores, live, *_) in zip(rounds, calls, strict=True):
-        main_call = min(call_number for _, call_number, *_ in events)
-        last = {}
-        for _, call_number, q, n, steps, values in events:
+    # A question's round: one call scores the real steps, then up to two score rollout
+    # steps, then both models roll back those questions, then they select.
+    selections = iter(calls)
+    kept_steps, rollout_steps, main_call, last = set(), set(), None, {}
+    for event in prm.calls:
+        if event[0] == "step":
+            _, call_number, q, n, steps, values = event
+            main_call = main_call or call_number
             last[q, n] = values[-1]
             (kept_steps if call_number == main_call else rollout_steps).update(
                 (q, step) for step in steps
             )
-        for q, n in zip(*np.nonzero(live), strict=True):
-            assert scores[q, n] == pytest.approx(last[q, n])
+        elif event[0] == "reorder":
+            for q in event[2]:
+                scores, live = next(selections)[:2]
+                for n in np.flatnonzero(live):
+                    assert scores[n] == pytest.approx(last[q, n])
+            main_call, last = None, {}
+        else:
+            assert event[0] == "rollback"
+    assert next(selections, None) is None
     assert rollout_steps - kept_steps  # the greedy rollouts wrote steps the search never kept
     for q, result in enumerate(results):
         question = PROBLEMS[q].problem
@@ -300,3 +311,18 @@ def test_configs_search_gives_each_strategys_defaults():
     assert module.get_config().name == "best_of_n"
     with pytest.raises(ValueError, match="unknown strategy 'bfs'"):
         module.get_config("bfs")
+
+
+def test_batches_report_their_rounds_utilisation_and_time(policy):
+    stats = []
+    results = run(
+        _config("beam"), policy, ScriptedPRM(policy), PROBLEMS, budget=4, seed=10,
+        max_rows=8, on_batch=stats.append,
+    )  # fmt: skip
+    assert [s.questions for s in stats] == [2, 2, 1]  # 8 rows hold two questions of 4
+    for batch in stats:
+        assert batch.rounds >= 1 and batch.decode_steps >= batch.rounds
+        assert 0 < batch.utilisation <= 1
+        assert batch.decode_s > 0 and batch.host_s >= 0
+        assert batch.decode_s + batch.verify_s + batch.select_s <= batch.wall_s
+    assert sum(r.accounting.wall_s for r in results) == pytest.approx(sum(s.wall_s for s in stats))

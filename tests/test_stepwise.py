@@ -135,3 +135,80 @@ def test_an_eos_ended_sample_stays_ended_through_reorder(lm):
     state = engine.reorder(state, indices)
     assert np.asarray(state.finish)[b].tolist() == [finish[b, n]] * 4
     assert finish[b, n] in (Finish.EOS, Finish.LENGTH)
+
+
+def test_held_samples_add_nothing_and_later_continue_as_if_never_held(lm):
+    engine, state = _start(lm)
+    hold = np.zeros((2, 4), bool)
+    hold[0, 1] = hold[1, 3] = True
+    state, held = engine.extend(
+        state, max_tokens=5, token_limit=64, sampling=SAMPLED, stop="\n", hold=hold
+    )
+    assert np.asarray(held.count)[hold].tolist() == [0, 0]
+    assert (np.asarray(held.finish)[hold] == Finish.STOP).all()
+    state, later = engine.extend(state, max_tokens=5, token_limit=64, sampling=SAMPLED, stop="\n")
+    _, reference = _start(lm)
+    _, free = engine.extend(reference, max_tokens=5, token_limit=64, sampling=SAMPLED, stop="\n")
+    tokens, expected = engine.new_tokens(later, 2), engine.new_tokens(free, 2)
+    assert tokens[0][1] == expected[0][1] and tokens[1][3] == expected[1][3]
+
+
+def test_selecting_for_some_questions_moves_only_their_rows(lm):
+    engine, state = _start(lm)
+    state, _ = _step(engine, state)
+    indices = np.array([[3, 3, 0, 1], [2, 2, 2, 2]])
+    _, full = _start(lm)
+    full, _ = _step(engine, full)
+    full = engine.reorder(full, indices)
+    before_keys = np.asarray(state.keys).copy()
+    before_lengths = np.asarray(state.cache.suffix_len).copy()
+    moved = engine.reorder(state, indices, moved=[0])
+    np.testing.assert_array_equal(moved.keys[0], full.keys[0])
+    np.testing.assert_array_equal(moved.cache.suffix_len[0], full.cache.suffix_len[0])
+    np.testing.assert_array_equal(moved.cache.suffix_k[1][:4], full.cache.suffix_k[1][:4])
+    np.testing.assert_array_equal(moved.keys[1], before_keys[1])  # question 1 untouched
+    np.testing.assert_array_equal(moved.cache.suffix_len[1], before_lengths[1])
+    _, a = _step(engine, moved)
+    _, b = _step(engine, full)
+    assert engine.new_tokens(a, 2)[0] == engine.new_tokens(b, 2)[0]
+
+
+def test_rolling_back_some_questions_leaves_the_others(lm):
+    engine, state = _start(lm)
+    state, _ = _step(engine, state)
+    saved = engine.checkpoint(state)
+    state, _ = _step(engine, state, GREEDY)
+    advanced = np.asarray(state.cache.suffix_len).copy()
+    state = engine.rollback(state, saved, questions=[1])
+    np.testing.assert_array_equal(state.cache.suffix_len[0], advanced[0])
+    np.testing.assert_array_equal(state.cache.suffix_len[1], saved.suffix_len[1])
+
+
+def test_prm_selection_and_rollback_for_some_questions(prm):
+    state = prm.start(QUESTIONS, num_candidates=2)
+    state, _ = prm.score_step(state, [["a", "b"], ["c", "d"]])
+    saved = state.checkpoint()
+    state, _ = prm.score_step(state, [["e", None], ["f", "g"]])
+    state = prm.rollback(state, saved, questions=[0])
+    np.testing.assert_array_equal(state.steps_done[:2], [[1, 1], [2, 2]])
+    state = prm.reorder(state, [[1, 1], [0, 0]], moved=[1])
+    np.testing.assert_array_equal(state.steps_done[:2], [[1, 1], [2, 2]])
+    np.testing.assert_array_equal(state.lengths[1], [state.lengths[1, 0]] * 2)
+    np.testing.assert_array_equal(np.asarray(state.cache.suffix_len)[:2], state.suffix_tokens[:2])
+
+
+def test_a_call_returns_once_some_question_has_paused_everywhere(lm):
+    engine, state = _start(lm)
+    hold = np.zeros((2, 4), bool)
+    hold[1] = True  # question 1 waits throughout: it does not end the call
+    state, out = engine.extend(
+        state, max_tokens=64, token_limit=64, sampling=SAMPLED, stop="\n", hold=hold,
+        return_on_pause=True,
+    )  # fmt: skip
+    finish = np.asarray(out.finish)
+    assert (finish[0] != Finish.RUNNING).all() and (np.asarray(out.count)[1] == 0).all()
+    _, full = _start(lm)
+    _, unhurried = engine.extend(full, max_tokens=64, token_limit=64, sampling=SAMPLED, stop="\n")
+    # Without the early return the call runs until question 1 pauses too.
+    assert int(out.steps) <= int(unhurried.steps)
+    assert engine.new_tokens(out, 1) == engine.new_tokens(unhurried, 1)

@@ -1,5 +1,6 @@
 """``ttc-bench``: benchmarks of this package against its baselines (not timed tests).
 
+``ttc-bench search`` times beam search against best-of-N and batched against one-by-one.
 ``ttc-bench sampling`` measures what top-p and top-k add to a decode step on a real checkpoint.
 ``ttc-bench decode`` samples N continuations of one prompt with our engine, with a plain JAX
 decode loop and with transformers' ``generate``, same shape and same random weights, and
@@ -38,6 +39,14 @@ SAMPLING_HELP = (
     "top-k 50 through the engine's step-wise API, and prints milliseconds per decode step, "
     "the ratio to plain sampling and the programs each setting compiled; then checks that a "
     "second temperature compiles nothing."
+)
+
+
+SEARCH_HELP = (
+    "Runs beam search (N, M) and best-of-N (N) on the same MATH-500 questions, all questions in "
+    "one call and one question per call, each timed after a warm-up call of the same shapes; "
+    "prints wall time per generated token (PRM included), verifier tokens per generated "
+    "token, slot utilisation and where the time goes."
 )
 
 
@@ -161,6 +170,26 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--new-tokens", type=int, default=64, help="tokens per sample")
     sampling.add_argument("--repeats", type=int, default=2, help="timed calls per setting")
     sampling.add_argument("--json", type=Path, help="also write the report here")
+    search = commands.add_parser(
+        "search",
+        help="beam search against best-of-N: time per generated token, utilisation, batching",
+        description=SEARCH_HELP,
+    )
+    search.add_argument(
+        "--policy", type=Path, help="HF folder or GGUF file (default: SmolLM2-135M-Instruct)"
+    )
+    search.add_argument(
+        "--prm", type=Path, help="PRM folder (default: a small random ttc_value PRM)"
+    )
+    search.add_argument("--prm-kind", default="ttc_value", help="the PRM's kind")
+    search.add_argument("--questions", type=int, default=16, help="MATH-500 questions")
+    search.add_argument("--budget", type=int, default=16, help="N")
+    search.add_argument("--beam-width", type=int, default=4, help="M")
+    search.add_argument("--max-new-tokens", type=int, default=96, help="tokens per candidate")
+    search.add_argument(
+        "--prompt-style", choices=["plain", "chat"], default="chat", help="policy prompt"
+    )
+    search.add_argument("--json", type=Path, help="also write the report here")
     return parser
 
 
@@ -234,6 +263,54 @@ def run_sampling(args: argparse.Namespace) -> None:
         args.json.write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
 
 
+def run_search(args: argparse.Namespace) -> None:
+    import datetime
+
+    import ttc_jax
+    from ttc_jax.bench import search
+    from ttc_jax.math import load_math500
+    from ttc_jax.search import strategy_config
+
+    policy_path = args.policy or ttc_jax.smollm2_path()
+    policy = ttc_jax.load_lm(policy_path)
+    if args.prm is not None:
+        prm = ttc_jax.load_prm(args.prm, args.prm_kind)
+        prm_name = str(args.prm)
+    else:
+        prm = ttc_jax.PRM.random(
+            search.SMALL_PRM.replace(vocab_size=policy.config.vocab_size),
+            "ttc_value",
+            policy.tokenizer,
+        )
+        prm_name = "random ttc_value PRM (2 layers, width 64)"
+    problems = load_math500()[: args.questions]
+    strategies = []
+    for name in ("best_of_n", "beam"):
+        config = strategy_config(name)
+        config.max_new_tokens = args.max_new_tokens
+        config.prompt.style = args.prompt_style
+        if name == "beam":
+            config.beam_width = args.beam_width
+        strategies.append(config)
+    cells = [(s, args.budget, per_call) for per_call in (args.questions, 1) for s in strategies]
+    print(
+        f"policy {policy_path.name}; PRM {prm_name}; {args.questions} MATH-500 questions; "
+        f"max_new_tokens {args.max_new_tokens}"
+    )
+    print(search.format_header())
+    measured = search.run_search_benchmark(cells, policy, prm, problems)
+    if args.json:
+        report = search.SearchReport(
+            policy_path.name,
+            prm_name,
+            args.questions,
+            args.max_new_tokens,
+            datetime.date.today().isoformat(),
+            measured,
+        )
+        args.json.write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     # JAX would otherwise reserve most of the GPU at start-up, leaving torch nothing.
@@ -252,6 +329,8 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"ttc-bench trace-summary: {e}")
     elif args.command == "sampling":
         run_sampling(args)
+    elif args.command == "search":
+        run_search(args)
     elif args.command == "goals":
         from ttc_jax.bench import goals
 

@@ -69,14 +69,15 @@ class StepOutput:
     steps: jax.Array  # [] int32: decode steps run (all samples advance in lock step)
 
     @classmethod
-    def empty(cls, finish: jax.Array, max_tokens: int) -> StepOutput:
+    def empty(cls, finish: jax.Array, hold: jax.Array, max_tokens: int) -> StepOutput:
         """Buffers for one extension of samples whose state's ``finish`` is given: samples
-        that ended earlier report their reason again, live ones start RUNNING."""
+        that ended earlier report their reason again, live ones start RUNNING, and live ones
+        in ``hold`` [B, N] start paused (STOP), so this extension leaves them as they are."""
         shape = finish.shape
         return cls(
             tokens=jnp.zeros((*shape, max_tokens), jnp.int32),
             count=jnp.zeros(shape, jnp.int32),
-            finish=finish,
+            finish=jnp.where(hold & (finish == Finish.RUNNING), Finish.STOP, finish),
             logprob=jnp.zeros(shape, jnp.float32),
             steps=jnp.zeros((), jnp.int32),
         )
@@ -114,6 +115,7 @@ def extend(
     sampling_params: SamplingParams,
     *,
     sampling: SamplingMode,
+    return_on_pause: bool = False,
     attention: str = "xla",
     rules: ShardingRules | None = None,
 ) -> tuple[DecodeState, StepOutput, jax.Array]:
@@ -123,8 +125,10 @@ def extend(
     A sample stops when it completes a stop string (STOP: paused for the rest of this
     extension, resumable), emits an EOS id (EOS), reaches ``token_limit`` generated tokens in
     total or the slot limit (LENGTH). The loop also ends when the allocated suffix is full;
-    the third result is then True if the extension should go on after `grow`. ``attention``
-    and ``rules`` go to `ttc_jax.engine.kv_cache.append`.
+    the third result is then True if the extension should go on after `grow`. With
+    ``return_on_pause`` it also ends as soon as every sample of some question that decoded in
+    this call is paused or ended, so that a search can score that question's step while the
+    others decode on. ``attention`` and ``rules`` go to `ttc_jax.engine.kv_cache.append`.
     """
     model = nnx.merge(graphdef, params)
     b, n, max_tokens = out.tokens.shape
@@ -176,7 +180,13 @@ def extend(
         return ~state.finished & (out.finish != Finish.STOP)
 
     def wants_more(state, out):
-        return (out.steps < max_tokens) & jnp.any(live(state, out))
+        more = (out.steps < max_tokens) & jnp.any(live(state, out))
+        if return_on_pause:
+            # Some question that decoded in this call has every sample paused or ended now:
+            # its turn to be scored. (A question held throughout decoded nothing.)
+            settled = jnp.all(state.finished | (out.finish == Finish.STOP), axis=1)
+            more &= ~jnp.any(settled & jnp.any(out.count > 0, axis=1))
+        return more
 
     def cond(carry):
         state, out = carry
@@ -216,17 +226,23 @@ def checkpoint(state: DecodeState) -> Checkpoint:
     )
 
 
-def rollback(state: DecodeState, saved: Checkpoint) -> DecodeState:
-    """The state as it was at ``saved``, for the same samples in the same order: what they
-    appended since is past their suffix lengths again, unseen, and is overwritten later."""
+def rollback(state: DecodeState, saved: Checkpoint, questions: jax.Array) -> DecodeState:
+    """The samples of the questions marked in ``questions`` [B] as they were at ``saved`` (the
+    same samples in the same order): what they appended since is past their suffix lengths
+    again, unseen, and is overwritten later. Other questions' samples are left as they are."""
+
+    def back(now, then):
+        mask = questions.reshape((-1,) + (1,) * (now.ndim - 1))
+        return jnp.where(mask, then, now)
+
     return state.replace(
-        cache=state.cache.replace(suffix_len=saved.suffix_len),
-        pending=saved.pending,
-        finish=saved.finish,
-        keys=saved.keys,
-        stop_state=saved.stop_state,
-        num_generated=saved.num_generated,
-        logprob=saved.logprob,
+        cache=state.cache.replace(suffix_len=back(state.cache.suffix_len, saved.suffix_len)),
+        pending=back(state.pending, saved.pending),
+        finish=back(state.finish, saved.finish),
+        keys=back(state.keys, saved.keys),
+        stop_state=back(state.stop_state, saved.stop_state),
+        num_generated=back(state.num_generated, saved.num_generated),
+        logprob=back(state.logprob, saved.logprob),
     )
 
 
@@ -250,13 +266,39 @@ def reorder(state: DecodeState, indices: jax.Array) -> DecodeState:
     keys = take(state.keys)
     slots = jnp.broadcast_to(jnp.arange(indices.shape[1]), indices.shape)
     keys = jax.vmap(jax.random.fold_in)(keys.reshape(-1, 2), slots.reshape(-1))
+    keys = keys.reshape((*indices.shape, 2))
     return DecodeState(
         cache=kv_cache.reorder(state.cache, indices),
         pending=take(state.pending),
         finish=take(state.finish),
-        keys=keys.reshape((*indices.shape, 2)),
+        keys=keys,
         stop_state=take(state.stop_state),
         num_generated=take(state.num_generated),
         logprob=take(state.logprob),
         slot_limit=state.slot_limit,
+    )
+
+
+def move_samples(state: DecodeState, sources: jax.Array, targets: jax.Array) -> DecodeState:
+    """Sample row ``targets[i]`` continues sample row ``sources[i]`` (rows question major; a
+    target past the last row is dropped), with a fresh key folded with its new slot, as
+    `reorder` gives the moved samples; all other samples stay as they are."""
+    b, n = state.pending.shape
+
+    def move(x):
+        flat = x.reshape((b * n, *x.shape[2:]))
+        flat = flat.at[targets].set(jnp.take(flat, sources, axis=0), mode="drop")
+        return flat.reshape(x.shape)
+
+    moved_keys = jnp.take(state.keys.reshape(b * n, 2), sources, axis=0)
+    moved_keys = jax.vmap(jax.random.fold_in)(moved_keys, targets % n)
+    keys = state.keys.reshape(b * n, 2).at[targets].set(moved_keys, mode="drop")
+    return state.replace(
+        cache=kv_cache.move_rows(state.cache, sources, targets),
+        pending=move(state.pending),
+        finish=move(state.finish),
+        keys=keys.reshape(state.keys.shape),
+        stop_state=move(state.stop_state),
+        num_generated=move(state.num_generated),
+        logprob=move(state.logprob),
     )

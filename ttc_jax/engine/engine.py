@@ -23,7 +23,7 @@ from ttc_jax.bucketing import bucket_count, bucket_length
 from ttc_jax.engine import decode, kv_cache
 from ttc_jax.engine.decode import DecodeState, Finish, StepOutput
 from ttc_jax.engine.sampling import SamplingConfig, prompt_digest, sample_keys
-from ttc_jax.engine.selection import padded_indices
+from ttc_jax.engine.selection import moved_rows, padded_indices
 from ttc_jax.engine.stopping import StopTable, build_stop_table, stop_strings
 from ttc_jax.lm import LanguageModel
 
@@ -78,14 +78,15 @@ class Engine:
         self._start = jax.jit(self._start_fn, static_argnames=("num_samples", "capacity"))
         self._extend = jax.jit(
             functools.partial(decode.extend, lm.graphdef, attention=attention, rules=lm.rules),
-            static_argnames=("sampling",),
+            static_argnames=("sampling", "return_on_pause"),
             donate_argnames=("state", "out"),
         )
         self._grow = jax.jit(self._grow_fn, static_argnames=("capacity",))
         # One program for the empty output buffers, not one small eager program per array.
-        self._empty_output = jax.jit(StepOutput.empty, static_argnums=(1,))
+        self._empty_output = jax.jit(StepOutput.empty, static_argnums=(2,))
         self._reorder = jax.jit(decode.reorder, donate_argnames=("state",))
         self._resize = jax.jit(decode.reorder)
+        self._move = jax.jit(decode.move_samples, donate_argnames=("state",))
         self._checkpoint = jax.jit(decode.checkpoint)
         self._freeze = jax.jit(decode.freeze, donate_argnames=("state",))
         self._rollback = jax.jit(decode.rollback, donate_argnames=("state",))
@@ -222,9 +223,14 @@ class Engine:
         token_limit: int,
         sampling: SamplingConfig,
         stop: Sequence[str] = (),
+        hold=None,
+        return_on_pause: bool = False,
     ) -> tuple[DecodeState, StepOutput]:
         """Extends every live sample by up to ``max_tokens`` tokens (see
-        `ttc_jax.engine.decode.extend`); ``state`` is donated (do not reuse it).
+        `ttc_jax.engine.decode.extend`); ``state`` is donated (do not reuse it). Samples
+        marked in ``hold`` ([questions, N] bool) stay as they are (reported as STOP). With
+        ``return_on_pause`` the call returns once some question's samples are all paused or
+        ended (with one not ended).
 
         Runs the decode loop once per suffix allocation stage it crosses, growing the cache in
         between: the host waits for the device once per stage, not once per token.
@@ -232,7 +238,13 @@ class Engine:
         check_live(state, "extend")
         with jax.set_mesh(self.lm.mesh):
             args, static = self.extend_arguments(
-                state, max_tokens=max_tokens, token_limit=token_limit, sampling=sampling, stop=stop
+                state,
+                max_tokens=max_tokens,
+                token_limit=token_limit,
+                sampling=sampling,
+                stop=stop,
+                hold=hold,
+                return_on_pause=return_on_pause,
             )
             params, state, out, *rest = args
             while True:
@@ -252,6 +264,8 @@ class Engine:
         token_limit: int,
         sampling: SamplingConfig,
         stop: str | Sequence[str] = (),
+        hold=None,
+        return_on_pause: bool = False,
     ) -> tuple[tuple, dict]:
         """Checked positional and static arguments of one call of the compiled decode loop
         (the parameters, ``state``, a fresh output buffer, ...): `extend` runs them, tests
@@ -260,8 +274,9 @@ class Engine:
         check_count(token_limit, "token_limit")
         sampling.check_vocab(self.lm.config.vocab_size)
         next_state, completes = self.stop_table(stop_strings(stop))
+        held = self._sample_mask(state, hold, "hold")
         with jax.set_mesh(self.lm.mesh):
-            out = self._empty_output(state.finish, max_tokens)
+            out = self._empty_output(state.finish, held, max_tokens)
         args = (
             self.lm.params,
             state,
@@ -272,7 +287,11 @@ class Engine:
             jnp.int32(token_limit),
             sampling.params(),
         )
-        return args, {"sampling": sampling.mode(self.lm.config.vocab_size)}
+        static = {
+            "sampling": sampling.mode(self.lm.config.vocab_size),
+            "return_on_pause": bool(return_on_pause),
+        }
+        return args, static
 
     def new_tokens(
         self, out: StepOutput, num_prompts: int, num_samples: int | None = None
@@ -310,32 +329,57 @@ class Engine:
             for samples in self.new_tokens(out, num_prompts, num_samples)
         ]
 
-    def reorder(self, state: DecodeState, indices) -> DecodeState:
+    def reorder(self, state: DecodeState, indices, moved=None) -> DecodeState:
         """Sample n' of question b continues sample ``indices[b, n']`` (beam selection,
         fan-out; see `ttc_jax.engine.decode.reorder` and `ttc_jax.engine.selection`). Rows
-        past ``indices``' questions only pad the batch and follow sample 0. ``state`` is
-        consumed: with as many samples as before it is donated, so its memory is reused;
+        past ``indices``' questions only pad the batch and follow sample 0. Only the
+        questions listed in ``moved`` (default: all) are selecting: the others' samples stay
+        as they are, whatever their indices say, and only the moved rows are copied. ``state``
+        is consumed: with as many samples as before it is donated, so its memory is reused;
         with another count (N' != N) there is nothing to reuse and it is copied."""
         check_live(state, "reorder")
         rows, samples = state.pending.shape
-        padded = jnp.asarray(padded_indices(indices, rows, samples))
+        padded = padded_indices(indices, rows, samples)
         with jax.set_mesh(self.lm.mesh):
+            if moved is not None and padded.shape[1] == samples:
+                sources, targets = moved_rows(padded, moved, rows)
+                return self._move(state, jnp.asarray(sources), jnp.asarray(targets))
             if padded.shape[1] == samples:
-                return self._reorder(state, padded)
-            return self._resize(state, padded)
+                return self._reorder(state, jnp.asarray(padded))
+            return self._resize(state, jnp.asarray(padded))
 
     def freeze(self, state: DecodeState, frozen) -> DecodeState:
         """``state`` with the samples marked in ``frozen`` [questions, N] (bool; rows past the
         questions stay as they are) ended for good (`Finish.FROZEN`). ``state`` is consumed."""
         check_live(state, "freeze")
-        frozen = np.asarray(frozen, bool)
-        rows, samples = state.pending.shape
-        if frozen.ndim != 2 or frozen.shape[0] > rows or frozen.shape[1] != samples:
-            raise ValueError(f"frozen must be [questions (at most {rows}), {samples}] booleans")
-        padded = np.zeros((rows, samples), bool)
-        padded[: frozen.shape[0]] = frozen
+        padded = self._sample_mask(state, frozen, "frozen")
         with jax.set_mesh(self.lm.mesh):
-            return self._freeze(state, jnp.asarray(padded))
+            return self._freeze(state, padded)
+
+    @staticmethod
+    def _sample_mask(state: DecodeState, mask, name: str) -> jax.Array:
+        """A [questions, N] bool mask padded to the state's rows (padding rows: False)."""
+        rows, samples = state.pending.shape
+        padded = np.zeros((rows, samples), bool)
+        if mask is not None:
+            mask = np.asarray(mask)
+            if mask.ndim != 2 or mask.shape[0] > rows or mask.shape[1] != samples:
+                raise ValueError(f"{name} must be [questions (at most {rows}), {samples}] booleans")
+            padded[: mask.shape[0]] = mask.astype(bool)
+        return jnp.asarray(padded)
+
+    @staticmethod
+    def _question_mask(state: DecodeState, questions, name: str) -> jax.Array:
+        """Question indices (or None: all) as a [rows] bool mask."""
+        rows = state.pending.shape[0]
+        if questions is None:
+            return jnp.ones((rows,), bool)
+        chosen = np.zeros((rows,), bool)
+        indices = np.asarray(questions, int).reshape(-1)
+        if indices.size and (indices.min() < 0 or indices.max() >= rows):
+            raise ValueError(f"{name} must be question indices in [0, {rows})")
+        chosen[indices] = True
+        return jnp.asarray(chosen)
 
     def checkpoint(self, state: DecodeState) -> decode.Checkpoint:
         """What `rollback` needs to undo later extensions of these samples (lookahead
@@ -343,16 +387,19 @@ class Engine:
         check_live(state, "checkpoint")
         return self._checkpoint(state)
 
-    def rollback(self, state: DecodeState, saved: decode.Checkpoint) -> DecodeState:
-        """``state``'s samples as they were at ``saved`` (no reorder in between); ``state``
-        is consumed."""
+    def rollback(self, state: DecodeState, saved: decode.Checkpoint, questions=None) -> DecodeState:
+        """The samples of ``questions`` (indices; default: all) as they were at ``saved`` (no
+        reorder in between); other questions' samples stay as they are. ``state`` is
+        consumed."""
         check_live(state, "rollback")
         if saved.pending.shape != state.pending.shape:
             raise ValueError(
                 f"a checkpoint of {saved.pending.shape} samples cannot roll back a state of "
                 f"{state.pending.shape}"
             )
-        return self._rollback(state, saved)
+        mask = self._question_mask(state, questions, "questions")
+        with jax.set_mesh(self.lm.mesh):
+            return self._rollback(state, saved, mask)
 
     # -- vocabulary tables --------------------------------------------------------------------
 

@@ -382,3 +382,20 @@ def reorder(cache: KVCache, indices: jax.Array) -> KVCache:
         suffix_v=tuple(jnp.take(x, rows, axis=0) for x in cache.suffix_v),
         suffix_len=gather_samples(cache.suffix_len, indices),
     )
+
+
+def move_rows(cache: KVCache, sources: jax.Array, targets: jax.Array) -> KVCache:
+    """Sample row ``targets[i]`` takes the suffix of row ``sources[i]`` (rows are question
+    major, R = B x N); a target past the last row is dropped (padding). Only the moved rows
+    are read and written, in place on a donated cache: selection for a few questions of a
+    large batch costs those questions' rows, not the whole cache."""
+
+    def move(x):
+        return x.at[targets].set(jnp.take(x, sources, axis=0), mode="drop")
+
+    lengths = cache.suffix_len.reshape(-1)
+    return cache.replace(
+        suffix_k=tuple(move(x) for x in cache.suffix_k),
+        suffix_v=tuple(move(x) for x in cache.suffix_v),
+        suffix_len=move(lengths).reshape(cache.suffix_len.shape),
+    )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ttc_jax.bucketing import bucket_count
+
 
 def padded_indices(indices, rows: int, num_samples: int) -> np.ndarray:
     """``indices`` [Q, N'] checked (integers in [0, num_samples), 1 <= Q <= rows, N' >= 1)
@@ -26,3 +28,21 @@ def padded_indices(indices, rows: int, num_samples: int) -> np.ndarray:
     padded = np.zeros((rows, indices.shape[1]), np.int32)
     padded[: indices.shape[0]] = indices
     return padded
+
+
+def moved_rows(padded: np.ndarray, questions, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source and target sample rows (question major) of the questions listed in
+    ``questions`` under ``padded`` [rows, N] indices, padded to a `bucket_count` of rows
+    with targets past the last row (dropped), so that few shapes reach compiled programs."""
+    n = padded.shape[1]
+    questions = np.unique(np.asarray(questions, int).reshape(-1))
+    if questions.size and (questions.min() < 0 or questions.max() >= rows):
+        raise ValueError(f"moved questions must be indices in [0, {rows})")
+    targets = (questions[:, None] * n + np.arange(n)).reshape(-1)
+    sources = (questions[:, None] * n + padded[questions]).reshape(-1)
+    size = bucket_count(max(1, targets.size))
+    pad = size - targets.size
+    return (
+        np.pad(sources, (0, pad)).astype(np.int32),
+        np.pad(targets, (0, pad), constant_values=rows * n).astype(np.int32),
+    )

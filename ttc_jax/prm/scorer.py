@@ -35,7 +35,7 @@ from jax.sharding import Mesh
 from ttc_jax.bucketing import bucket_length
 from ttc_jax.engine import kv_cache
 from ttc_jax.engine.kv_cache import KVCache
-from ttc_jax.engine.selection import padded_indices
+from ttc_jax.engine.selection import moved_rows, padded_indices
 from ttc_jax.lm import LanguageModel
 from ttc_jax.models.config import ModelConfig
 from ttc_jax.models.params import Params, random_tree
@@ -118,6 +118,7 @@ class PRM:
         # the candidate count (or a growing cache) has new shapes and nothing to reuse.
         self._reorder = jax.jit(kv_cache.reorder, donate_argnames=("cache",))
         self._resize = jax.jit(kv_cache.reorder)
+        self._move = jax.jit(kv_cache.move_rows, donate_argnames=("cache",))
         self._grow = jax.jit(kv_cache.grow, static_argnames=("capacity",))
         self._set_lengths = jax.jit(
             lambda cache, lengths: cache.replace(suffix_len=lengths), donate_argnames=("cache",)
@@ -342,16 +343,25 @@ class PRM:
         )
         return next_state, scores
 
-    def reorder(self, state: PRMState, indices) -> PRMState:
+    def reorder(self, state: PRMState, indices, moved=None) -> PRMState:
         """Candidate n' of question b continues candidate ``indices[b, n']`` (beam selection or
         fan-out; N' may differ from N), as `ttc_jax.engine.Engine.reorder` takes them (see
-        `ttc_jax.engine.selection`). ``state`` is consumed."""
+        `ttc_jax.engine.selection`): only the questions in ``moved`` (default: all) change.
+        ``state`` is consumed."""
         rows = state.steps_done.shape[0]
         padded = padded_indices(indices, rows, state.num_candidates)
+        same_size = padded.shape[1] == state.num_candidates
+        if moved is not None and same_size:
+            keep = np.ones(rows, bool)
+            keep[np.asarray(moved, int).reshape(-1)] = False
+            padded[keep] = np.arange(padded.shape[1])  # the others follow themselves
         with jax.set_mesh(self.backbone.mesh):
-            same_size = padded.shape[1] == state.num_candidates
-            gather = self._reorder if same_size else self._resize
-            cache = gather(state.cache, jnp.asarray(padded))
+            if moved is not None and same_size:
+                sources, targets = moved_rows(padded, moved, rows)
+                cache = self._move(state.cache, jnp.asarray(sources), jnp.asarray(targets))
+            else:
+                gather = self._reorder if same_size else self._resize
+                cache = gather(state.cache, jnp.asarray(padded))
 
         def take(x):
             return np.take_along_axis(x, padded, axis=1)
@@ -365,23 +375,34 @@ class PRM:
             state.processed,
         )
 
-    def rollback(self, state: PRMState, saved: PRMCheckpoint) -> PRMState:
-        """``state``'s candidates as they were at ``saved`` (same candidates, no reorder in
-        between): later steps are forgotten (their cache slots are overwritten later). The
-        tokens they cost stay counted in ``processed``. ``state`` is consumed."""
+    def rollback(self, state: PRMState, saved: PRMCheckpoint, questions=None) -> PRMState:
+        """The candidates of ``questions`` (indices; default: all) as they were at ``saved``
+        (same candidates, no reorder in between): later steps are forgotten (their cache
+        slots are overwritten later); other questions' candidates stay as they are. The
+        tokens forgotten steps cost stay counted in ``processed``. ``state`` is consumed."""
         if saved.steps_done.shape != state.steps_done.shape:
             raise ValueError(
                 f"a checkpoint of {saved.steps_done.shape} candidates cannot roll back a state "
                 f"of {state.steps_done.shape}"
             )
+        rows = np.zeros(state.steps_done.shape[0], bool)
+        if questions is None:
+            rows[:] = True
+        else:
+            rows[np.asarray(questions, int).reshape(-1)] = True
+
+        def back(now, then):
+            return np.where(rows[:, None], then, now)
+
+        suffix_tokens = back(state.suffix_tokens, saved.suffix_tokens)
         with jax.set_mesh(self.backbone.mesh):
-            cache = self._set_lengths(state.cache, jnp.asarray(saved.suffix_tokens, jnp.int32))
+            cache = self._set_lengths(state.cache, jnp.asarray(suffix_tokens, jnp.int32))
         return PRMState(
             cache,
             state.num_questions,
-            saved.steps_done.copy(),
-            saved.lengths.copy(),
-            saved.suffix_tokens.copy(),
+            back(state.steps_done, saved.steps_done),
+            back(state.lengths, saved.lengths),
+            suffix_tokens,
             state.processed,
         )
 

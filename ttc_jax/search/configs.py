@@ -68,6 +68,10 @@ def strategy_config(name: str) -> ml_collections.ConfigDict:
         config.max_rounds = 40
         # A step longer than this is cut and continued in the next round (UNSTATED).
         config.max_step_tokens = 256
+        # Most tokens one device call decodes. A call also returns as soon as some question's
+        # slots have all finished their step; that question is scored and selects while the
+        # others go on. Smaller values bound how far past max_step_tokens a step runs.
+        config.tokens_per_call = 64
         # M: each kept beam is expanded M times; beam search keeps N / M beams, DVTS runs
         # N / M independent subtrees of width M.
         config.beam_width = 4
@@ -130,6 +134,7 @@ def check_strategy(config, budget: int, has_prm: bool) -> ml_collections.ConfigD
     if name in STEPWISE:
         _positive(config, "max_rounds")
         _positive(config, "max_step_tokens")
+        _positive(config, "tokens_per_call")
         _positive(config, "beam_width")
         if budget % config.beam_width:
             raise ValueError(

@@ -24,7 +24,7 @@ def parallel_search(
     problems: list[Problem],
     budget: int,
     seed: int,
-) -> list[Outcome]:
+) -> tuple[list[Outcome], list[SearchState]]:
     """``config.name`` "majority" or "best_of_n" (with ``config.selection``)."""
     uses_verifier = config.selection != "majority"
     search = SearchState(
@@ -37,8 +37,8 @@ def parallel_search(
         seed,
     )
     sampling = SamplingConfig(config.temperature, config.top_p, config.top_k)
-    round_ = search.extend(sampling, stop=(), max_tokens=config.max_new_tokens)
-    new_steps = search.record(round_, config.step_delimiter, whole_solutions=True)
+    search.extend(sampling, stop=(), max_tokens=config.max_new_tokens)
+    new_steps = search.close_steps(None, config.step_delimiter, whole_solutions=True)
     if uses_verifier:
         search.score(new_steps)
     counts = search.finish_counts()
@@ -46,4 +46,4 @@ def parallel_search(
     for q, row in enumerate(search.history):
         candidates = [candidate(slot, config.aggregation) for slot in row]
         outcomes.append(Outcome(candidates, choose(candidates, config.selection), counts[q]))
-    return outcomes
+    return outcomes, [search]

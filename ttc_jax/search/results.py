@@ -111,3 +111,24 @@ class TokenCounts:
             verifier_flops=0.0 if verifier is None else forward_flops(verifier, self.verifier),
             wall_s=wall_s,
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchStats:
+    """How one batch of a search spent its time (for benchmarks and progress)."""
+
+    questions: int
+    wall_s: float
+    rounds: int  # decode calls
+    decode_steps: int
+    # Of the suffix slots live samples read per decode step, the share holding their tokens
+    # (the rest is allocation not yet written), weighted by decode steps.
+    utilisation: float
+    decode_s: float  # waiting on the policy's decode calls
+    verify_s: float  # waiting on the verifier
+    select_s: float  # dispatching reorders, freezes, checkpoints and rollbacks
+
+    @property
+    def host_s(self) -> float:
+        """Everything else: tokenizing, decoding texts, grading, the selection logic."""
+        return self.wall_s - self.decode_s - self.verify_s - self.select_s

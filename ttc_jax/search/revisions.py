@@ -36,7 +36,7 @@ def revision_search(
     problems: list[Problem],
     budget: int,
     seed: int,
-) -> list[Outcome]:
+) -> tuple[list[Outcome], list[SearchState]]:
     length = config.sequential
     chains = budget // length
     sampling = SamplingConfig(config.temperature, config.top_p, config.top_k)
@@ -44,6 +44,7 @@ def revision_search(
     prompts = [[[] for _ in range(chains)] for _ in problems]  # the prompt of each attempt
     slots = [[[] for _ in range(chains)] for _ in problems]
     counts = [TokenCounts() for _ in problems]
+    searches = []
     for _ in range(length):
         texts = [
             prompter.revision_text(problem, attempts[q][c])
@@ -60,8 +61,9 @@ def revision_search(
             seed,
             streams=[c for _ in problems for c in range(chains)],
         )
-        round_ = search.extend(sampling, stop=(), max_tokens=config.max_new_tokens)
-        search.record(round_, config.step_delimiter, whole_solutions=True)
+        searches.append(search)
+        search.extend(sampling, stop=(), max_tokens=config.max_new_tokens)
+        search.close_steps(None, config.step_delimiter, whole_solutions=True)
         for row, (history, used) in enumerate(zip(search.history, search.counts, strict=True)):
             q, c = divmod(row, chains)
             slot = history[0]
@@ -82,7 +84,7 @@ def revision_search(
             ]
             chosen = choose(candidates, "majority")
         outcomes.append(Outcome(candidates, chosen, counts[q]))
-    return outcomes
+    return outcomes, searches
 
 
 def _verify(prm: PRM, prompts, slots, config, counts: TokenCounts) -> list[list[Candidate]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import ml_collections
 
@@ -16,8 +16,9 @@ from ttc_jax.search.candidates import Outcome
 from ttc_jax.search.configs import check_strategy, generations
 from ttc_jax.search.parallel import parallel_search
 from ttc_jax.search.prompting import build_prompter
-from ttc_jax.search.results import SearchResult
+from ttc_jax.search.results import BatchStats, SearchResult
 from ttc_jax.search.revisions import revision_search
+from ttc_jax.search.state import SearchState
 from ttc_jax.search.tree import tree_search
 
 # Sample rows (questions x budget) searched together by default: enough to fill a CPU's or a
@@ -35,6 +36,7 @@ def run(
     *,
     engine: Engine | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
+    on_batch: Callable[[BatchStats], None] | None = None,
 ) -> list[SearchResult]:
     """Runs ``strategy`` (see `ttc_jax.search.configs.strategy_config`) at ``budget`` N on
     every problem; returns one `SearchResult` per problem, in order.
@@ -43,6 +45,7 @@ def run(
     result does not depend on which others share its batch. ``prm`` may be None for majority
     voting; for revisions ``lm`` is the revision model and ``prm`` its verifier. ``seed``
     with each problem's prompt sets its samples. Bad input is an error before any compute.
+    ``on_batch`` receives each batch's `BatchStats` as it finishes (progress, benchmarks).
     """
     check_strategy(strategy, budget, prm is not None)
     problems = _check_problems(problems)
@@ -62,13 +65,29 @@ def run(
     for start in range(0, len(problems), per_batch):
         batch = problems[start : start + per_batch]
         began = time.perf_counter()
-        outcomes = search(strategy, engine, prm, prompter, batch, budget, seed)
-        wall_s = (time.perf_counter() - began) / len(batch)
+        outcomes, searches = search(strategy, engine, prm, prompter, batch, budget, seed)
+        wall_s = time.perf_counter() - began
         results.extend(
-            _result(strategy, budget, problem, outcome, lm, prm, wall_s)
+            _result(strategy, budget, problem, outcome, lm, prm, wall_s / len(batch))
             for problem, outcome in zip(batch, outcomes, strict=True)
         )
+        if on_batch is not None:
+            on_batch(_stats(len(batch), wall_s, searches))
     return results
+
+
+def _stats(questions: int, wall_s: float, searches: list[SearchState]) -> BatchStats:
+    steps = sum(s.decode_steps() for s in searches)
+    return BatchStats(
+        questions=questions,
+        wall_s=wall_s,
+        rounds=sum(s.rounds for s in searches),
+        decode_steps=steps,
+        utilisation=sum(s.utilisation_sum() for s in searches) / max(1, steps),
+        decode_s=sum(s.seconds["decode"] for s in searches),
+        verify_s=sum(s.seconds["verify"] for s in searches),
+        select_s=sum(s.seconds["select"] for s in searches),
+    )
 
 
 _SEARCHES = {

@@ -9,8 +9,10 @@ question accumulate as the models run (`ttc_jax.search.results.TokenCounts`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,10 +33,12 @@ class SlotHistory:
     steps: list[str] = dataclasses.field(default_factory=list)  # as the verifier reads them
     scores: list[float] = dataclasses.field(default_factory=list)
     finish: Finish = Finish.RUNNING
+    pending: str = ""  # the step being generated, over one or more decode calls
+    pending_tokens: int = 0
 
     @property
     def text(self) -> str:
-        return "".join(self.raw)
+        return "".join(self.raw) + self.pending
 
     @property
     def ended(self) -> bool:
@@ -44,12 +48,12 @@ class SlotHistory:
 
 @dataclasses.dataclass
 class Round:
-    """One extension of every live slot: the new raw text (None where nothing was added)."""
+    """One decode call: each slot's new text (None where nothing was added)."""
 
     texts: list[list[str | None]]
-    finish: np.ndarray  # [Q, N] Finish values after the call
+    finish: np.ndarray  # [Q, N] Finish values after the call (held slots: STOP)
+    tokens: np.ndarray  # [Q, N] tokens each slot added
     steps: int  # decode steps the call ran
-    utilisation: float  # written suffix tokens / suffix slots read, over the call's rows
 
 
 class SearchState:
@@ -84,59 +88,109 @@ class SearchState:
         if prm is not None:
             self.verifier = prm.start(list(questions), self.slots)
         self.utilisation: list[tuple[float, int]] = []  # (utilisation, steps) per call
+        # Seconds spent waiting on the policy's decode calls, the verifier's scoring calls
+        # and selection (reorder, freeze, checkpoint, rollback: dispatch only, the device
+        # work runs ahead and is waited for by the next decode).
+        self.seconds = {"decode": 0.0, "verify": 0.0, "select": 0.0}
+        self.rounds = 0  # decode calls
+        self.row_steps = 0  # sample rows x decode steps (all rows compute in every step)
+        self.generated = 0
+
+    @contextlib.contextmanager
+    def _timed(self, part: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[part] += time.perf_counter() - start
 
     # -- generation ---------------------------------------------------------------------------
 
-    def extend(self, sampling: SamplingConfig, stop: str | Sequence[str], max_tokens: int) -> Round:
-        """Extends every live slot once (to the stop string, EOS or ``max_tokens``)."""
+    def extend(
+        self,
+        sampling: SamplingConfig,
+        stop: str | Sequence[str],
+        max_tokens: int,
+        hold: np.ndarray | None = None,
+        return_on_pause: bool = False,
+    ) -> Round:
+        """One decode call: every live slot not in ``hold`` [Q, N] runs to the stop string,
+        EOS or ``max_tokens`` tokens (or, with ``return_on_pause``, until some question's
+        slots are all paused or ended); its new text joins its slot's pending step."""
         live = np.array([[not slot.ended for slot in row] for row in self.history])
-        self.policy, out = self.engine.extend(
-            self.policy,
-            max_tokens=max_tokens,
-            token_limit=self.max_new_tokens,
-            sampling=sampling,
-            stop=stop,
-        )
+        with self._timed("decode"):
+            self.policy, out = self.engine.extend(
+                self.policy,
+                max_tokens=max_tokens,
+                token_limit=self.max_new_tokens,
+                sampling=sampling,
+                stop=stop,
+                hold=None if hold is None else self._pad(hold),
+                return_on_pause=return_on_pause,
+            )
         new_ids = self.engine.new_tokens(out, self.num_questions, self.num_samples)
         finish = np.asarray(out.finish)[: self.num_questions, : self.num_samples]
-        texts = []
+        texts, tokens = [], np.zeros(finish.shape, int)
         for q, samples in enumerate(new_ids):
             self.counts[q].decode += sum(len(ids) for ids in samples)
+            tokens[q] = [len(ids) for ids in samples]
             texts.append([self.engine.text_of(ids) if ids else None for ids in samples])
-        # Of the slots the live samples read in each step, the share holding their tokens.
-        lengths = np.asarray(self.policy.cache.suffix_len)[: self.num_questions, : self.num_samples]
-        read = max(1, int(live.sum()) * self.policy.cache.capacity)
-        utilisation = float(lengths[live].sum()) / read
-        steps = int(out.steps)
-        self.utilisation.append((utilisation, steps))
-        return Round(texts, finish, steps, utilisation)
+        round_ = Round(texts, finish, tokens, int(out.steps))
+        self._account(round_, live)
+        self._absorb(round_)
+        return round_
 
-    def record(
-        self, round_: Round, delimiter: str, whole_solutions: bool = False
-    ) -> list[list[list[str]]]:
-        """Adds a round's texts to the slots' histories and returns, per slot, the new steps
-        as the verifier reads them: the one step a step-wise round added, or every step of a
-        whole solution (``whole_solutions``) split at the delimiter."""
-        new_steps = []
-        for q in range(self.num_questions):
-            row = []
-            for n in range(self.num_samples):
-                slot = self.history[q][n]
-                text = round_.texts[q][n]
+    def _account(self, round_: Round, live: np.ndarray) -> None:
+        """Utilisation of the call: of the suffix slots the live samples read in each step,
+        the share holding their tokens; and the share of sample rows that added a token."""
+        self.rounds += 1
+        cache = self.policy.cache
+        lengths = np.asarray(cache.suffix_len)[: self.num_questions, : self.num_samples]
+        read = max(1, int(live.sum()) * cache.capacity)
+        rows = self.num_questions * self.num_samples
+        self.utilisation.append((float(lengths[live].sum()) / read, round_.steps))
+        self.row_steps += rows * round_.steps
+        self.generated += int(round_.tokens.sum())
+
+    def _absorb(self, round_: Round) -> None:
+        for q, row in enumerate(self.history):
+            for n, slot in enumerate(row):
                 if not slot.ended:
                     slot.finish = Finish(int(round_.finish[q, n]))
+                if round_.texts[q][n] is not None:
+                    slot.pending += round_.texts[q][n]
+                    slot.pending_tokens += int(round_.tokens[q, n])
+
+    def close_steps(
+        self, slots: np.ndarray | None, delimiter: str, whole_solutions: bool = False
+    ) -> list[list[list[str]]]:
+        """Ends the pending step of each slot marked in ``slots`` [Q, N] (None: every slot)
+        and returns, per slot,
+        the new steps as the verifier reads them: the step (none if blank), or, with
+        ``whole_solutions``, every step of a whole solution split at the delimiter."""
+        if slots is None:
+            slots = np.ones((self.num_questions, self.num_samples), bool)
+        new_steps = []
+        for q, row in enumerate(self.history):
+            steps_row = []
+            for n, slot in enumerate(row):
                 steps = []
-                if text is not None:
+                if slots[q, n] and (slot.pending or slot.pending_tokens):
+                    text, slot.pending, slot.pending_tokens = slot.pending, "", 0
                     slot.raw.append(text)
-                    # Blank steps (a lone delimiter, or just EOS) are not shown to the verifier.
                     if whole_solutions:
                         steps = split_steps(text, delimiter)
                     elif step_text(text, delimiter):
                         steps = [step_text(text, delimiter)]
                     slot.steps.extend(steps)
-                row.append(steps)
-            new_steps.append(row)
+                steps_row.append(steps)
+            new_steps.append(steps_row)
         return new_steps
+
+    def _pad(self, mask: np.ndarray) -> np.ndarray:
+        """A [Q, N] slot mask widened to the decode state's bucketed sample count."""
+        mask = np.asarray(mask, bool)
+        return np.pad(mask, ((0, 0), (0, self.slots - self.num_samples)))
 
     # -- verification -------------------------------------------------------------------------
 
@@ -149,7 +203,8 @@ class SearchState:
             list(new_steps[q]) + [[]] * (self.verifier.num_candidates - self.num_samples)
             for q in range(self.num_questions)
         ]
-        self.verifier, scores = self.prm.score_steps(self.verifier, padded)
+        with self._timed("verify"):
+            self.verifier, scores = self.prm.score_steps(self.verifier, padded)
         scores = [row[: self.num_samples] for row in scores]
         if keep:
             for q in range(self.num_questions):
@@ -159,41 +214,45 @@ class SearchState:
 
     # -- selection ----------------------------------------------------------------------------
 
-    def reorder(self, indices: np.ndarray) -> None:
+    def reorder(self, indices: np.ndarray, questions: Sequence[int] | None = None) -> None:
         """Slot n' of question q continues slot ``indices[q, n']``: policy cache, verifier
-        cache and history together (copies of one slot get their own history objects)."""
+        cache and history together (copies of one slot get their own history objects). Only
+        ``questions`` (default: all) are selecting now: only their samples get fresh keys."""
         indices = np.asarray(indices)
         extra = np.arange(self.num_samples, self.slots)
         padded = np.concatenate([indices, np.tile(extra, (self.num_questions, 1))], axis=1)
-        self.policy = self.engine.reorder(self.policy, padded)
-        if self.verifier is not None:
-            self.verifier = self.prm.reorder(self.verifier, padded)
-        self.history = [
-            [copy.deepcopy(self.history[q][int(n)]) for n in indices[q]]
-            for q in range(self.num_questions)
-        ]
+        with self._timed("select"):
+            self.policy = self.engine.reorder(self.policy, padded, questions)
+            if self.verifier is not None:
+                self.verifier = self.prm.reorder(self.verifier, padded, questions)
+        for q in range(self.num_questions) if questions is None else questions:
+            self.history[q] = [copy.deepcopy(self.history[q][int(n)]) for n in indices[q]]
 
     def freeze(self, frozen: np.ndarray) -> None:
         """Sets the marked slots [Q, N] aside for good."""
         frozen = np.asarray(frozen, bool)
-        padded = np.pad(frozen, ((0, 0), (0, self.slots - self.num_samples)))
-        self.policy = self.engine.freeze(self.policy, padded)
+        with self._timed("select"):
+            self.policy = self.engine.freeze(self.policy, self._pad(frozen))
         for q, n in zip(*np.nonzero(frozen), strict=True):
             self.history[q][n].finish = Finish.FROZEN
 
     def checkpoint(self):
-        return (
-            self.engine.checkpoint(self.policy),
-            None if self.verifier is None else self.verifier.checkpoint(),
-            copy.deepcopy(self.history),
-        )
+        with self._timed("select"):
+            return (
+                self.engine.checkpoint(self.policy),
+                None if self.verifier is None else self.verifier.checkpoint(),
+                copy.deepcopy(self.history),
+            )
 
-    def rollback(self, saved) -> None:
+    def rollback(self, saved, questions: Sequence[int] | None = None) -> None:
+        """``questions`` (default: all) back as they were at `checkpoint` ``saved``."""
         policy, verifier, history = saved
-        self.policy = self.engine.rollback(self.policy, policy)
-        if verifier is not None:
-            self.verifier = self.prm.rollback(self.verifier, verifier)
-        self.history = history
+        with self._timed("select"):
+            self.policy = self.engine.rollback(self.policy, policy, questions)
+            if verifier is not None:
+                self.verifier = self.prm.rollback(self.verifier, verifier, questions)
+        for q in range(self.num_questions) if questions is None else questions:
+            self.history[q] = history[q]
 
     # -- accounting ---------------------------------------------------------------------------
 
@@ -204,7 +263,9 @@ class SearchState:
                 self.counts[q].verifier = int(processed)
         return self.counts
 
-    def mean_utilisation(self) -> float:
-        """Written suffix tokens / suffix slots read, weighted by decode steps."""
-        steps = sum(s for _, s in self.utilisation)
-        return sum(u * s for u, s in self.utilisation) / steps if steps else 0.0
+    def decode_steps(self) -> int:
+        return sum(steps for _, steps in self.utilisation)
+
+    def utilisation_sum(self) -> float:
+        """Utilisation x decode steps, summed over calls (see `Round.utilisation`)."""
+        return sum(u * steps for u, steps in self.utilisation)

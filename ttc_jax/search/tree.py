@@ -2,8 +2,9 @@
 
 Every question has N slots (the budget), split into groups that never exchange candidates:
 beam search and lookahead use one group of N, DVTS N / M independent subtrees of M. A round
-extends every live slot by one step (to the step delimiter), scores the new steps with the
-PRM, and then, in each group with c of its G slots already spent on finished candidates:
+of a question extends each of its live slots by one step (to the step delimiter), scores the
+new steps with the PRM, and then, in each group with c of its G slots already spent on
+finished candidates:
 
 * slots whose sample ended (EOS, or the token budget) leave for the question's pool of final
   candidates;
@@ -14,12 +15,18 @@ PRM, and then, in each group with c of its G slots already spent on finished can
 
 Lookahead k scores each candidate step by the PRM's score at the end of a k-step greedy
 rollout from it; the rollouts are then undone in both models (`SearchState.rollback`), so no
-rollout token is kept. k = 0 is beam search. Search stops when every group has spent its
+rollout token is kept. k = 0 is beam search. A question stops when every group has spent its
 slots or has nothing live, or after ``max_rounds`` rounds; beams still live then are final
 candidates that never finished, so they are never chosen. The answer is chosen over the
 pool by ``config.selection`` (best-of-N weighted by default).
 
-The host runs once per round for all questions, not per question or per token.
+Questions keep their own rounds. A device call decodes until some question has every live
+slot at its step's end (or ``tokens_per_call`` tokens); a slot that reaches its step's end
+waits (held) until every live slot of its question has, and then that question alone is
+scored, selects and goes on, while the others keep decoding. Samples of a question therefore
+wait for the longest step among its own slots, not for the longest in the batch, and a
+question's result does not depend on the others. The host runs once per decode call and once
+per question's round, never per token.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import math
 
 import numpy as np
 
-from ttc_jax.engine import Engine, SamplingConfig
+from ttc_jax.engine import Engine, Finish, SamplingConfig
 from ttc_jax.math.datasets import Problem
 from ttc_jax.prm import PRM
 from ttc_jax.search.candidates import Outcome, candidate, choose
@@ -36,6 +43,151 @@ from ttc_jax.search.prompting import Prompter
 from ttc_jax.search.state import SearchState
 
 GREEDY = SamplingConfig(temperature=0)
+
+
+class _Tree:
+    """The bookkeeping of a batched tree search: which slots are live, which have finished
+    their current step, how many rounds each question has had, and the final pools."""
+
+    def __init__(self, config, search: SearchState, budget: int):
+        self.config = config
+        self.search = search
+        self.width = config.beam_width
+        self.group_size = self.width if config.name == "dvts" else budget
+        shape = (search.num_questions, budget)
+        self.live = np.ones(shape, bool)
+        self.step_done = np.zeros(shape, bool)
+        self.spent = np.zeros((search.num_questions, budget // self.group_size), int)
+        self.rounds = np.zeros(search.num_questions, int)
+        self.pools = [[] for _ in range(search.num_questions)]
+
+    def running(self) -> bool:
+        return bool(self.live.any())
+
+    def decode(self, sampling: SamplingConfig) -> np.ndarray:
+        """One decode call for every live slot still in its step; returns the questions
+        whose live slots have all reached their step's end."""
+        config = self.config
+        hold = self.live & self.step_done
+        round_ = self.search.extend(
+            sampling, config.step_delimiter, config.tokens_per_call, hold, return_on_pause=True
+        )
+        moving = self.live & ~hold
+        for q, n in zip(*np.nonzero(moving), strict=True):
+            slot = self.search.history[q][n]
+            # Paused at the delimiter, ended, or as long as a step may be: the step is done.
+            if round_.finish[q, n] != Finish.RUNNING or (
+                slot.pending_tokens >= config.max_step_tokens
+            ):
+                self.step_done[q, n] = True
+        waiting = self.live & ~self.step_done
+        return np.flatnonzero(self.live.any(axis=1) & ~waiting.any(axis=1))
+
+    def finish_round(self, questions: np.ndarray, lookahead: int) -> None:
+        """Scores, ranks and selects for ``questions``, whose steps are all done."""
+        search, config = self.search, self.config
+        slots = np.zeros_like(self.live)
+        slots[questions] = self.live[questions]
+        search.score(search.close_steps(slots, config.step_delimiter))
+        ranking = self._latest_scores(questions)
+        if lookahead:
+            ranking = self._lookahead_scores(questions, lookahead, ranking)
+        for q in questions:
+            for n in np.flatnonzero(self.live[q]):
+                slot = search.history[q][n]
+                if slot.ended:
+                    self.pools[q].append(candidate(slot, config.aggregation))
+                    self.spent[q, n // self.group_size] += 1
+                    self.live[q, n] = False
+        self.rounds[questions] += 1
+        indices = np.tile(np.arange(self.live.shape[1]), (self.live.shape[0], 1))
+        for q in questions:
+            if self.rounds[q] >= config.max_rounds:
+                # What is still live joins the pool unfinished: never chosen.
+                for n in np.flatnonzero(self.live[q]):
+                    self.pools[q].append(candidate(search.history[q][n], config.aggregation))
+                self.live[q] = False
+            indices[q], self.live[q] = select_beams(
+                ranking[q], self.live[q], self.spent[q], self.group_size, self.width
+            )
+        search.reorder(indices, questions)
+        frozen = np.zeros_like(self.live)
+        frozen[questions] = ~self.live[questions]
+        search.freeze(frozen)
+        self.step_done[questions] = False
+
+    def close(self) -> list[Outcome]:
+        counts = self.search.finish_counts()
+        return [
+            Outcome(pool, choose(pool, self.config.selection), counts[q])
+            for q, pool in enumerate(self.pools)
+        ]
+
+    def _latest_scores(self, questions) -> np.ndarray:
+        """[Q, N] each live slot's latest step score (NaN elsewhere)."""
+        scores = np.full(self.live.shape, np.nan)
+        for q in questions:
+            for n in np.flatnonzero(self.live[q]):
+                history = self.search.history[q][n].scores
+                if history:
+                    scores[q, n] = history[-1]
+        return scores
+
+    def _lookahead_scores(self, questions, steps: int, scores: np.ndarray) -> np.ndarray:
+        """[Q, N] the PRM's score at the end of a ``steps``-step greedy rollout from each
+        live slot of ``questions`` (its own score if the rollout adds nothing). Other
+        questions are held meanwhile; both models are then rolled back."""
+        search, config = self.search, self.config
+        saved = search.checkpoint()
+        scores = scores.copy()
+        rolling = np.zeros_like(self.live)
+        rolling[questions] = self.live[questions]
+        for _ in range(steps):
+            done = ~rolling.copy()
+            while not done.all():
+                round_ = search.extend(
+                    GREEDY, config.step_delimiter, config.tokens_per_call, done, True
+                )
+                for q, n in zip(*np.nonzero(~done), strict=True):
+                    slot = search.history[q][n]
+                    if round_.finish[q, n] != Finish.RUNNING or (
+                        slot.pending_tokens >= config.max_step_tokens
+                    ):
+                        done[q, n] = True
+            new = search.score(search.close_steps(rolling, config.step_delimiter), keep=False)
+            for q, n in zip(*np.nonzero(rolling), strict=True):
+                if new[q][n]:
+                    scores[q, n] = new[q][n][-1]
+        search.rollback(saved, questions)
+        return scores
+
+
+def select_beams(
+    scores: np.ndarray, live: np.ndarray, spent: np.ndarray, group_size: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One question's selection, per group: keep the top K live beams by ``scores`` [N] and
+    copy them over the group's unspent slots. Returns reorder indices [N] and the new live
+    mask [N]."""
+    budget = live.shape[0]
+    indices = np.arange(budget)
+    next_live = np.zeros_like(live)
+    for g, start in enumerate(range(0, budget, group_size)):
+        slots = np.arange(start, start + group_size)
+        beams = [n for n in slots if live[n]]
+        room = group_size - spent[g]
+        if not beams or room <= 0:
+            continue
+        # Best first; an unscored beam (NaN) last; ties to the lower slot.
+        beams.sort(key=lambda n: (-_value(scores[n]), n))
+        kept = beams[: max(1, room // width)]
+        for i, n in enumerate(slots[:room]):
+            indices[n] = kept[i % len(kept)]
+            next_live[n] = True
+    return indices, next_live
+
+
+def _value(score: float) -> float:
+    return -math.inf if math.isnan(score) else score
 
 
 def tree_search(
@@ -46,11 +198,8 @@ def tree_search(
     problems: list[Problem],
     budget: int,
     seed: int,
-) -> list[Outcome]:
+) -> tuple[list[Outcome], list[SearchState]]:
     """``config.name`` "beam", "lookahead" or "dvts" (see the module docstring)."""
-    width = config.beam_width
-    group_size = width if config.name == "dvts" else budget
-    lookahead = config.lookahead_steps if config.name == "lookahead" else 0
     search = SearchState(
         engine,
         prm,
@@ -60,98 +209,11 @@ def tree_search(
         config.max_new_tokens,
         seed,
     )
+    tree = _Tree(config, search, budget)
     sampling = SamplingConfig(config.temperature, config.top_p, config.top_k)
-    num_questions = len(problems)
-    pools = [[] for _ in problems]  # final candidates per question
-    spent = np.zeros((num_questions, budget // group_size), int)  # finished slots per group
-    live = np.ones((num_questions, budget), bool)
-    for _ in range(config.max_rounds):
-        if not live.any():
-            break
-        round_ = search.extend(sampling, config.step_delimiter, config.max_step_tokens)
-        new_steps = search.record(round_, config.step_delimiter)
-        search.score(
-            [
-                [steps if live[q, n] else [] for n, steps in enumerate(row)]
-                for q, row in enumerate(new_steps)
-            ]
-        )
-        ranking = _last_scores(search, live)
-        if lookahead:
-            ranking = _lookahead_scores(search, config, live, lookahead, ranking)
-        for q, n in zip(*np.nonzero(live), strict=True):
-            slot = search.history[q][n]
-            if slot.ended:
-                pools[q].append(candidate(slot, config.aggregation))
-                spent[q, n // group_size] += 1
-                live[q, n] = False
-        indices, frozen, live = _select(ranking, live, spent, group_size, width)
-        search.reorder(indices)
-        search.freeze(frozen)
-    for q, n in zip(*np.nonzero(live), strict=True):
-        pools[q].append(candidate(search.history[q][n], config.aggregation))
-    counts = search.finish_counts()
-    return [
-        Outcome(pool, choose(pool, config.selection), counts[q]) for q, pool in enumerate(pools)
-    ]
-
-
-def _last_scores(search: SearchState, live: np.ndarray) -> np.ndarray:
-    """[Q, N] each live slot's latest step score (NaN elsewhere)."""
-    scores = np.full(live.shape, np.nan)
-    for q, n in zip(*np.nonzero(live), strict=True):
-        history = search.history[q][n].scores
-        if history:
-            scores[q, n] = history[-1]
-    return scores
-
-
-def _lookahead_scores(
-    search: SearchState, config, live: np.ndarray, steps: int, scores: np.ndarray
-) -> np.ndarray:
-    """[Q, N] the PRM's score at the end of a ``steps``-step greedy rollout from each live slot
-    (its own score if the rollout adds nothing); both models are rolled back afterwards."""
-    saved = search.checkpoint()
-    scores = scores.copy()
-    for _ in range(steps):
-        round_ = search.extend(GREEDY, config.step_delimiter, config.max_step_tokens)
-        rollout = search.record(round_, config.step_delimiter)
-        new = search.score(
-            [[s if live[q, n] else [] for n, s in enumerate(row)] for q, row in enumerate(rollout)],
-            keep=False,
-        )
-        for q, n in zip(*np.nonzero(live), strict=True):
-            if new[q][n]:
-                scores[q, n] = new[q][n][-1]
-    search.rollback(saved)
-    return scores
-
-
-def _select(
-    scores: np.ndarray, live: np.ndarray, spent: np.ndarray, group_size: int, width: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per group: keep the top K live beams, copy them over the group's unspent slots.
-
-    Returns reorder indices [Q, N], the slots to freeze [Q, N] and the new live mask.
-    """
-    num_questions, budget = live.shape
-    indices = np.tile(np.arange(budget), (num_questions, 1))
-    next_live = np.zeros_like(live)
-    for q in range(num_questions):
-        for g, start in enumerate(range(0, budget, group_size)):
-            slots = np.arange(start, start + group_size)
-            beams = [n for n in slots if live[q, n]]
-            room = group_size - spent[q, g]
-            if not beams or room <= 0:
-                continue
-            # Best first; an unscored beam (NaN) last; ties to the lower slot.
-            beams.sort(key=lambda n: (-_value(scores[q, n]), n))
-            kept = beams[: max(1, room // width)]
-            for i, n in enumerate(slots[:room]):
-                indices[q, n] = kept[i % len(kept)]
-                next_live[q, n] = True
-    return indices, ~next_live, next_live
-
-
-def _value(score: float) -> float:
-    return -math.inf if math.isnan(score) else score
+    lookahead = config.lookahead_steps if config.name == "lookahead" else 0
+    while tree.running():
+        ready = tree.decode(sampling)
+        if len(ready):
+            tree.finish_round(ready, lookahead)
+    return tree.close(), [search]
