@@ -212,3 +212,23 @@ def test_a_call_returns_once_some_question_has_paused_everywhere(lm):
     # Without the early return the call runs until question 1 pauses too.
     assert int(out.steps) <= int(unhurried.steps)
     assert engine.new_tokens(out, 1) == engine.new_tokens(unhurried, 1)
+
+
+def test_a_stop_string_completed_at_the_slot_limit_ends_the_sample(lm):
+    # Greedy samples fill a suffix of 8 slots; a stop string equal to each prompt's whole
+    # continuation then completes on the very last slot.
+    engine, state = _start(lm, capacity=8)
+    state, out = engine.extend(state, max_tokens=64, token_limit=64, sampling=GREEDY)
+    assert (np.asarray(out.finish) == Finish.LENGTH).all()
+    stops = [engine.text_of(samples[0]) for samples in engine.new_tokens(out, 2)]
+    engine, state = _start(lm, capacity=8)
+    state, out = engine.extend(state, max_tokens=64, token_limit=64, sampling=GREEDY, stop=stops)
+    assert (np.asarray(out.finish) == Finish.STOP).all()
+    # The next call decodes nothing, reports the sample ended and asks for no more room
+    # (before, it asked to grow a suffix already at its limit, for ever).
+    args, static = engine.extend_arguments(
+        state, max_tokens=8, token_limit=64, sampling=GREEDY, stop=stops
+    )
+    state, out, more = engine._extend(*args, **static)
+    assert not bool(more)
+    assert (np.asarray(out.finish) == Finish.LENGTH).all() and not np.asarray(out.count).any()

@@ -160,10 +160,13 @@ def extend(
         completes = active & stop_completes[state.stop_state, token]
         stop_state = jnp.where(active, stop_next_state[state.stop_state, token], state.stop_state)
         at_slot_limit = cache.suffix_len >= state.slot_limit
-        at_limit = active & ~is_eos & ~completes & ((num_generated >= token_limit) | at_slot_limit)
+        at_limit = active & ~is_eos & ((num_generated >= token_limit) | at_slot_limit)
         finish = jnp.where(is_eos, Finish.EOS, out.finish)
         finish = jnp.where(completes & ~is_eos, Finish.STOP, finish)
-        finish = jnp.where(at_limit, Finish.LENGTH, finish)
+        # A stop string completed on the last allowed token reports STOP for this call, but
+        # the sample has ended all the same: the next call reports LENGTH and decodes nothing
+        # (else it would wait at a full, ungrowable suffix for ever).
+        finish = jnp.where(at_limit & ~completes, Finish.LENGTH, finish)
         ended = jnp.where(is_eos, Finish.EOS, jnp.where(at_limit, Finish.LENGTH, state.finish))
         state = state.replace(
             cache=cache,
