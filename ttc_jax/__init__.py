@@ -16,6 +16,7 @@ from ttc_jax.models.config import ModelConfig
 from ttc_jax.prm import PRM, load_prm
 from ttc_jax.sharding import ShardingRules, make_mesh
 from ttc_jax.smollm2 import smollm2_path
+from ttc_jax.solver import SolveResult, solve
 
 __all__ = [
     "PRM",
@@ -28,6 +29,7 @@ __all__ = [
     "Sample",
     "ShapeMismatchError",
     "ShardingRules",
+    "SolveResult",
     "UnexpectedTensorError",
     "UnsupportedArchitectureError",
     "UnsupportedQuantizationError",
@@ -37,4 +39,5 @@ __all__ = [
     "load_prm",
     "make_mesh",
     "smollm2_path",
+    "solve",
 ]

@@ -43,10 +43,12 @@ class SearchCell:
     budget: int
     questions_per_call: int
     wall_s: float
+    cpu_s: float  # this process's CPU time: steadier than wall time on a shared machine
     generated_tokens: int
     verifier_tokens: int
     prefill_tokens: int
     ms_per_generated_token: float
+    cpu_ms_per_generated_token: float
     verifier_per_generated: float
     utilisation: float
     rounds: int
@@ -93,9 +95,9 @@ def measure(
     call([])  # compiles
     stats: list[BatchStats] = []
     with CompileLog() as compiles:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         results = call(stats)
-        wall_s = time.perf_counter() - start
+        wall_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     generated = sum(r.accounting.policy_decode_tokens for r in results)
     verifier = sum(r.accounting.verifier_tokens for r in results)
     steps = sum(s.decode_steps for s in stats)
@@ -105,10 +107,12 @@ def measure(
         budget=budget,
         questions_per_call=questions_per_call,
         wall_s=wall_s,
+        cpu_s=cpu_s,
         generated_tokens=generated,
         verifier_tokens=verifier,
         prefill_tokens=sum(r.accounting.policy_prefill_tokens for r in results),
         ms_per_generated_token=1e3 * wall_s / max(1, generated),
+        cpu_ms_per_generated_token=1e3 * cpu_s / max(1, generated),
         verifier_per_generated=verifier / max(1, generated),
         utilisation=sum(s.utilisation * s.decode_steps for s in stats) / max(1, steps),
         rounds=sum(s.rounds for s in stats),
@@ -146,7 +150,7 @@ def run_search_benchmark(
 
 def format_header() -> str:
     return (
-        f"{'strategy':<18}{'q/call':>7}{'wall s':>8}{'gen tok':>9}{'ms/tok':>8}"
+        f"{'strategy':<18}{'q/call':>7}{'wall s':>8}{'gen tok':>9}{'ms/tok':>8}{'cpu ms':>8}"
         f"{'ver/gen':>8}{'util':>6}{'rounds':>7}{'steps':>7}{'decode':>8}{'verify':>8}"
         f"{'select':>8}{'host':>7}{'acc':>6}"
     )
@@ -157,6 +161,7 @@ def format_cell(cell: SearchCell) -> str:
     return (
         f"{cell.strategy:<18}{cell.questions_per_call:>7}{cell.wall_s:>8.1f}"
         f"{cell.generated_tokens:>9}{cell.ms_per_generated_token:>8.2f}"
+        f"{cell.cpu_ms_per_generated_token:>8.2f}"
         f"{cell.verifier_per_generated:>8.2f}{cell.utilisation:>6.2f}{cell.rounds:>7}"
         f"{cell.decode_steps:>7}{cell.decode_s:>8.1f}{cell.verify_s:>8.1f}{cell.select_s:>8.1f}"
         f"{cell.host_s:>7.1f}{accuracy:>6}"

@@ -1,0 +1,78 @@
+"""``ttc-solve --config configs/palm2_math.py --question '...' --budget 16``: one question,
+answered the compute-optimal way (`ttc_jax.solve`).
+
+The strategy table comes from the config (its ``strategy_table``, or the fitted
+``strategy_table_file`` of a study when set); the models from its ``models`` fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from ttc_jax.errors import CheckpointError
+
+CONFIG = config_flags.DEFINE_config_file("config", None, "a study config file")
+QUESTION = flags.DEFINE_string("question", None, "the question to answer")
+BUDGET = flags.DEFINE_integer("budget", 16, "generations to spend (besides the estimate)")
+SEED = flags.DEFINE_integer("seed", 0, "sampling seed")
+REVISIONS = flags.DEFINE_bool(
+    "revisions", False, "use the config's revision_table (needs the revision models)"
+)
+
+
+def table_of(config, revisions: bool = False) -> dict:
+    """The config's strategy table: a fitted file when ``strategy_table_file`` is set, its
+    ``revision_table`` with ``revisions``."""
+    if revisions:
+        if "revision_table" not in config:
+            raise ValueError("the config has no revision_table")
+        return config.revision_table.to_dict()
+    if config.strategy_table_file:
+        return json.loads(Path(config.strategy_table_file).expanduser().read_text())
+    if not config.strategy_table:
+        raise ValueError("the config has no strategy_table and no strategy_table_file")
+    return config.strategy_table.to_dict()
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        sys.exit(f"ttc-solve: unexpected arguments {' '.join(argv[1:])}")
+    if CONFIG.value is None or not QUESTION.value:
+        sys.exit("ttc-solve: --config and --question are required")
+    import ttc_jax
+    from ttc_jax.cli.study import study_section
+    from ttc_jax.solver import check_table
+    from ttc_jax.study.config import resolve_path
+
+    config = study_section(CONFIG.value)
+    models = config.models
+    try:
+        table = table_of(config, REVISIONS.value)
+        check_table(table)
+        for field in ("policy", "prm"):
+            if not models[field]:
+                raise ValueError(f"models.{field} is required")
+        policy = ttc_jax.load_lm(resolve_path(models.policy), models.dtype)
+        prm = ttc_jax.load_prm(resolve_path(models.prm), models.prm_kind, models.dtype)
+        revision = verifier = None
+        if models.revision and models.revision_verifier:
+            revision = ttc_jax.load_lm(resolve_path(models.revision), models.dtype)
+            verifier = ttc_jax.load_prm(
+                resolve_path(models.revision_verifier), models.revision_verifier_kind
+            )
+        result = ttc_jax.solve(
+            QUESTION.value, BUDGET.value, policy, prm, table, SEED.value, revision, verifier
+        )
+    except (ValueError, FileNotFoundError, CheckpointError) as e:
+        sys.exit(f"ttc-solve: {e}")
+    print(json.dumps(dataclasses.asdict(result), indent=2))
+
+
+def entry() -> None:
+    app.run(main)

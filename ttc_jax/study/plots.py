@@ -1,0 +1,186 @@
+"""The study's figures, one per question the paper asks, drawn from the summary alone.
+
+* ``accuracy_vs_budget.png``: accuracy against budget for every strategy;
+* ``accuracy_by_bin.png``: the same per oracle difficulty bin;
+* ``compute_optimal.png``: compute-optimal (oracle, predicted, charged) against best-of-N
+  weighted and majority;
+* ``revision_ratios.png``: accuracy against the sequential share of a revision budget, per bin;
+* ``exchange.png``: the small model with test-time compute against the larger model, per bin
+  and inference/pretraining ratio R.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display
+import matplotlib.pyplot as plt
+
+STYLE = {
+    "majority": ("tab:gray", "o"),
+    "best_of_n_weighted": ("tab:blue", "s"),
+    "beam_m4": ("tab:orange", "^"),
+    "beam_msqrt": ("tab:red", "v"),
+    "lookahead_k1": ("tab:purple", "<"),
+    "lookahead_k3": ("tab:pink", ">"),
+    "dvts_m4": ("tab:green", "D"),
+}
+
+
+def _series(per_budget: dict) -> tuple[list[int], list[float]]:
+    points = sorted((int(b), v) for b, v in per_budget.items() if v is not None)
+    return [b for b, _ in points], [v for _, v in points]
+
+
+def _budget_axis(axis, budgets) -> None:
+    axis.set_xscale("log", base=2)
+    axis.set_xticks(budgets, [str(b) for b in budgets])
+    axis.set_xlabel("budget (generations per question)")
+    axis.grid(alpha=0.3)
+
+
+def _plot_labels(axis, accuracy: dict, labels) -> None:
+    for label in labels:
+        if label not in accuracy or label.startswith("revisions_s"):
+            continue
+        color, marker = STYLE.get(label, ("black", "."))
+        axis.plot(*_series(accuracy[label]), marker=marker, color=color, label=label)
+
+
+def accuracy_vs_budget(summary: dict, path: Path) -> None:
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    _plot_labels(axis, summary["accuracy"], summary["labels"])
+    _budget_axis(axis, summary["budgets"])
+    axis.set_ylabel("accuracy")
+    axis.set_title("Accuracy against test-time budget, by strategy")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def accuracy_by_bin(summary: dict, path: Path) -> None:
+    per_label = summary["accuracy_by_bin"]["oracle"]
+    bins = sorted({b for per in per_label.values() for acc in per.values() for b in acc}, key=int)
+    figure, axes = plt.subplots(1, len(bins), figsize=(3.2 * len(bins), 3.6), sharey=True)
+    axes = [axes] if len(bins) == 1 else list(axes)
+    for axis, b in zip(axes, bins, strict=True):
+        view = {
+            label: {budget: acc.get(b) for budget, acc in per.items()}
+            for label, per in per_label.items()
+        }
+        _plot_labels(axis, view, summary["labels"])
+        _budget_axis(axis, summary["budgets"])
+        axis.set_title(f"difficulty bin {b}" + (" (easiest)" if b == bins[0] else ""))
+    axes[0].set_ylabel("accuracy")
+    axes[-1].legend(fontsize=7)
+    figure.suptitle("Accuracy by oracle difficulty bin")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def compute_optimal(summary: dict, path: Path) -> None:
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for label in ("majority", "best_of_n_weighted"):
+        if label in summary["accuracy"]:
+            color, marker = STYLE[label]
+            axis.plot(*_series(summary["accuracy"][label]), marker=marker, color=color, label=label)
+    styles = {"oracle": "-", "predicted": "--", "predicted_charged": ":"}
+    for measure, line in styles.items():
+        curve = summary["compute_optimal"].get(measure, {})
+        if curve:
+            axis.plot(
+                *_series(curve),
+                line,
+                marker="*",
+                color="black",
+                label=f"compute-optimal ({measure.replace('_', ', ')} bins)",
+            )
+    _budget_axis(axis, summary["budgets"])
+    axis.set_ylabel("accuracy")
+    axis.set_title("Compute-optimal strategy selection against best-of-N")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def revision_ratios(summary: dict, path: Path) -> bool:
+    per_label = summary["accuracy_by_bin"]["oracle"]
+    revisions = {k: v for k, v in per_label.items() if k.startswith("revisions_s")}
+    if not revisions:
+        return False
+    budget = max(int(b) for per in revisions.values() for b in per)
+    lengths = sorted(
+        int(k.removeprefix("revisions_s")) for k in revisions if str(budget) in revisions[k]
+    )
+    bins = sorted({b for per in revisions.values() for acc in per.values() for b in acc}, key=int)
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for b in bins:
+        values = [revisions[f"revisions_s{s}"][str(budget)].get(b) for s in lengths]
+        axis.plot([s / (budget // s) for s in lengths], values, marker="o", label=f"bin {b}")
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel(f"sequential : parallel ratio at budget {budget}")
+    axis.set_ylabel("accuracy")
+    axis.set_title("Revisions: sequential against parallel, by oracle difficulty bin")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
+def exchange(summary: dict, path: Path) -> bool:
+    data = summary.get("exchange")
+    if not data:
+        return False
+    points = [p for p in data["points"] if p["budget"] is not None]
+    if not points:
+        return False
+    figure, axes = plt.subplots(1, len(points), figsize=(4 * len(points), 3.8), sharey=True)
+    axes = [axes] if len(points) == 1 else list(axes)
+    for axis, point in zip(axes, points, strict=True):
+        bins = sorted(point["large_by_bin"], key=int)
+        positions = range(len(bins))
+        axis.bar(
+            [x - 0.2 for x in positions],
+            [point["small_by_bin"].get(b, 0) for b in bins],
+            width=0.4,
+            label=f"small + test-time compute (budget {point['budget']})",
+        )
+        axis.bar(
+            [x + 0.2 for x in positions],
+            [point["large_by_bin"][b] for b in bins],
+            width=0.4,
+            label=f"{data['size_ratio']:.1f}x larger, greedy",
+        )
+        axis.set_xticks(list(positions), bins)
+        axis.set_xlabel("oracle difficulty bin")
+        axis.set_title(f"R = {point['ratio']:g}")
+        axis.grid(alpha=0.3, axis="y")
+    axes[0].set_ylabel("accuracy")
+    axes[-1].legend(fontsize=7)
+    figure.suptitle("Test-time compute against a larger model at matched FLOPs")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
+def draw_all(summary: dict, directory: Path) -> list[str]:
+    """Writes every figure the summary has data for; returns their file names."""
+    written = []
+    for name, draw in (
+        ("accuracy_vs_budget.png", accuracy_vs_budget),
+        ("accuracy_by_bin.png", accuracy_by_bin),
+        ("compute_optimal.png", compute_optimal),
+        ("revision_ratios.png", revision_ratios),
+        ("exchange.png", exchange),
+    ):
+        if draw(summary, directory / name) is not False:
+            written.append(name)
+    return written

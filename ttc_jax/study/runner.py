@@ -1,0 +1,300 @@
+"""`run_study`: the paper's experiment end to end, resumable and deterministic.
+
+Stages, each skipped where its rows are already in the work directory:
+
+1. difficulty: K samples per question (their own seed) give each question's pass@1 (oracle
+   difficulty) and the PRM's mean final score (predicted difficulty), stored in
+   ``difficulty.jsonl``;
+2. the sweep: every strategy label at every budget it fits, over every question, appended to
+   ``results.jsonl`` one chunk of questions at a time (chunks are fixed by the question order
+   and the batch size, so a rerun recomputes exactly the chunks it lacks, with the same
+   shapes, hence the same rows);
+3. the larger policy's greedy answers (the FLOPs exchange);
+4. analysis and outputs (`ttc_jax.study.analysis`, `ttc_jax.study.report`).
+
+Seeds derive from (strategy family, budget, study seed) and the question itself (through its
+prompt), so a row does not depend on which other rows were computed, or when.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import ml_collections
+from tqdm import tqdm
+
+import ttc_jax
+from ttc_jax.lm import LanguageModel
+from ttc_jax.math.datasets import Problem, load_jsonl, load_math500
+from ttc_jax.prm import PRM
+from ttc_jax.search import run
+from ttc_jax.search.candidates import choose
+from ttc_jax.search.results import SearchResult
+from ttc_jax.study import analysis
+from ttc_jax.study.config import check_study_config, resolve_path
+from ttc_jax.study.difficulty import mean_final_score, pass_rate
+from ttc_jax.study.specs import SHARED_RUNS, Cell, configured, grid, sequential_lengths
+from ttc_jax.study.store import RowStore
+
+log = logging.getLogger(__name__)
+
+RESULT_KEY = ("question_id", "strategy", "budget", "seed")
+DIFFICULTY_KEY = ("question_id", "seed")
+LARGER = "larger_greedy"
+
+
+@dataclasses.dataclass
+class StudyModels:
+    policy: LanguageModel
+    prm: PRM
+    policy_14x: LanguageModel | None = None
+    revision: LanguageModel | None = None
+    revision_verifier: PRM | None = None
+
+
+def load_models(config: ml_collections.ConfigDict) -> StudyModels:
+    models = config.models
+
+    def lm(field):
+        return ttc_jax.load_lm(resolve_path(models[field]), models.dtype) if models[field] else None
+
+    def prm(field, kind):
+        path = models[field]
+        return ttc_jax.load_prm(resolve_path(path), kind, models.dtype) if path else None
+
+    return StudyModels(
+        policy=lm("policy"),
+        prm=prm("prm", models.prm_kind),
+        policy_14x=lm("policy_14x"),
+        revision=lm("revision"),
+        revision_verifier=prm("revision_verifier", models.revision_verifier_kind),
+    )
+
+
+def load_problems(config: ml_collections.ConfigDict) -> list[Problem]:
+    data = config.data
+    if data.source == "embedded":
+        from ttc_jax.embedded import make_problems
+
+        problems = [
+            p for level in data.levels for p in make_problems(data.per_level, level, data.seed)
+        ]
+    elif data.source == "math500":
+        problems = load_math500()
+    else:
+        problems = load_jsonl(Path(data.path).expanduser())
+    if data.limit:
+        problems = problems[: data.limit]
+    ids = [p.id for p in problems]
+    if len(set(ids)) != len(ids):
+        raise ValueError("the study's problems must have distinct ids")
+    return problems
+
+
+def derived_seed(*parts) -> int:
+    """A 32-bit seed from any parts (strategy family, budget, study seed, ...)."""
+    text = "\x00".join(str(p) for p in parts)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "little")
+
+
+def labels_of(config: ml_collections.ConfigDict, has_revisions: bool) -> list[str]:
+    labels = list(config.strategies)
+    if config.revision_ratios and has_revisions:
+        lengths = sorted({s for b in config.budgets for s in sequential_lengths(b)})
+        labels += [f"revisions_s{s}" for s in lengths]
+    return labels
+
+
+def _base_search(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(config.search.to_dict())
+
+
+def _chunks(problems: Sequence[Problem], size: int) -> list[list[Problem]]:
+    return [list(problems[i : i + size]) for i in range(0, len(problems), size)]
+
+
+class Study:
+    """One study's data, models and stores; `run` does every stage."""
+
+    def __init__(self, config, models: StudyModels, problems, progress: bool = True):
+        self.config = config
+        self.models = models
+        self.problems = problems
+        self.workdir = Path(config.workdir).expanduser()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.results = RowStore(self.workdir / "results.jsonl", RESULT_KEY)
+        self.difficulty = RowStore(self.workdir / "difficulty.jsonl", DIFFICULTY_KEY)
+        self.progress = progress
+
+    # -- stages -------------------------------------------------------------------------------
+
+    def run_difficulty(self) -> None:
+        """K samples per question: pass@1 and the PRM's mean final score (all K, and the
+        first ``charged_samples`` for the charged estimate)."""
+        k = self.config.difficulty.samples
+        charged = self.config.difficulty.charged_samples
+        strategy = configured("best_of_n", _base_search(self.config))
+        seed = derived_seed("difficulty", k, self.config.seed)
+        todo = [p for p in self.problems if (p.id, self.config.seed) not in self.difficulty]
+        for chunk in self._progress(_chunks(todo, max(1, self.config.max_rows // k)), "difficulty"):
+            results = run(
+                strategy,
+                self.models.policy,
+                self.models.prm,
+                chunk,
+                k,
+                seed,
+                max_rows=self.config.max_rows,
+            )
+            rows = []
+            for problem, result in zip(chunk, results, strict=True):
+                scores = [c.score for c in result.candidates]
+                fraction = charged / k
+                rows.append(
+                    {
+                        "question_id": problem.id,
+                        "seed": self.config.seed,
+                        "level": problem.level,
+                        "samples": k,
+                        "oracle": pass_rate(result.candidates, problem.answer),
+                        "predicted": mean_final_score(scores),
+                        "predicted_charged": mean_final_score(scores[:charged]),
+                        "charged_samples": charged,
+                        # The charged estimate's share of the K samples' compute.
+                        "charged_flops": fraction * result.accounting.flops,
+                    }
+                )
+            self.difficulty.append(rows)
+
+    def labels(self) -> list[str]:
+        """Every strategy label this study measures, cheaper and simpler ones first."""
+        return labels_of(self.config, self.models.revision is not None)
+
+    def cells(self) -> list[Cell]:
+        labels = self.labels()
+        shared = set(SHARED_RUNS)  # labels computed from another label's run
+        return [
+            c
+            for c in grid(labels, self.config.budgets, _base_search(self.config))
+            if c.label not in shared
+        ]
+
+    def run_sweep(self) -> None:
+        for cell in self._progress(self.cells(), "sweep"):
+            self._run_cell(cell)
+
+    def _run_cell(self, cell: Cell) -> None:
+        config = self.config
+        lm, prm = self.models.policy, self.models.prm
+        if cell.uses_revision_model:
+            lm, prm = self.models.revision, self.models.revision_verifier
+        also = [label for label, source in SHARED_RUNS.items() if source == cell.label]
+        family = "parallel" if cell.config.name == "best_of_n" else cell.label
+        seed = derived_seed(family, cell.budget, config.seed)
+        per_call = max(1, config.max_rows // cell.search_budget)
+        for chunk in _chunks(self.problems, per_call):
+            keys = [
+                (p.id, label, cell.budget, config.seed)
+                for p in chunk
+                for label in [cell.label, *also]
+            ]
+            if all(key in self.results for key in keys):
+                continue
+            results = run(
+                cell.config, lm, prm, chunk, cell.search_budget, seed, max_rows=config.max_rows
+            )
+            rows = [self._row(p, cell.label, cell, r) for p, r in zip(chunk, results, strict=True)]
+            for label in also:
+                rows += [
+                    self._row(p, label, cell, _reselected(r, label, p))
+                    for p, r in zip(chunk, results, strict=True)
+                ]
+            self.results.append(rows)
+
+    def run_larger(self) -> None:
+        """The larger policy's greedy answer to each question (one sample, no verifier)."""
+        if self.models.policy_14x is None:
+            return
+        strategy = configured("majority", _base_search(self.config))
+        strategy.temperature = 0.0
+        todo = [p for p in self.problems if (p.id, LARGER, 1, self.config.seed) not in self.results]
+        cell = Cell(LARGER, 1, 1, strategy)
+        for chunk in self._progress(_chunks(todo, self.config.max_rows), "larger policy"):
+            results = run(
+                strategy, self.models.policy_14x, None, chunk, 1, 0, max_rows=self.config.max_rows
+            )
+            self.results.append(
+                [self._row(p, LARGER, cell, r) for p, r in zip(chunk, results, strict=True)]
+            )
+
+    def _row(self, problem: Problem, label: str, cell: Cell, result: SearchResult) -> dict:
+        accounting = dataclasses.asdict(result.accounting)
+        return {
+            "question_id": problem.id,
+            "level": problem.level,
+            "strategy": label,
+            "budget": cell.budget,
+            "search_budget": cell.search_budget,
+            "seed": self.config.seed,
+            "answer": result.answer,
+            "correct": bool(result.correct),
+            "candidates": len(result.candidates),
+            **accounting,
+        }
+
+    def _progress(self, items, stage: str):
+        items = list(items)
+        if not self.progress:
+            return items
+        return tqdm(items, desc=stage, unit="step", leave=False)
+
+    # -- everything ---------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        self.run_difficulty()
+        self.run_sweep()
+        self.run_larger()
+        summary = analysis.analyse(self)
+        from ttc_jax.study import report
+
+        report.write_outputs(self, summary)
+        return summary
+
+
+def _reselected(result: SearchResult, label: str, problem: Problem) -> SearchResult:
+    """The same candidates chosen another way (majority from a best-of-N run): the verifier
+    was not needed, so its compute is not charged."""
+    from ttc_jax.math.grading import is_equiv
+
+    chosen = choose(result.candidates, "majority")
+    answer = None if chosen is None else result.candidates[chosen].answer
+    accounting = dataclasses.replace(result.accounting, verifier_tokens=0, verifier_flops=0.0)
+    correct = None if not problem.answer else is_equiv(answer, problem.answer)
+    return dataclasses.replace(
+        result, strategy=label, answer=answer, correct=correct, accounting=accounting
+    )
+
+
+def run_study(
+    config: ml_collections.ConfigDict,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+    models: StudyModels | None = None,
+) -> dict:
+    """Runs (or resumes) the study ``config`` describes; returns its summary. ``models``
+    (already loaded, e.g. in a notebook) replace the config's model paths."""
+    check_study_config(config, check_models=models is None)
+    problems = load_problems(config)
+    if models is None:
+        echo(f"{len(problems)} questions; loading models")
+        models = load_models(config)
+    study = Study(config, models, problems, progress)
+    (study.workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    summary = study.run()
+    echo(f"wrote {study.workdir / 'report.md'}")
+    return summary
