@@ -1,0 +1,200 @@
+"""The embedded world: its training pipeline (``ttc-train --config configs/embedded.py``) and
+its compute-optimal study (``ttc-study --config configs/embedded.py``, the ``study`` section).
+
+``--config configs/embedded.py:quick`` is the same pipeline at toy sizes (a minute on two
+CPU cores; the tests run it). Any field can be overridden on the command line, e.g.
+``--config.workdir=/tmp/run --config.stages=evaluate``.
+
+Where PAPER.md says a value is UNSTATED, the choice is commented here.
+"""
+
+import ml_collections
+
+
+def model(hidden_size, num_layers, num_heads, intermediate_size):
+    return ml_collections.ConfigDict(
+        dict(
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            intermediate_size=intermediate_size,
+        )
+    )
+
+
+def train(**settings):
+    """Optimiser settings (`ttc_jax.training.loop.TrainConfig` fields; ``epochs`` instead of
+    ``steps`` for fine-tuning on a fixed set of examples)."""
+    defaults = dict(
+        learning_rate=3e-3,
+        warmup_steps=50,
+        weight_decay=0.01,
+        b1=0.9,
+        b2=0.95,
+        grad_clip=1.0,
+        log_every=50,
+        checkpoint_every=100,
+    )
+    return ml_collections.ConfigDict({**defaults, **settings})
+
+
+def get_config(mode: str = "full") -> ml_collections.ConfigDict:
+    if mode not in ("full", "quick"):
+        raise ValueError(f"mode must be 'full' or 'quick', got {mode!r}")
+    config = ml_collections.ConfigDict()
+    config.mode = mode
+    config.workdir = "embedded_run"
+    # Where `export` writes the five checkpoints; "" = inside the package (what ships).
+    config.output_dir = ""
+    # Comma-separated stages to run (in pipeline order); "" = all of them.
+    config.stages = ""
+    config.seed = 0
+    # Room for a revision prompt with four earlier level-5 attempts and its answer.
+    config.max_position_embeddings = 1024
+    # Tokens a sampled solution may take (a level-5 reference takes about 90).
+    config.max_new_tokens = 128
+
+    # Reference solutions, one stream for both policies (same batches, same tokens).
+    config.sft = dict(rows=16, row_length=256, level_weights=[1, 1, 1, 1, 1])
+    config.policy = dict(
+        model=model(hidden_size=64, num_layers=2, num_heads=8, intermediate_size=256),
+        train=train(steps=1600, learning_rate=3e-3),
+    )
+    # About 14x the policy's parameters.
+    config.policy_14x = dict(
+        model=model(hidden_size=192, num_layers=4, num_heads=8, intermediate_size=768),
+        train=train(steps=1600, learning_rate=1.5e-3),
+    )
+
+    # MC labels: 16 samples a question, 16 rollouts a step (the paper's).
+    config.prm_labels = dict(
+        questions_per_level=200,
+        samples_per_question=16,
+        rollouts_per_step=16,
+        chunk_questions=50,
+        prompts_per_call=128,
+        # Label each reference solution too (quick mode: a toy policy never answers right).
+        include_reference=False,
+        # UNSTATED: the temperature of the sampled solutions (rollouts use the world's).
+        sample_temperature=1.0,
+    )
+    # The paper: AdamW lr 3e-5 at PaLM 2 scale, early stop on 10% held-out questions. A
+    # small model trained here wants a larger rate; dropout is not implemented.
+    config.prm = dict(
+        validation_fraction=0.1,
+        rows=32,
+        row_length=256,
+        # Before the value head, the policy's decoder trains this much longer on fresh
+        # reference solutions (steps=0: not at all), so the PRM knows the task better
+        # than the policy it judges.
+        base_train=train(steps=800, learning_rate=1e-3),
+        # Fresh decoder layers on top of the policy's (see ttc_jax/embedded/verifier_stages).
+        extra_layers=2,
+        # Weight of a next-token loss on fresh reference solutions beside the value loss
+        # (0: none): the PRM keeps what it knows of the task while it learns to judge.
+        reference_weight=0.5,
+        train=train(epochs=4, learning_rate=1e-3, eval_every=100, patience=3),
+    )
+    # Revision data: 64 samples a question at a higher temperature than the world's (the
+    # paper's; its value is UNSTATED), at most 16 examples a question so that easy questions
+    # do not crowd out the rest (UNSTATED).
+    config.revision_data = dict(
+        questions_per_level=100,
+        samples_per_question=64,
+        temperature=1.0,
+        max_examples_per_question=16,
+        chunk_questions=50,
+        prompts_per_call=32,
+        # The reference solution as one more correct answer (quick mode, as above).
+        include_reference=False,
+    )
+    config.revision = dict(
+        validation_fraction=0.1,
+        rows=8,
+        row_length=1024,
+        train=train(epochs=3, learning_rate=1e-3, eval_every=100, patience=3),
+    )
+    # Revision chains on training questions, for the revision verifier (UNSTATED sizes).
+    config.verifier_data = dict(
+        questions_per_level=60,
+        chains=4,
+        chain_length=5,
+        chunk_questions=50,
+        prompts_per_call=128,
+    )
+    config.verifier = dict(
+        validation_fraction=0.1,
+        reference_weight=0.0,
+        rows=8,
+        row_length=1024,
+        train=train(epochs=3, learning_rate=1e-3, eval_every=100, patience=3),
+    )
+    # Fresh test questions (the test split), the same for every model.
+    config.evaluate = dict(
+        levels=[1, 2, 3, 4, 5],
+        questions_per_level=100,
+        samples=16,
+        revision_chains=4,
+        revision_length=5,
+        seed=2024,
+    )
+
+    config.study = study(config.max_new_tokens)
+
+    if mode == "quick":
+        _make_quick(config)
+    return config
+
+
+def study(max_new_tokens: int) -> ml_collections.ConfigDict:
+    """The study on the shipped models (`ttc_jax.study.study_config` with this world's prompt,
+    delimiter and temperature), sized for a CPU: 5 levels x 20 fresh test questions, budgets
+    1-16. Larger budgets: ``--config.study.budgets='(1,2,4,8,16,32,64)'``."""
+    from ttc_jax.study import study_config
+
+    config = study_config()
+    config.workdir = "embedded_study"
+    config.budgets = (1, 2, 4, 8, 16)
+    config.search.temperature = 1.0  # the world's sampling temperature (task.py)
+    config.search.max_new_tokens = max_new_tokens
+    config.search.step_delimiter = "\n"
+    config.search.max_step_tokens = 32  # a solution line is at most about 20 tokens
+    config.search.prompt.style = "plain"
+    config.search.prompt.num_shots = 0
+    config.difficulty.samples = 32
+    config.max_rows = 512
+    return config
+
+
+def _make_quick(config: ml_collections.ConfigDict) -> None:
+    """Toy sizes: every stage runs and writes what the next reads, in about a minute."""
+    config.workdir = "embedded_quick"
+    config.output_dir = "embedded_quick/export"
+    config.sft.rows = 4
+    tiny = model(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+    for name in ("policy", "policy_14x"):
+        config[name].model = tiny
+        config[name].train = train(steps=6, warmup_steps=2, log_every=2, checkpoint_every=2)
+    config.policy_14x.model = model(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+    quick_fit = train(epochs=1, warmup_steps=1, log_every=1, checkpoint_every=2, eval_every=2)
+    config.prm_labels.update(
+        questions_per_level=2,
+        samples_per_question=2,
+        rollouts_per_step=2,
+        chunk_questions=5,
+        include_reference=True,
+    )
+    config.revision_data.update(
+        questions_per_level=2, samples_per_question=4, chunk_questions=5, include_reference=True
+    )
+    config.verifier_data.update(questions_per_level=2, chains=1, chain_length=2, chunk_questions=5)
+    config.prm.base_train = train(steps=2, warmup_steps=1, log_every=1, checkpoint_every=2)
+    for name in ("prm", "revision", "verifier"):
+        config[name].rows = 4
+        config[name].train = quick_fit
+        config[name].validation_fraction = 0.5
+    config.max_new_tokens = 24
+    config.evaluate.update(
+        levels=[1, 2], questions_per_level=2, samples=2, revision_chains=1, revision_length=2
+    )
+    config.study.workdir = "embedded_quick/study"

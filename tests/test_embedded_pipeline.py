@@ -1,0 +1,100 @@
+"""`ttc-train` in quick mode, end to end: killed mid-stage with SIGKILL, then resumed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ttc_jax
+from ttc_jax.embedded.pipeline import CHECKPOINT_STAGES, STAGES
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def train_command(workdir: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "ttc_jax.cli.train",
+        "--config",
+        f"{REPO / 'configs' / 'embedded.py'}:quick",
+        f"--config.workdir={workdir}",
+        f"--config.output_dir={workdir / 'export'}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """A quick run killed during the policy's training, then run again to the end."""
+    workdir = tmp_path_factory.mktemp("quick")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+    first = subprocess.Popen(
+        train_command(workdir),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
+    killed_after = []
+    for line in first.stdout:
+        killed_after.append(line)
+        # Step 4 is logged after the checkpoint of step 2 was written.
+        if "policy: step 4/" in line:
+            first.send_signal(signal.SIGKILL)
+            break
+    first.wait(timeout=60)
+    assert first.returncode == -signal.SIGKILL, "".join(killed_after)
+    assert not (workdir / "policy" / "done.json").exists()
+    second = subprocess.run(
+        train_command(workdir), env=env, capture_output=True, text=True, cwd=REPO, timeout=600
+    )
+    assert second.returncode == 0, second.stdout + second.stderr
+    return workdir, second.stdout + second.stderr
+
+
+def test_killed_run_resumes_and_finishes(quick_run):
+    workdir, log = quick_run
+    assert "data: done already" in log
+    assert "policy: resumed at step" in log
+    assert all((workdir / stage / "done.json").exists() for stage in STAGES)
+
+
+def test_exported_models_load_with_their_records(quick_run):
+    workdir, _ = quick_run
+    export = workdir / "export"
+    for name in CHECKPOINT_STAGES:
+        folder = export / name
+        record = json.loads((folder / "training.json").read_text())
+        assert record["command"].startswith("ttc-train ")
+        assert record["seed"] == 0 and record["config"]["mode"] == "quick"
+        assert record["training_tokens"] > 0 and "machine" in record
+        if name in ("prm", "revision_verifier"):
+            prm = ttc_jax.load_prm(folder, "ttc_value")
+            assert 0 <= prm.score("Let x = 1 and y = 2.", [["a) x=1+2=3"]])[0][0] <= 1
+        else:
+            lm = ttc_jax.load_lm(folder)
+            assert lm.tokenizer is not None and lm.config.tie_word_embeddings
+    assert (
+        json.loads((export / "policy_14x" / "training.json").read_text())["parameters"]
+        > (json.loads((export / "policy" / "training.json").read_text())["parameters"])
+    )
+    # Both policies saw the same reference solutions, token for token.
+    tokens = [
+        json.loads((export / name / "training.json").read_text())["training_tokens"]
+        for name in ("policy", "policy_14x")
+    ]
+    assert tokens[0] == tokens[1]
+
+
+def test_evaluation_report(quick_run):
+    workdir, _ = quick_run
+    report = json.loads((workdir / "export" / "evaluation.json").read_text())
+    level = report["levels"]["1"]
+    assert 0 <= level["policy"]["pass@1"] <= level["policy"]["pass@2"] <= 1
+    assert len(level["revision"]["pass@1_by_attempt"]) == 2
+    assert "policy level 1 pass@1 >= 0.7" in report["goals"]

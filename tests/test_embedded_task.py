@@ -1,0 +1,108 @@
+"""The embedded world's problem generator and tokenizer."""
+
+import re
+
+import numpy as np
+import pytest
+
+from ttc_jax.embedded import task
+from ttc_jax.embedded.tokenizer import BOS, EOS, fixed_texts, save_tokenizer
+from ttc_jax.math import extract_answer, is_equiv
+from ttc_jax.math.prompts import split_steps
+
+OPERATION = re.compile(r"([a-j])\) ([xy])=\2([+*-])([xy0-9])(?:\+([xy0-9]))?")
+
+
+def value_of(operand: str, values: dict[str, int]) -> int:
+    return values[operand] if operand in values else int(operand)
+
+
+def apply(values, target, symbol, operand, extra) -> int:
+    left, right = values[target], value_of(operand, values)
+    result = {"+": left + right, "-": left - right, "*": left * right}[symbol]
+    return (result + (value_of(extra, values) if extra else 0)) % 10
+
+
+def solve_independently(question: str) -> int:
+    """The answer recomputed from the question text alone, without the generator's code."""
+    x, y = map(int, re.match(r"Let x = (\d) and y = (\d)\.", question).groups())
+    values = {"x": x, "y": y}
+    for _, target, *operation in OPERATION.findall(question):
+        values[target] = apply(values, target, *operation)
+    return 10 * values["x"] + values["y"]
+
+
+@pytest.mark.parametrize("level", task.LEVELS)
+def test_problems_of_a_level(level):
+    problems = task.make_problems(40, level, seed=1)
+    spec = task.LEVEL_SPECS[level]
+    assert len({p.problem for p in problems}) == 40
+    for problem in problems:
+        assert problem.level == level and problem.subject == task.SUBJECT
+        steps = split_steps(problem.solution, "\n")
+        assert len(steps) == spec.num_steps + 1
+        assert steps[-1] == f"The answer is \\boxed{{{problem.answer}}}."
+        assert len(OPERATION.findall(problem.problem)) == spec.num_steps
+        assert int(problem.answer) == solve_independently(problem.problem)
+        assert is_equiv(extract_answer(problem.solution), problem.answer)
+
+
+def test_every_step_line_shows_its_operands_and_result():
+    for problem in task.make_problems(20, 5, seed=3):
+        values = dict(zip("xy", map(int, re.findall(r"= (\d)", problem.problem)[:2]), strict=True))
+        operations = OPERATION.findall(problem.problem)
+        lines = split_steps(problem.solution)[:-1]
+        for (label, target, symbol, operand, extra), line in zip(operations, lines, strict=True):
+            shown = f"{values[target]}{symbol}{value_of(operand, values)}"
+            shown += f"+{value_of(extra, values)}" if extra else ""
+            values[target] = apply(values, target, symbol, operand, extra)
+            assert line.startswith(f"{label}) {target}=")
+            assert line.endswith(f"={shown}={values[target]}"), line
+
+
+def test_levels_grow_in_steps():
+    steps = [task.LEVEL_SPECS[level].num_steps for level in task.LEVELS]
+    assert steps == sorted(steps) and steps[0] < steps[-1]
+
+
+def test_same_seed_same_problems_other_seed_others():
+    first = task.make_problems(10, 3, seed=5)
+    assert first == task.make_problems(10, 3, seed=5)
+    assert not {p.problem for p in first} & {p.problem for p in task.make_problems(10, 3, 6)}
+
+
+def test_fresh_problems_are_never_training_problems():
+    test = task.make_problems(200, 1, seed=0)
+    assert all(task.split_of(p.problem) == "test" for p in test)
+    train = task.problems_of_split(2000, 1, seed=0, split="train")
+    assert all(task.split_of(p.problem) == "train" for p in train)
+    assert not {p.problem for p in test} & {p.problem for p in train}
+
+
+def test_splits_take_their_share_of_problems():
+    rng = np.random.default_rng(0)
+    splits = [task.split_of(task.draw_problem(rng, 4).problem) for _ in range(4000)]
+    assert abs(splits.count("test") / 4000 - 1 / task.HASH_BUCKETS) < 0.02
+
+
+def test_bad_requests_fail_clearly():
+    with pytest.raises(ValueError, match="level must be one of"):
+        task.make_problems(1, 6)
+    with pytest.raises(ValueError, match="ran out of distinct problems"):
+        task.make_problems(100_000, 1)
+
+
+def test_tokenizer_round_trips_through_transformers(tmp_path):
+    tokenizer = save_tokenizer(tmp_path)
+    assert (tmp_path / "tokenizer.json").exists()
+    [problem] = task.make_problems(1, 5, seed=0)
+    text = task.PROMPT.text(problem) + problem.solution
+    ids = tokenizer(text)["input_ids"]
+    assert ids[0] == tokenizer.convert_tokens_to_ids(BOS)
+    assert tokenizer.decode(ids, skip_special_tokens=True) == text
+    assert tokenizer.eos_token == EOS
+    # Fixed texts and digits are one token each; any other text still round-trips.
+    for piece in [*fixed_texts(), "7", "\n"]:
+        assert len(tokenizer(piece, add_special_tokens=False)["input_ids"]) == 1, piece
+    other = "Any text: {braces}, $math$ & 123!"
+    assert tokenizer.decode(tokenizer(other, add_special_tokens=False)["input_ids"]) == other

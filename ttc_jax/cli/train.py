@@ -1,0 +1,46 @@
+"""``ttc-train``: the embedded world's training pipeline.
+
+    ttc-train --config configs/embedded.py                  # the full pipeline
+    ttc-train --config configs/embedded.py:quick            # toy sizes, about a minute
+    ttc-train --config configs/embedded.py --config.stages=evaluate --config.workdir=run
+
+Stages already done in the work folder are skipped and an interrupted stage resumes, so the
+same command restarts a killed run. Progress (loss, tokens/s) is logged as it trains.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+
+from absl import app
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Pipeline config file (configs/embedded.py[:quick]).", lock_config=True
+)
+
+
+def _main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    config = _CONFIG.value
+    if config is None:
+        raise app.UsageError("--config is required, e.g. --config=configs/embedded.py")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
+    # Library chatter (orbax's per-save lines, absl's own handler) drowns the progress.
+    for name in ("absl", "orbax", "jax"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    from ttc_jax.embedded.pipeline import run_pipeline  # jax starts here, after the flags
+
+    command = "ttc-train " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+    run_pipeline(config, command)
+
+
+def main() -> None:
+    app.run(_main)
+
+
+if __name__ == "__main__":
+    main()

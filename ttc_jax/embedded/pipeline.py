@@ -1,0 +1,164 @@
+"""The embedded world's training pipeline, as resumable stages.
+
+    data -> policy -> policy_14x -> prm_labels -> prm -> revision_data -> revision
+         -> verifier_data -> verifier -> export -> evaluate
+
+Each stage reads what earlier stages wrote (trained models through `ttc_jax.load_lm` and
+`ttc_jax.load_prm`, like any checkpoint), writes into its own folder of the workspace
+(`ttc_jax.embedded.workspace`) and marks itself done last. A run killed anywhere restarts
+where it stopped: finished stages are skipped, training resumes from its last orbax
+checkpoint, sampling from its last finished chunk.
+
+The two policies are trained on the same stream of reference solutions (the same batches,
+step for step), so they see the same data and the same tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from importlib import resources
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from ttc_jax.embedded.fine_tuning import reference_solution_batches
+from ttc_jax.embedded.workspace import Workspace
+from ttc_jax.models.params import abstract_model, random_params
+from ttc_jax.sharding import ShardingRules, make_mesh
+from ttc_jax.training.loop import TrainConfig, fit
+from ttc_jax.training.objectives import lm_loss
+
+log = logging.getLogger(__name__)
+
+STAGES = (
+    "data",
+    "policy",
+    "policy_14x",
+    "prm_labels",
+    "prm",
+    "revision_data",
+    "revision",
+    "verifier_data",
+    "verifier",
+    "export",
+    "evaluate",
+)
+# The shipped checkpoints: folder name -> the stage that trains it.
+CHECKPOINT_STAGES = {
+    "policy": "policy",
+    "policy_14x": "policy_14x",
+    "prm": "prm",
+    "revision": "revision",
+    "revision_verifier": "verifier",
+}
+
+
+def package_checkpoints_dir() -> Path:
+    return Path(str(resources.files("ttc_jax.embedded"))) / "checkpoints"
+
+
+def output_dir(config) -> Path:
+    """Where `export` writes the finished checkpoints ("" in the config: the package)."""
+    return Path(config.output_dir) if config.output_dir else package_checkpoints_dir()
+
+
+def parameter_count(params) -> int:
+    import jax
+
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
+
+
+# -- stages -------------------------------------------------------------------------------
+
+
+def stage_data(ws: Workspace) -> None:
+    """The tokenizer every model of the world shares."""
+    ws.write_tokenizer()
+
+
+def train_policy(ws: Workspace, stage: str) -> None:
+    """A policy trained from scratch on reference solutions."""
+    section = ws.config[stage]
+    cfg = ws.model_config(section.model)
+    graphdef, _ = abstract_model(cfg, jnp.float32)
+    params = random_params(cfg, "float32", make_mesh(1, 1), ShardingRules(), ws.config.seed)
+    train = TrainConfig.from_dict(section.train)
+    result = fit(
+        stage,
+        params,
+        lm_loss(graphdef),
+        reference_solution_batches(ws),
+        train,
+        ws.stage_dir(stage) / "checkpoints",
+    )
+    record = {
+        "parameters": parameter_count(result.params),
+        "training_tokens": result.tokens,
+        "training_steps": result.steps,
+        "training_seconds": round(result.seconds, 1),
+    }
+    ws.save_model(stage, cfg, result.params, record)
+
+
+def stage_export(ws: Workspace) -> None:
+    """Copies the five trained models into the output folder (the package by default)."""
+    destination = output_dir(ws.config)
+    destination.mkdir(parents=True, exist_ok=True)
+    for name, stage in CHECKPOINT_STAGES.items():
+        target = destination / name
+        staging = destination / f"{name}.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(ws.model_dir(stage), staging)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    log.info("export: checkpoints written to %s", destination)
+
+
+def stage_functions():
+    from ttc_jax.embedded import evaluation, revision_stages, verifier_stages
+
+    return {
+        "data": stage_data,
+        "policy": lambda ws: train_policy(ws, "policy"),
+        "policy_14x": lambda ws: train_policy(ws, "policy_14x"),
+        "prm_labels": verifier_stages.stage_prm_labels,
+        "prm": verifier_stages.stage_prm,
+        "revision_data": revision_stages.stage_revision_data,
+        "revision": revision_stages.stage_revision,
+        "verifier_data": revision_stages.stage_verifier_data,
+        "verifier": verifier_stages.stage_verifier,
+        "export": stage_export,
+        "evaluate": evaluation.stage_evaluate,
+    }
+
+
+def selected_stages(spec: str) -> list[str]:
+    """``""`` -> every stage; ``"prm,revision"`` -> those, in pipeline order."""
+    if not spec:
+        return list(STAGES)
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = [name for name in names if name not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
+    return [stage for stage in STAGES if stage in names]
+
+
+def run_pipeline(config, command: str) -> Workspace:
+    """Runs the selected stages that are not done yet; returns the workspace."""
+    ws = Workspace(config, command)
+    functions = stage_functions()
+    started = time.perf_counter()
+    for stage in selected_stages(config.stages):
+        if ws.is_done(stage):
+            log.info("%s: done already (%.0f s), skipped", stage, ws.stage_seconds(stage))
+            continue
+        log.info("%s: starting", stage)
+        stage_start = time.perf_counter()
+        functions[stage](ws)
+        ws.mark_done(stage, time.perf_counter() - stage_start)
+        log.info("%s: done in %.0f s", stage, time.perf_counter() - stage_start)
+    log.info("pipeline: finished in %.0f s this run", time.perf_counter() - started)
+    return ws

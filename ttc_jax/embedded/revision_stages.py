@@ -1,0 +1,154 @@
+"""Pipeline stages of revisions: revision data, the revision model, and the revision
+chains the revision verifier learns from.
+
+Revision data follows the paper (`ttc_jax.training.revisions`): 64 policy samples per
+training question, each correct one a target with up to four incorrect ones as context,
+the closest by edit distance last. The revision model starts from the policy's weights.
+Its prompt is `FewShotPrompt.revision_text` (the question, then the earlier attempts); with
+no attempts that is the policy's own prompt, so it makes first attempts too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from ttc_jax.embedded import task
+from ttc_jax.embedded.fine_tuning import (
+    REVISION_QUESTIONS,
+    VERIFIER_QUESTIONS,
+    fit_examples,
+    fit_record,
+    sampling_settings,
+    split_examples,
+    training_questions,
+)
+from ttc_jax.embedded.workspace import Workspace
+from ttc_jax.engine.generate import Sample
+from ttc_jax.lm import LanguageModel, load_lm
+from ttc_jax.math.datasets import Problem
+from ttc_jax.math.grading import extract_answer
+from ttc_jax.math.prompts import split_steps
+from ttc_jax.training.objectives import lm_loss
+from ttc_jax.training.packing import lm_example
+from ttc_jax.training.revisions import revision_examples
+from ttc_jax.training.rollouts import Grader, SamplingSettings, sample_solutions
+
+log = logging.getLogger(__name__)
+
+
+def revision_chains(
+    lm: LanguageModel,
+    problems: Sequence[Problem],
+    num_chains: int,
+    length: int,
+    settings: SamplingSettings,
+    seed: int,
+) -> list[list[list[tuple[str, Sample]]]]:
+    """``num_chains`` chains of ``length`` sequential attempts per problem, each attempt
+    conditioned on the chain's earlier ones (the last four): ``[problem][chain][attempt]``
+    -> (the prompt it was sampled from, the sample)."""
+    chains = [[[] for _ in range(num_chains)] for _ in problems]
+    for attempt in range(length):
+        prompts = [
+            task.PROMPT.revision_text(problem, [sample.text for _, sample in chain])
+            for problem, problem_chains in zip(problems, chains, strict=True)
+            for chain in problem_chains
+        ]
+        samples = sample_solutions(lm, prompts, 1, settings, seed * 1009 + attempt)
+        for index, (prompt, [sample]) in enumerate(zip(prompts, samples, strict=True)):
+            chains[index // num_chains][index % num_chains].append((prompt, sample))
+    return chains
+
+
+# -- stages -------------------------------------------------------------------------------
+
+
+def stage_revision_data(ws: Workspace) -> None:
+    """Policy samples of training questions turned into revision examples."""
+    section = ws.config.revision_data
+    lm = load_lm(ws.model_dir("policy"))
+    problems = training_questions(ws, section.questions_per_level, REVISION_QUESTIONS)
+    settings = sampling_settings(ws, section.prompts_per_call, section.temperature)
+    grader = Grader()
+
+    def work(index, chunk):
+        prompts = [task.PROMPT.text(p) for p in chunk]
+        seed = ws.config.seed * 1000 + index
+        samples = sample_solutions(lm, prompts, section.samples_per_question, settings, seed)
+        rng = np.random.default_rng([ws.config.seed, REVISION_QUESTIONS, index])
+        for problem, row in zip(chunk, samples, strict=True):
+            answers = [s.text for s in row if extract_answer(s.text) is not None]
+            if section.include_reference:
+                answers.append(problem.solution)
+            correct = [grader.correct(answer, problem.answer) for answer in answers]
+            for example in revision_examples(
+                answers, correct, rng, section.max_examples_per_question
+            ):
+                yield {
+                    "problem_id": problem.id,
+                    "question": problem.problem,
+                    "attempts": example.attempts,
+                    "target": example.target,
+                }
+
+    ws.run_chunks("revision_data", problems, section.chunk_questions, work, log.info)
+
+
+def stage_revision(ws: Workspace) -> None:
+    """The revision model: the policy fine-tuned to answer after its wrong attempts."""
+    rows = ws.read_chunks("revision_data")
+    tokenizer = ws.tokenizer
+    prompts = [task.PROMPT.revision_text(r["question"], r["attempts"]) for r in rows]
+    prompt_ids = tokenizer(prompts)["input_ids"]
+    target_ids = tokenizer([r["target"] for r in rows], add_special_tokens=False)["input_ids"]
+    examples = [
+        lm_example(prompt, target, tokenizer.eos_token_id)
+        for prompt, target in zip(prompt_ids, target_ids, strict=True)
+    ]
+    train, validation = split_examples(rows, examples, ws.config.revision.validation_fraction)
+    policy = load_lm(ws.model_dir("policy"))
+    result = fit_examples(
+        ws,
+        "revision",
+        policy.config,
+        policy.params,
+        lm_loss,
+        train,
+        validation,
+        np.int32,
+        REVISION_QUESTIONS,
+    )
+    record = fit_record(result, train, validation)
+    ws.save_model("revision", policy.config, result.params, record)
+
+
+def stage_verifier_data(ws: Workspace) -> None:
+    """Revision chains on training questions, each attempt with its history and grade."""
+    section = ws.config.verifier_data
+    lm = load_lm(ws.model_dir("revision"))
+    problems = training_questions(ws, section.questions_per_level, VERIFIER_QUESTIONS)
+    settings = sampling_settings(ws, section.prompts_per_call)
+    grader = Grader()
+
+    def work(index, chunk):
+        seed = ws.config.seed * 1000 + index
+        chains = revision_chains(lm, chunk, section.chains, section.chain_length, settings, seed)
+        for problem, problem_chains in zip(chunk, chains, strict=True):
+            for chain in problem_chains:
+                for attempt, (prompt, sample) in enumerate(chain):
+                    steps = split_steps(sample.text, task.PROMPT_CONFIG.step_delimiter)
+                    # An attempt without an answer stays: the verifier should learn it is wrong.
+                    if not steps:
+                        continue
+                    yield {
+                        "problem_id": problem.id,
+                        "attempt": attempt,
+                        "prompt": prompt,
+                        "steps": steps,
+                        "correct": grader.correct(sample.text, problem.answer),
+                    }
+
+    ws.run_chunks("verifier_data", problems, section.chunk_questions, work, log.info)

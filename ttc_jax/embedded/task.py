@@ -1,0 +1,285 @@
+"""The embedded world's task: chains of modular operations, written as MATH problems.
+
+A problem starts from a number and applies a list of operations in order, modulo 100::
+
+    Problem:
+    Start at 48. Apply +7 *6 -8 in order, modulo 100. What is the result?
+
+    Solution:
+    48+7=55
+    55*6=30
+    30-8=22
+    The answer is \\boxed{22}.
+
+Every step is one small-table operation whose operands are read back from the text (the
+previous line's result and the next operation of the problem), so a verifier can check each
+step from what it sees. Difficulty grows with the number of steps and with the kind of
+operation (one-digit additions and subtractions, one-digit multiplications, two-digit
+additions): errors compound over a chain, and a wrong step is carried to the final answer,
+which can be any of 100 numbers.
+
+Problems are split into train, validation and test by a hash of their text, so every question
+`make_problems` returns is one no training stage can have seen, whatever the seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import numpy as np
+
+from ttc_jax.math.datasets import Problem
+from ttc_jax.math.prompts import FewShotPrompt, PromptConfig
+
+MODULUS = 10
+REGISTERS = ("x", "y")
+# Step labels: the question names each operation by a letter and its solution line repeats
+# it, so finding the next operation is a lookup by that letter.
+STEP_LABELS = "abcdefghij"
+SUBJECT = "Modular arithmetic"
+LEVELS = (1, 2, 3, 4, 5)
+SPLITS = ("train", "validation", "test")
+# A problem's split is its text hash modulo HASH_BUCKETS: bucket 0 is test, 1 validation.
+HASH_BUCKETS = 8
+# How often a solution line spells out its operation first ("x=x+y=4+5=9"). Real solutions
+# say the same thing in several ways; so do these, and a solution's log-probability then
+# reflects its wording as well as its correctness.
+RESTATE_PROBABILITY = 0.3
+# The fixed texts of problems and solutions; the tokenizer keeps each as one token.
+QUESTION_OPENING = "Let x = "
+QUESTION_SECOND = " and y = "
+QUESTION_MIDDLE = f". Working modulo {MODULUS}, apply "
+OPERATION_JOINER = ", "
+LABEL_CLOSING = ") "
+QUESTION_CLOSING = ". What is 10x+y?"
+ANSWER_OPENING = "The answer is \\boxed{"
+ANSWER_CLOSING = "}."
+TEMPLATE_TEXTS = (
+    QUESTION_OPENING,
+    QUESTION_SECOND,
+    QUESTION_MIDDLE,
+    OPERATION_JOINER,
+    LABEL_CLOSING,
+    QUESTION_CLOSING,
+    ANSWER_OPENING,
+    ANSWER_CLOSING,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class OperationKind:
+    """A family of steps: its symbol, whether it also adds the other register, and the
+    constant operands it draws (None: the other register instead of a constant)."""
+
+    name: str
+    symbol: str
+    constants: tuple[int, ...] | None
+    plus_other: bool = False
+    # "x=x+2y": the other register counted this many times.
+    other_times: int = 1
+
+
+OPERATION_KINDS = {
+    kind.name: kind
+    for kind in (
+        OperationKind("add", "+", tuple(range(1, 6))),
+        OperationKind("sub", "-", tuple(range(1, 6))),
+        # Units modulo 10 only: multiplying by them permutes the digits, so values never
+        # collapse towards 0 or 5 and every answer stays equally likely.
+        OperationKind("mul", "*", (3, 7, 9)),
+        OperationKind("add_other", "+", None),
+        OperationKind("sub_other", "-", None),
+        OperationKind("add_twice_other", "+", None, other_times=2),
+        OperationKind("add_other_add", "+", tuple(range(1, 4)), plus_other=True),
+    )
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelSpec:
+    """How a level's problems are drawn: how many steps, and the kinds of their operations
+    with their relative frequencies."""
+
+    num_steps: int
+    kind_weights: dict[str, float]
+
+
+EASY = {"add": 1, "sub": 1, "mul": 1}
+LEVEL_SPECS = {
+    1: LevelSpec(2, {**EASY, "add_other": 0.5, "sub_other": 0.5}),
+    2: LevelSpec(3, {**EASY, "add_other": 1, "sub_other": 1, "add_twice_other": 0.5}),
+    3: LevelSpec(
+        4, {**EASY, "add_other": 1, "sub_other": 1, "add_twice_other": 1, "add_other_add": 0.5}
+    ),
+    4: LevelSpec(
+        5, {**EASY, "add_other": 1, "sub_other": 1, "add_twice_other": 1.5, "add_other_add": 1}
+    ),
+    5: LevelSpec(
+        6, {**EASY, "add_other": 1, "sub_other": 1, "add_twice_other": 2, "add_other_add": 2}
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Operation:
+    """``target = target <symbol> operand``: the operand is a digit or the other register,
+    and ``x=x+y+3`` adds the other register and a digit."""
+
+    target: str
+    symbol: str
+    operands: tuple[int | str, ...]
+
+    def _values(self, values: dict[str, int]) -> list[int]:
+        return [values[o] if isinstance(o, str) else o for o in self.operands]
+
+    def apply(self, values: dict[str, int]) -> int:
+        left, (right, *more) = values[self.target], self._values(values)
+        if self.symbol == "+":
+            result = left + right
+        elif self.symbol == "-":
+            result = left - right
+        else:
+            result = left * right
+        return (result + sum(more)) % MODULUS
+
+    @property
+    def text(self) -> str:
+        return f"{self.target}={self.target}{self.symbol}" + "+".join(map(str, self.operands))
+
+    def step_text(self, label: str, values: dict[str, int], restate: bool) -> str:
+        """``c) x=9-8=1``: the label, the target, its operands' values, the result; with
+        ``restate``, the operation first: ``c) x=x-y=9-8=1``."""
+        operands = "+".join(map(str, self._values(values)))
+        restated = f"{self.text[len(self.target) + 1 :]}=" if restate else ""
+        return (
+            f"{label}{LABEL_CLOSING}{self.target}={restated}{values[self.target]}{self.symbol}"
+            f"{operands}={self.apply(values)}"
+        )
+
+
+def question_text(start: dict[str, int], operations: list[Operation]) -> str:
+    applied = OPERATION_JOINER.join(
+        f"{label}{LABEL_CLOSING}{op.text}"
+        for label, op in zip(STEP_LABELS, operations, strict=False)
+    )
+    x, y = (start[name] for name in REGISTERS)
+    return f"{QUESTION_OPENING}{x}{QUESTION_SECOND}{y}{QUESTION_MIDDLE}{applied}{QUESTION_CLOSING}"
+
+
+def final_answer(values: dict[str, int]) -> int:
+    return MODULUS * values["x"] + values["y"]
+
+
+def answer_line(answer: int) -> str:
+    return f"{ANSWER_OPENING}{answer}{ANSWER_CLOSING}"
+
+
+def run(
+    start: dict[str, int], operations: list[Operation], restated: list[bool]
+) -> tuple[list[str], int]:
+    """The reference solution's steps (one per operation, then the answer line) and the
+    answer; ``restated[i]`` spells out operation i before computing it."""
+    if len(operations) > len(STEP_LABELS):
+        raise ValueError(f"at most {len(STEP_LABELS)} operations, got {len(operations)}")
+    values, steps = dict(start), []
+    for label, op, restate in zip(STEP_LABELS, operations, restated, strict=False):
+        steps.append(op.step_text(label, values, restate))
+        values[op.target] = op.apply(values)
+    answer = final_answer(values)
+    return [*steps, answer_line(answer)], answer
+
+
+def split_of(question: str) -> str:
+    """The split a question belongs to, fixed by its text alone."""
+    bucket = int.from_bytes(hashlib.blake2b(question.encode(), digest_size=4).digest(), "big")
+    bucket %= HASH_BUCKETS
+    return SPLITS[2] if bucket == 0 else SPLITS[1] if bucket == 1 else SPLITS[0]
+
+
+def draw_problem(rng: np.random.Generator, level: int) -> Problem:
+    """One problem of ``level`` drawn from ``rng`` (any split)."""
+    spec = LEVEL_SPECS[level]
+    names = list(spec.kind_weights)
+    weights = np.array([spec.kind_weights[name] for name in names], float)
+    start = {name: int(rng.integers(MODULUS)) for name in REGISTERS}
+    operations = []
+    kinds = rng.choice(names, size=spec.num_steps, p=weights / weights.sum())
+    for index, name in enumerate(kinds):
+        kind = OPERATION_KINDS[str(name)]
+        # Targets alternate, so each register's value is at most two lines back.
+        target = REGISTERS[index % len(REGISTERS)]
+        other = REGISTERS[1 - index % len(REGISTERS)]
+        constant = None if kind.constants is None else int(rng.choice(kind.constants))
+        if kind.constants is None:
+            operands = (other,) * kind.other_times
+        elif kind.plus_other:
+            operands = (other, constant)
+        else:
+            operands = (constant,)
+        operations.append(Operation(target, kind.symbol, operands))
+    question = question_text(start, operations)
+    restated = list(rng.random(len(operations)) < RESTATE_PROBABILITY)
+    steps, answer = run(start, operations, restated)
+    digest = hashlib.blake2b(question.encode(), digest_size=6).hexdigest()
+    return Problem(
+        id=f"embedded/level{level}/{digest}",
+        problem=question,
+        answer=str(answer),
+        solution="\n".join(steps),
+        subject=SUBJECT,
+        level=level,
+    )
+
+
+def _check_level(level: int) -> None:
+    if level not in LEVEL_SPECS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+
+
+def problems_of_split(num: int, level: int, seed: int, split: str) -> list[Problem]:
+    """``num`` distinct problems of ``level`` from ``split``, the same for the same seed.
+
+    Raises ValueError when the split runs out of distinct problems (level 1's test split
+    holds about fifteen hundred).
+    """
+    _check_level(level)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if num < 0:
+        raise ValueError(f"num must be >= 0, got {num}")
+    rng = np.random.default_rng([seed, level, SPLITS.index(split)])
+    problems: dict[str, Problem] = {}
+    # Far more draws than a nearly exhausted split needs for one more problem.
+    patience = 5000 * HASH_BUCKETS
+    misses = 0
+    while len(problems) < num:
+        problem = draw_problem(rng, level)
+        if split_of(problem.problem) == split and problem.problem not in problems:
+            problems[problem.problem] = problem
+            misses = 0
+        else:
+            misses += 1
+            if misses > patience:
+                raise ValueError(
+                    f"level {level}'s {split} split ran out of distinct problems at "
+                    f"{len(problems)}; ask for fewer than {num}"
+                )
+    return list(problems.values())
+
+
+def make_problems(num: int, level: int, seed: int = 0) -> list[Problem]:
+    """``num`` fresh problems of ``level`` (1-5): from the test split, which no training
+    stage draws from, distinct from each other, and the same for the same ``seed``."""
+    return problems_of_split(num, level, seed, "test")
+
+
+# -- how the world's models see a problem -------------------------------------------------
+
+# The MATH prompt with no examples and one step per line: "Problem:\n<question>\n\nSolution:\n".
+PROMPT_CONFIG = PromptConfig(num_shots=0, step_delimiter="\n")
+PROMPT = FewShotPrompt(PROMPT_CONFIG, ())
+# The temperature the world's policies are sampled at, in training data and in the study.
+SAMPLING_TEMPERATURE = 1.0
+# Room for the longest solution (a level-5 reference is about 90 tokens) and some more.
+MAX_NEW_TOKENS = 128
