@@ -20,7 +20,8 @@ It also carries the paper's PaLM 2 difficulty-conditioned strategy tables, so ev
 * ``revision_table`` (with a revision model): fully sequential revisions on the easy bins,
   an intermediate ratio (S = sqrt N sequential) on the harder ones.
 
-At budget 1 every strategy is one sample. The paper gives no numbers for the difficulty bins'
+The search settings (prompt, delimiter, token budgets) are the config's own ``search``. At
+budget 1 every strategy is one sample. The paper gives no numbers for the difficulty bins'
 edges on the PRM score (UNSTATED): the defaults cut [0, 1] evenly; fit real ones with a study
 (its strategy_table.json) and pass it as ``strategy_table_file``.
 """
@@ -67,12 +68,10 @@ def get_config():
         "difficulty": {"samples": 16, "edges": [0.8, 0.6, 0.4, 0.2]},
         "budgets": list(BUDGETS),
         "table": _table(lambda n: "best_of_n_weighted", lambda n: "beam_msqrt"),
-        "search": {"step_delimiter": "\n", "max_new_tokens": 1024},
     }
     config.revision_table = {
         "difficulty": {"samples": 16, "edges": [0.8, 0.6, 0.4, 0.2]},
         "budgets": list(BUDGETS),
         "table": _table(lambda n: f"revisions_s{n}", lambda n: f"revisions_s{_sqrt_length(n)}"),
-        "search": {"step_delimiter": "\n", "max_new_tokens": 1024},
     }
     return config

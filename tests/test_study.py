@@ -15,6 +15,7 @@ import pytest
 
 from tests import study_helpers
 from ttc_jax.study import specs
+from ttc_jax.study.analysis import bin_edges, bin_of
 from ttc_jax.study.config import check_study_config, study_config
 from ttc_jax.study.difficulty import balanced_folds, quantile_bins
 from ttc_jax.study.exchange import matched_multiplier
@@ -76,6 +77,16 @@ def test_quantile_bins_are_balanced_ordered_and_order_free():
     assert bins["q0"] == 1 and bins["q1"] == 5  # highest value = easiest
     shuffled = dict(reversed(list(values.items())))
     assert quantile_bins(shuffled, 5) == bins
+
+
+@pytest.mark.parametrize("count", [10, 3, 1])
+def test_bin_edges_give_back_each_questions_bin_even_with_empty_bins(count):
+    values = {f"q{i}": v for i, v in enumerate([0.9, 0.1, 0.5, 0.7, 0.3, 0.2, 0.8, 0.6, 0.4, 0.05])}
+    values = dict(list(values.items())[:count])
+    bins = quantile_bins(values, 5)
+    edges = bin_edges(values, bins, 5)
+    assert len(edges) == 4 and edges == sorted(edges, reverse=True)
+    assert all(bin_of(values[q], edges) == bins[q] for q in values)
 
 
 @pytest.mark.parametrize(

@@ -40,20 +40,31 @@ def table_of(config, revisions: bool = False) -> dict:
     return config.strategy_table.to_dict()
 
 
+def with_search(table: dict, search) -> dict:
+    """``table`` searching with the config's settings, under those a fitted table carries
+    (what its study ran with)."""
+    merged = search.to_dict()
+    for key, value in (table.get("search") or {}).items():
+        if key == "prompt":
+            merged["prompt"] = {**merged["prompt"], **value}
+        else:
+            merged[key] = value
+    return {**table, "search": merged}
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         sys.exit(f"ttc-solve: unexpected arguments {' '.join(argv[1:])}")
     if CONFIG.value is None or not QUESTION.value:
         sys.exit("ttc-solve: --config and --question are required")
     import ttc_jax
-    from ttc_jax.cli.study import study_section
     from ttc_jax.solver import check_table
-    from ttc_jax.study.config import resolve_path
+    from ttc_jax.study.config import resolve_path, study_section
 
     config = study_section(CONFIG.value)
     models = config.models
     try:
-        table = table_of(config, REVISIONS.value)
+        table = with_search(table_of(config, REVISIONS.value), config.search)
         check_table(table)
         for field in ("policy", "prm"):
             if not models[field]:
@@ -76,3 +87,7 @@ def main(argv: list[str]) -> None:
 
 def entry() -> None:
     app.run(main)
+
+
+if __name__ == "__main__":
+    entry()

@@ -21,18 +21,13 @@ CONFIG = config_flags.DEFINE_config_file(
 )
 
 
-def study_section(config):
-    """The study part of a config: ``config.study`` when the file holds more (the embedded
-    world's file also configures training), else the config itself."""
-    return config.study if "study" in config else config
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         sys.exit(f"ttc-study: unexpected arguments {' '.join(argv[1:])}")
     if CONFIG.value is None:
         sys.exit("ttc-study: --config is required, e.g. --config configs/embedded.py")
     from ttc_jax.study import run_study
+    from ttc_jax.study.config import study_section
 
     try:
         run_study(study_section(CONFIG.value))
@@ -42,3 +37,7 @@ def main(argv: list[str]) -> None:
 
 def entry() -> None:
     app.run(main)
+
+
+if __name__ == "__main__":
+    entry()

@@ -34,14 +34,19 @@ def correctness(rows: Sequence[dict]) -> dict[str, dict[int, dict[str, bool]]]:
     return table
 
 
-def bin_edges(values: Mapping[str, float], bins: Mapping[str, int]) -> list[float]:
-    """Score thresholds between consecutive bins (bin 1 holds the highest scores): midway
-    between the lowest score of bin b and the highest of bin b + 1."""
+def bin_edges(values: Mapping[str, float], bins: Mapping[str, int], num_bins: int) -> list[float]:
+    """The ``num_bins - 1`` score thresholds between bins (bin 1 holds the highest scores):
+    edge b lies midway between the lowest score in bins 1..b and the highest in bins after b.
+    With fewer questions than bins some bins are empty; an edge with no question on one side
+    sits at the nearest score on the other."""
     edges = []
-    for b in sorted(set(bins.values()))[:-1]:
-        low = min(values[q] for q, x in bins.items() if x == b)
-        high = max(values[q] for q, x in bins.items() if x == b + 1)
-        edges.append((low + high) / 2)
+    for b in range(1, num_bins):
+        upper = [values[q] for q, x in bins.items() if x <= b]
+        lower = [values[q] for q, x in bins.items() if x > b]
+        if upper and lower:
+            edges.append((min(upper) + max(lower)) / 2)
+        else:
+            edges.append(min(upper) if upper else max(lower))
     return edges
 
 
@@ -122,7 +127,9 @@ def analyse(study) -> dict:
             "samples": config.difficulty.samples,
             "charged_samples": charged,
             "bins": config.difficulty.bins,
-            "charged_edges": bin_edges(values["predicted_charged"], bins["predicted_charged"]),
+            "charged_edges": bin_edges(
+                values["predicted_charged"], bins["predicted_charged"], config.difficulty.bins
+            ),
             "oracle_by_level": _keys(_by_level(difficulty, questions)),
             "bin_counts": {m: _keys(_counts(bins[m])) for m in MEASURES},
         },

@@ -86,6 +86,12 @@ def study_config() -> ml_collections.ConfigDict:
     )
 
 
+def study_section(config):
+    """The study part of a config: ``config.study`` when the file holds more (the embedded
+    world's file also configures training), else the config itself."""
+    return config.study if "study" in config else config
+
+
 def resolve_path(path: str) -> Path:
     """A model path: ``embedded:<name>`` is a model the package ships."""
     if path.startswith(EMBEDDED_PREFIX):

@@ -255,7 +255,7 @@ def strategy_table(study, summary: dict) -> dict:
             "edges": summary["difficulty"]["charged_edges"],
         },
         "budgets": summary["budgets"],
-        "table": _by_bin(summary["tables"]["deploy"]),
+        "table": _every_bin(_by_bin(summary["tables"]["deploy"]), config.difficulty.bins),
         "search": config.search.to_dict(),
     }
 
@@ -267,6 +267,18 @@ def _by_bin(tables: dict) -> dict:
         for b, label in per_bin.items():
             out.setdefault(b, {})[budget] = label
     return out
+
+
+def _every_bin(table: dict, num_bins: int) -> dict:
+    """``table`` with a row for every bin 1..``num_bins``: a bin no question fell in (fewer
+    questions than bins) takes the row of the nearest bin that has one, the easier on a tie."""
+    filled = sorted(int(b) for b in table)
+    if not filled:
+        return {}
+    return {
+        str(b): table[str(min(filled, key=lambda f: (abs(f - b), f)))]
+        for b in range(1, num_bins + 1)
+    }
 
 
 def write_outputs(study, summary: dict) -> None:
