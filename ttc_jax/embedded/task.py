@@ -1,22 +1,25 @@
-"""The embedded world's task: chains of modular operations, written as MATH problems.
+"""The embedded world's task: two registers, a chain of modular operations, as MATH problems.
 
-A problem starts from a number and applies a list of operations in order, modulo 100::
+A problem sets x and y to digits and applies labelled operations in order, modulo 10; the
+answer is 10x+y::
 
     Problem:
-    Start at 48. Apply +7 *6 -8 in order, modulo 100. What is the result?
+    Let x = 3 and y = 8. Working modulo 10, apply a) x=x+y, b) y=y*7, c) x=x-4. What is 10x+y?
 
     Solution:
-    48+7=55
-    55*6=30
-    30-8=22
-    The answer is \\boxed{22}.
+    a) x=3+8=1
+    b) y=y*7=8*7=6
+    c) x=1-4=7
+    The answer is \\boxed{76}.
 
 Every step is one small-table operation whose operands are read back from the text (the
-previous line's result and the next operation of the problem), so a verifier can check each
-step from what it sees. Difficulty grows with the number of steps and with the kind of
-operation (one-digit additions and subtractions, one-digit multiplications, two-digit
-additions): errors compound over a chain, and a wrong step is carried to the final answer,
-which can be any of 100 numbers.
+operation under its label in the question, the registers' latest values at most two lines
+up), so a verifier can check each step from what it sees; some lines restate the operation
+first, as real solutions word the same step in several ways. Difficulty grows with the number
+of steps (2 at level 1 to 6 at level 5) and with the kind of operation (a digit added,
+subtracted or multiplied; the other register added or subtracted, or added twice; the other
+register plus a digit): errors compound over a chain, and a wrong step is carried to the
+final answer, which can be any of 100 numbers.
 
 Problems are split into train, validation and test by a hash of their text, so every question
 `make_problems` returns is one no training stage can have seen, whatever the seeds.

@@ -1,10 +1,10 @@
 """The embedded world's tokenizer: a word-level vocabulary built with the `tokenizers` library.
 
-Every number 0-99 is one token, so each step of a solution (``48+7=55``) is a one-token
+Every number 0-99 is one token, so each step of a solution (``x=3+8=1``) is a one-token
 table lookup rather than digit-by-digit arithmetic: the fastest thing for a small model to
-learn. The fixed texts of prompts and problems (``Problem:``, ``. Apply ``, ``The answer is
-\\boxed{``) are single tokens too, which keeps sequences short; any other text falls back to
-one token per character, so every printable string can be encoded.
+learn. The fixed texts of prompts and problems (``Problem:``, ``. Working modulo 10, apply ``,
+``The answer is \\boxed{``) are single tokens too, which keeps sequences short; any other
+text falls back to one token per character, so every printable string can be encoded.
 
 A split pattern tries the fixed texts first (longest first), then a number of one or two
 digits, then any single character; the decoder concatenates token texts, so decoding gives
