@@ -16,7 +16,6 @@ from ttc_jax.models.config import ModelConfig
 from ttc_jax.prm import PRM, load_prm
 from ttc_jax.sharding import ShardingRules, make_mesh
 from ttc_jax.smollm2 import smollm2_path
-from ttc_jax.solver import SolveResult, solve
 
 __all__ = [
     "PRM",
@@ -41,3 +40,13 @@ __all__ = [
     "smollm2_path",
     "solve",
 ]
+
+
+def __getattr__(name: str):
+    # `solve` stands on the study and ml-collections, which the benchmark machines lack;
+    # importing it on first use keeps `import ttc_jax` light there.
+    if name in ("solve", "SolveResult"):
+        from ttc_jax import solver
+
+        return getattr(solver, name)
+    raise AttributeError(f"module 'ttc_jax' has no attribute {name!r}")
