@@ -16,6 +16,7 @@ from safetensors.numpy import load_file, save_file
 import ttc_jax
 from tests import prm_checkpoints
 from ttc_jax import PRM, ModelConfig
+from ttc_jax.prm import scorer
 from ttc_jax.sharding import make_mesh
 
 TOLERANCE = 1e-4
@@ -121,6 +122,17 @@ def test_incremental_scores_equal_full_scoring(kind, prms):
     state = _check_incremental(prm, CANDIDATES, state)
     assert state.cache.capacity > 16
     assert state.steps_done[:2].tolist() == [[3, 2, 1], [4, 1, 2]]
+
+
+def test_many_candidates_are_scored_in_chunks_with_the_same_scores(prms, monkeypatch):
+    prm = prms["ttc_value"]
+    whole = prm.score_batch(QUESTIONS, CANDIDATES)
+    # Room for one row's attention scores per call: every candidate gets its own call.
+    monkeypatch.setattr(scorer, "SCORE_BATCH_ELEMENTS", 1)
+    chunked = prm.score_batch(QUESTIONS, CANDIDATES)
+    for whole_row, chunked_row in zip(whole, chunked, strict=True):
+        for a, b in zip(whole_row, chunked_row, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_reorder_then_continue_equals_full_rescoring(prms):

@@ -45,6 +45,9 @@ from ttc_jax.sharding import ShardingRules
 
 # Suffix slots a fresh incremental state reserves per candidate; it doubles when full.
 DEFAULT_CAPACITY = 256
+# Attention scores (rows x heads x width x width) one `score_batch` call may hold: 512 MiB
+# in float32. More rows are scored in several calls.
+SCORE_BATCH_ELEMENTS = 2**27
 # Random heads draw from their own stream, independent of the backbone's draws for one seed.
 _HEAD_STREAM = (1,)
 
@@ -191,20 +194,31 @@ class PRM:
                 rows.append(ids)
                 score_at.append(positions)
         self._check_length(max(len(r) for r in rows))
-        num_rows = self.backbone.padded_batch_size(len(rows))
         width = bucket_length(max(len(r) for r in rows))
         max_steps = bucket_length(max(len(p) for p in score_at), 1)
-        tokens = np.zeros((num_rows, width), np.int32)
-        valid = np.zeros((num_rows, width), bool)
-        positions = np.zeros((num_rows, max_steps), np.int32)
-        for r, (ids, at) in enumerate(zip(rows, score_at, strict=True)):
-            tokens[r, : len(ids)] = ids
-            valid[r, : len(ids)] = True
-            positions[r, : len(at)] = at
-        with jax.set_mesh(self.backbone.mesh):
-            scores = np.asarray(
-                self._full(self.backbone.params, self.head_params, tokens, valid, positions)
-            )
+        # A full forward pass holds [rows, heads, width, width] attention scores: rows go
+        # through in chunks that keep that under SCORE_BATCH_ELEMENTS.
+        per_call = max(1, SCORE_BATCH_ELEMENTS // (self.backbone.config.num_heads * width**2))
+        chunks = []
+        for start in range(0, len(rows), per_call):
+            chunk_rows = rows[start : start + per_call]
+            num_rows = self.backbone.padded_batch_size(len(chunk_rows))
+            tokens = np.zeros((num_rows, width), np.int32)
+            valid = np.zeros((num_rows, width), bool)
+            positions = np.zeros((num_rows, max_steps), np.int32)
+            for r, (ids, at) in enumerate(
+                zip(chunk_rows, score_at[start : start + per_call], strict=True)
+            ):
+                tokens[r, : len(ids)] = ids
+                valid[r, : len(ids)] = True
+                positions[r, : len(at)] = at
+            with jax.set_mesh(self.backbone.mesh):
+                chunks.append(
+                    np.asarray(
+                        self._full(self.backbone.params, self.head_params, tokens, valid, positions)
+                    )[: len(chunk_rows)]
+                )
+        scores = np.concatenate(chunks)
         results, r = [], 0
         for question_candidates in candidates:
             results.append(
