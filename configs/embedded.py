@@ -155,16 +155,17 @@ def study(max_new_tokens: int) -> ml_collections.ConfigDict:
     levels x 10 fresh test questions, budgets 1, 4 and 16, 32 difficulty samples. The
     paper's grid costs far more: ``--config.study.budgets='(1,2,4,8,16,32,64)'
     --config.study.data.per_level=100``."""
+    from ttc_jax.embedded import MAX_STEP_TOKENS, SAMPLING_TEMPERATURE
     from ttc_jax.study import study_config
 
     config = study_config()
     config.workdir = "embedded_study"
     config.data.per_level = 10
     config.budgets = (1, 4, 16)
-    config.search.temperature = 1.0  # the world's sampling temperature (task.py)
+    config.search.temperature = SAMPLING_TEMPERATURE
     config.search.max_new_tokens = max_new_tokens
     config.search.step_delimiter = "\n"
-    config.search.max_step_tokens = 32  # a solution line is at most about 20 tokens
+    config.search.max_step_tokens = MAX_STEP_TOKENS
     config.search.prompt.style = "plain"
     config.search.prompt.num_shots = 0
     config.difficulty.samples = 32
