@@ -1,5 +1,6 @@
 """`ttc-train` in quick mode, end to end: killed mid-stage with SIGKILL, then resumed."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -10,9 +11,16 @@ from pathlib import Path
 import pytest
 
 import ttc_jax
-from ttc_jax.embedded.pipeline import CHECKPOINT_STAGES, STAGES
+from ttc_jax.embedded.pipeline import CHECKPOINT_STAGES, STAGES, run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def get_config(mode: str):
+    spec = importlib.util.spec_from_file_location("embedded", REPO / "configs" / "embedded.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(mode)
 
 
 def train_command(workdir: Path) -> list[str]:
@@ -89,6 +97,30 @@ def test_exported_models_load_with_their_records(quick_run):
         for name in ("policy", "policy_14x")
     ]
     assert tokens[0] == tokens[1]
+
+
+def test_verifiers_start_from_their_configured_backbones(quick_run):
+    workdir, _ = quick_run
+    export = workdir / "export"
+
+    def shape(name):
+        config = json.loads((export / name / "config.json").read_text())
+        return config["hidden_size"], config["num_hidden_layers"]
+
+    # The PRM is built on the 14x policy; the revision verifier on the policy, two layers up.
+    assert shape("prm") == shape("policy_14x") != shape("policy")
+    hidden, layers = shape("policy")
+    assert shape("revision_verifier") == (hidden, layers + 2)
+
+
+@pytest.mark.parametrize("stage", ["prm", "verifier"])
+def test_unknown_backbone_fails_before_any_stage(tmp_path, stage):
+    config = get_config("quick")
+    config.workdir = str(tmp_path / "run")
+    config[stage].backbone = "policy_100x"
+    with pytest.raises(ValueError, match=rf"{stage}\.backbone must be one of .*policy_100x"):
+        run_pipeline(config, "ttc-train")
+    assert not (tmp_path / "run").exists()
 
 
 def test_evaluation_report(quick_run):

@@ -148,10 +148,14 @@ def selected_stages(spec: str) -> list[str]:
 
 def run_pipeline(config, command: str) -> Workspace:
     """Runs the selected stages that are not done yet; returns the workspace."""
+    from ttc_jax.embedded.verifier_stages import check_backbones
+
+    stages = selected_stages(config.stages)
+    check_backbones(config)
     ws = Workspace(config, command)
     functions = stage_functions()
     started = time.perf_counter()
-    for stage in selected_stages(config.stages):
+    for stage in stages:
         if ws.is_done(stage):
             log.info("%s: done already (%.0f s), skipped", stage, ws.stage_seconds(stage))
             continue

@@ -3,8 +3,10 @@
 Both verifiers are ``ttc_value`` PRMs: a decoder with a value head, trained with binary
 cross-entropy at every step end (soft MC labels for the PRM; each revision's correctness for
 the revision verifier, whose "question" is the revision prompt with the earlier attempts),
-early-stopped on held-out questions. The PRM starts from the trained policy's weights (it
-already reads the task), the revision verifier from the PRM's.
+early-stopped on held-out questions. Each starts from a trained model of the world, named by
+its section's ``backbone``: the PRM from the 14x policy by default (a verifier that knows the
+task better than the policy it judges), the revision verifier from the policy (its long
+revision prompts would make a 14x-sized one slow to train here).
 """
 
 from __future__ import annotations
@@ -109,19 +111,20 @@ def stage_prm_labels(ws: Workspace) -> None:
 
 
 def stage_prm(ws: Workspace) -> None:
-    """The PRM: the policy's decoder trained further on reference solutions, deepened by a
-    few fresh layers, then given a value head and trained on the MC labels.
+    """The PRM: a trained model of the world (``prm.backbone``), optionally trained further
+    on reference solutions and deepened by a few fresh layers, then given a value head and
+    trained on the MC labels.
 
-    The extra layers give it room to check a step: the policy's layers already compute
-    what a step should say, and judging it takes comparing that with what it does say and
-    gathering the verdicts of every step, which two layers have no depth left for.
+    The extra layers give a policy-sized backbone room to check a step: its layers already
+    compute what a step should say, and judging it takes comparing that with what it does
+    say and gathering the verdicts of every step, which two layers have no depth left for.
     """
     rows = ws.read_chunks("prm_labels")
-    policy = load_lm(ws.model_dir("policy"))
     section = ws.config.prm
+    start = load_lm(ws.model_dir(backbone_stage(ws, "prm")))
     cfg, backbone = with_extra_layers(
-        policy.config,
-        continue_on_references(ws, "prm", policy),
+        start.config,
+        continue_on_references(ws, "prm", start),
         section.extra_layers,
         ws.config.seed,
     )
@@ -131,9 +134,29 @@ def stage_prm(ws: Workspace) -> None:
     train_value_model(ws, "prm", cfg, init, rows, examples, PRM_QUESTIONS)
 
 
+# The trained models a verifier may start from: its section's ``backbone`` -> stage.
+BACKBONES = {"prm": ("policy", "policy_14x"), "verifier": ("policy", "policy_14x", "prm")}
+
+
+def check_backbones(config) -> None:
+    """Raises ValueError naming a verifier section whose ``backbone`` is not a model it can
+    start from (`BACKBONES`); the pipeline calls it before any stage runs."""
+    for stage, choices in BACKBONES.items():
+        if config[stage].backbone not in choices:
+            raise ValueError(
+                f"{stage}.backbone must be one of {choices}, got {config[stage].backbone!r}"
+            )
+
+
+def backbone_stage(ws: Workspace, stage: str) -> str:
+    """The stage whose model ``stage`` starts from."""
+    check_backbones(ws.config)
+    return ws.config[stage].backbone
+
+
 def continue_on_references(ws: Workspace, stage: str, policy):
-    """The policy's parameters after ``config[stage].base_train.steps`` more steps on its
-    stream of reference solutions (none: the policy's own).
+    """``policy``'s parameters after ``config[stage].base_train.steps`` more steps on the
+    stream of reference solutions (none: its own).
 
     A verifier judges a step by what it knows of the task; trained on more of it than the
     policy was, it can catch the policy's slips, which the policy's own log-probabilities
@@ -156,13 +179,28 @@ def continue_on_references(ws: Workspace, stage: str, policy):
 
 
 def stage_verifier(ws: Workspace) -> None:
-    """The revision verifier: the PRM fine-tuned on revision outputs with their history."""
+    """The revision verifier: a value model (``verifier.backbone``) trained on revision
+    outputs with their history.
+
+    From the PRM it keeps the PRM's value head; from a policy it is deepened by
+    ``verifier.extra_layers`` fresh layers and given a new head.
+    """
     rows = ws.read_chunks("verifier_data")
-    prm = load_prm(ws.model_dir("prm"), "ttc_value")
+    section = ws.config.verifier
+    start = backbone_stage(ws, "verifier")
+    if start == "prm":
+        prm = load_prm(ws.model_dir("prm"), "ttc_value")
+        fmt, config = prm.format, prm.backbone.config
+        init = {"backbone": prm.backbone.params, "head": prm.head_params}
+    else:
+        policy = load_lm(ws.model_dir(start))
+        config, backbone = with_extra_layers(
+            policy.config, policy.params, section.extra_layers, ws.config.seed
+        )
+        fmt = TtcValueFormat(ws.tokenizer)
+        init = {"backbone": backbone, "head": new_value_head(config.hidden_size, ws.config.seed)}
     examples = [
-        value_example(prm.format, r["prompt"], r["steps"], [float(r["correct"])] * len(r["steps"]))
+        value_example(fmt, r["prompt"], r["steps"], [float(r["correct"])] * len(r["steps"]))
         for r in rows
     ]
-    init = {"backbone": prm.backbone.params, "head": prm.head_params}
-    config = prm.backbone.config
     train_value_model(ws, "verifier", config, init, rows, examples, VERIFIER_QUESTIONS)
