@@ -283,6 +283,9 @@ def make_problems(num: int, level: int, seed: int = 0) -> list[Problem]:
 PROMPT_CONFIG = PromptConfig(num_shots=0, step_delimiter="\n")
 PROMPT = FewShotPrompt(PROMPT_CONFIG, ())
 # The temperature the world's policies are sampled at, in training data and in the study.
-SAMPLING_TEMPERATURE = 1.0
+# Chosen on validation questions with the trained policy: at 1.0 its pass@16 was under twice
+# its pass@1 on levels 3 and 4 (0.70 and 0.54 pass@1), leaving search little room; at 1.4
+# level 1 stays near 0.8 and every level from 3 up has room.
+SAMPLING_TEMPERATURE = 1.4
 # Room for the longest solution (a level-5 reference is about 90 tokens) and some more.
 MAX_NEW_TOKENS = 128
