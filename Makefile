@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# The compute-optimal study on the embedded world's shipped models (writes embedded_study/).
 run: $(STAMP)
-	$(BIN)/ttc-demo
+	$(BIN)/ttc-study --config configs/embedded.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
