@@ -163,9 +163,11 @@ def exchange(summary: dict, path: Path) -> bool:
         axis.set_title(f"R = {point['ratio']:g}")
         axis.grid(alpha=0.3, axis="y")
     axes[0].set_ylabel("accuracy")
-    axes[-1].legend(fontsize=7)
+    # Below the panels: bars reach the top of every panel, so a legend inside covers some.
+    handles, labels = axes[-1].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=2, fontsize=8)
     figure.suptitle("Test-time compute against a larger model at matched FLOPs")
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return True
