@@ -61,7 +61,7 @@ def get_config(mode: str = "full") -> ml_collections.ConfigDict:
     config.policy = dict(
         model=model(hidden_size=64, num_layers=2, num_heads=8, intermediate_size=256),
         # 4e-3: at 3e-3 the same model and data ended at loss 0.153 and a level-1 pass@1
-        # of 0.19; at 4e-3, 0.068 (docs/embedded.md).
+        # of 0.19; at 4e-3, 0.065 (docs/embedded.md).
         train=train(steps=1600, learning_rate=4e-3),
     )
     # About 14x the policy's parameters (14.5x; 15.1x without the embeddings).

@@ -3,12 +3,25 @@ runs one (for the kill-and-resume test, which needs its own process)."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
+from pathlib import Path
 
 import ttc_jax
 from tests import search_helpers
 from ttc_jax.math import Problem
 from ttc_jax.study import StudyModels, study_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def load_config(name: str, *args):
+    """``configs/<name>.py``'s ``get_config(*args)`` (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, CONFIGS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(*args)
+
 
 PROBLEMS = [
     Problem(id=f"p{i}", problem=q + " " * (i // 5), answer=str(i % 3 + 1), level=i % 5 + 1)

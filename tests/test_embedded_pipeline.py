@@ -1,6 +1,5 @@
 """`ttc-train` in quick mode, end to end: killed mid-stage with SIGKILL, then resumed."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -11,16 +10,10 @@ from pathlib import Path
 import pytest
 
 import ttc_jax
+from tests.study_helpers import load_config
 from ttc_jax.embedded.pipeline import CHECKPOINT_STAGES, STAGES, run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def get_config(mode: str):
-    spec = importlib.util.spec_from_file_location("embedded", REPO / "configs" / "embedded.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(mode)
 
 
 def train_command(workdir: Path) -> list[str]:
@@ -115,7 +108,7 @@ def test_verifiers_start_from_their_configured_backbones(quick_run):
 
 @pytest.mark.parametrize("stage", ["prm", "verifier"])
 def test_unknown_backbone_fails_before_any_stage(tmp_path, stage):
-    config = get_config("quick")
+    config = load_config("embedded", "quick")
     config.workdir = str(tmp_path / "run")
     config[stage].backbone = "policy_100x"
     with pytest.raises(ValueError, match=rf"{stage}\.backbone must be one of .*policy_100x"):

@@ -1,7 +1,6 @@
 """The shipped study configs end to end: configs/math500_hf.py on tiny random Hugging Face
 checkpoints and on SmolLM2, and configs/palm2_math.py's PaLM 2 table driving ttc-solve."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import pytest
 
 import ttc_jax
 from tests import prm_checkpoints, search_helpers
+from tests.study_helpers import load_config
 from ttc_jax.models.export import save_causal_lm
 from ttc_jax.study import run_study
 
@@ -20,13 +20,6 @@ CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}assistant: {% endif %}"
 )
-
-
-def load_config(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
 
 
 @pytest.fixture(scope="module")
