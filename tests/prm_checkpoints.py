@@ -28,7 +28,7 @@ from tokenizers import (
 
 from tests import checkpoints
 
-KINDS = ("math_shepherd", "rlhflow", "qwen_math_prm", "skywork", "ttc_value")
+KINDS = ("math_shepherd", "rlhflow", "qwen_math_prm", "skywork", "ttc_value", "ttc_likelihood")
 
 BOS = "<|bos|>"
 SPECIAL_TOKENS = [
@@ -72,6 +72,7 @@ TOKENIZER_STYLE = {
     "qwen_math_prm": (False, QWEN_TEMPLATE),
     "skywork": (False, None),  # Qwen2.5's, with a BOS string the inference code writes
     "ttc_value": (False, None),
+    "ttc_likelihood": (False, None),
 }
 
 
@@ -139,6 +140,14 @@ class HeadedBackbone(torch.nn.Module):
         return self.model(torch.tensor([ids])).last_hidden_state[0]
 
 
+class LikelihoodValue(torch.nn.Linear):
+    """``value_head`` of a ttc_likelihood PRM: a linear unit and the likelihood's weight."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__(hidden_size, 1)
+        self.likelihood_weight = torch.nn.Parameter(torch.zeros(1))
+
+
 def _config(config_cls, architecture: str, **overrides):
     config = config_cls(**{**checkpoints.BASE, "vocab_size": VOCAB_SIZE, **overrides})
     config.architectures = [architecture]
@@ -184,6 +193,9 @@ def build_torch_model(kind: str, seed: int = 0, family: str | None = None):
     elif kind == "ttc_value":
         config = _config(transformers.LlamaConfig, "TtcValuePRM")
         model = HeadedBackbone(config, {"value_head": torch.nn.Linear(e, 1)})
+    elif kind == "ttc_likelihood":
+        config = _config(transformers.LlamaConfig, "TtcLikelihoodPRM", tie_word_embeddings=True)
+        model = HeadedBackbone(config, {"value_head": LikelihoodValue(e)})
     else:
         raise ValueError(kind)
     _randomize(model, seed)
@@ -275,3 +287,25 @@ class Reference:
         scored = [token_ends.index(end) for end in step_ends]
         values = self.model.value_head(self.model.hidden(encoded["input_ids"]))[:, 0]
         return torch.sigmoid(values[scored])
+
+    def _ttc_likelihood(self, question, steps):
+        # The whole text tokenized at once; the likelihood sums log p(token | before) over
+        # every step token but each step's first, the value head adds its weighted sum.
+        text = f"Problem:\n{question}\n\nSolution:\n"
+        spans = []
+        for step in steps:
+            spans.append((len(text), len(text) + len(step) + 1))
+            text += step + "\n"
+        encoded = self.tokenizer(text, return_offsets_mapping=True)
+        ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+        hidden = self.model.hidden(ids)
+        log_probs = (hidden @ self.model.model.embed_tokens.weight.T).log_softmax(dim=-1)
+        token_log_probs = [0.0] + [float(log_probs[t - 1, ids[t]]) for t in range(1, len(ids))]
+        head = self.model.value_head
+        scores, total = [], 0.0
+        for start, end in spans:
+            inside = [t for t, (a, b) in enumerate(offsets) if a >= start and b <= end]
+            total += sum(token_log_probs[t] for t in inside[1:])
+            value = head(hidden[inside[-1]])[0] + head.likelihood_weight[0] * total
+            scores.append(torch.sigmoid(value))
+        return scores

@@ -135,9 +135,11 @@ def test_many_candidates_are_scored_in_chunks_with_the_same_scores(prms, monkeyp
             np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_reorder_then_continue_equals_full_rescoring(prms):
-    # rlhflow formats a first step unlike later ones: the step counts must follow the beams.
-    prm = prms["rlhflow"]
+@pytest.mark.parametrize("kind", ["rlhflow", "ttc_likelihood"])
+def test_reorder_then_continue_equals_full_rescoring(kind, prms):
+    # rlhflow formats a first step unlike later ones: the step counts must follow the beams;
+    # ttc_likelihood's carried likelihood must follow them too.
+    prm = prms[kind]
     first = [[c[0] for c in cands] for cands in CANDIDATES]
     state = prm.start(QUESTIONS, num_candidates=3)
     state, _ = prm.score_step(state, first)
@@ -189,6 +191,17 @@ def test_ttc_value_config_names_its_architecture(checkpoint_root):
 
 
 # -- bad input ----------------------------------------------------------------------------------
+
+
+def test_a_likelihood_prm_with_untied_embeddings_is_refused(checkpoint_root, tmp_path):
+    # Its likelihood reads the embeddings as the unembedding; untied, they would be the wrong
+    # matrix, so the checkpoint is refused before any weight is read.
+    folder = tmp_path / "untied"
+    shutil.copytree(checkpoint_root / "ttc_likelihood", folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": False}))
+    with pytest.raises(ttc_jax.CheckpointError, match="tie_word_embeddings"):
+        ttc_jax.load_prm(folder, "ttc_likelihood")
 
 
 def test_unknown_kind(checkpoint_root):

@@ -21,9 +21,11 @@ def lm():
     return engine_helpers.tiny_lm(scale_logits=False)
 
 
-@pytest.fixture(scope="module")
-def prm():
-    return PRM.random(RANDOM_CONFIG, "ttc_value", prm_checkpoints.build_tokenizer("ttc_value"))
+# ttc_likelihood carries the steps' likelihood from call to call, through rollbacks too.
+@pytest.fixture(scope="module", params=["ttc_value", "ttc_likelihood"])
+def prm(request):
+    kind = request.param
+    return PRM.random(RANDOM_CONFIG, kind, prm_checkpoints.build_tokenizer(kind), seed=2)
 
 
 def _start(lm, num_samples=4, capacity=64):

@@ -20,6 +20,7 @@ from ttc_jax.models.config import ModelConfig
 from ttc_jax.models.params import Params, flatten
 
 VALUE_PRM_ARCHITECTURE = "TtcValuePRM"
+LIKELIHOOD_PRM_ARCHITECTURE = "TtcLikelihoodPRM"
 CAUSAL_LM_ARCHITECTURES = {
     "llama": "LlamaForCausalLM",
     "mistral": "MistralForCausalLM",
@@ -114,14 +115,20 @@ def save_value_prm(
     folder: str | Path, cfg: ModelConfig, backbone: Params, head: dict[str, Any]
 ) -> Path:
     """Writes a ``ttc_value`` PRM: the decoder under ``model.*`` (no LM head) and
-    ``value_head.weight`` [1, hidden] with ``value_head.bias`` [1].
+    ``value_head.weight`` [1, hidden] with ``value_head.bias`` [1]; or, when ``head`` has a
+    ``likelihood_weight``, a ``ttc_likelihood`` PRM with ``value_head.likelihood_weight`` [1].
 
     ``head`` holds `ttc_jax.prm.heads.ValueHead`'s parameters: ``value_proj`` [hidden] and
-    ``value_bias`` [].
+    ``value_bias`` [] (and `LikelihoodValueHead`'s ``likelihood_weight`` []).
     """
     if not cfg.tie_word_embeddings:
-        raise ValueError("a ttc_value PRM has no LM head: give a config with tied embeddings")
+        raise ValueError("a value PRM has no LM head: give a config with tied embeddings")
     tensors = transformers_tensors(cfg, backbone)
     tensors["value_head.weight"] = np.asarray(head["value_proj"], np.float32).reshape(1, -1)
     tensors["value_head.bias"] = np.asarray(head["value_bias"], np.float32).reshape(1)
-    return _write(Path(folder), hf_config(cfg, VALUE_PRM_ARCHITECTURE), tensors)
+    architecture = VALUE_PRM_ARCHITECTURE
+    if "likelihood_weight" in head:
+        weight = np.asarray(head["likelihood_weight"], np.float32).reshape(1)
+        tensors["value_head.likelihood_weight"] = weight
+        architecture = LIKELIHOOD_PRM_ARCHITECTURE
+    return _write(Path(folder), hf_config(cfg, architecture), tensors)

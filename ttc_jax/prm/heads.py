@@ -1,7 +1,7 @@
 """Score heads of process reward models: hidden state at a scored token -> probability.
 
 Every PRM here is a decoder backbone (`ttc_jax.models.Transformer`, without an LM head) plus
-one of three small heads, each a Flax NNX module whose parameters carry ``logical_axes``
+one of four small heads, each a Flax NNX module whose parameters carry ``logical_axes``
 metadata like the backbone's (`ttc_jax.models.layers`):
 
 * `LabelTokenHead`: token-logit PRMs (Math-Shepherd, RLHFlow) score a step by the LM's
@@ -11,6 +11,9 @@ metadata like the backbone's (`ttc_jax.models.layers`):
   P(class 1).
 * `ValueHead`: one linear unit and a sigmoid (Skywork's ``v_head.summary``, this project's
   ``value_head``).
+* `LikelihoodValueHead`: a value head that also weighs the backbone's own log-likelihood of
+  the solution so far (this project's ``ttc_likelihood`` PRMs): a verifier that knows the task
+  better than the policy can tell a slip by how unlikely it finds it.
 
 Heads compute in float32 whatever the weights' dtype: they see only the handful of scored
 positions, and scores of different candidates are compared with each other, so the precision
@@ -36,6 +39,7 @@ class Readout(enum.Enum):
     LABEL_TOKENS = "label_tokens"
     CLASSIFIER = "classifier"
     VALUE = "value"
+    VALUE_LIKELIHOOD = "value_likelihood"
 
 
 def _f32(param: nnx.Param) -> jnp.ndarray:
@@ -85,10 +89,28 @@ class ValueHead(nnx.Module):
         return jax.nn.sigmoid(value + _f32(self.value_bias))
 
 
+class LikelihoodValueHead(nnx.Module):
+    """sigmoid(w . hidden + b + a * log-likelihood), where the log-likelihood is the
+    backbone's, as a language model, of the solution's tokens so far (see
+    `ttc_jax.prm.scorer`)."""
+
+    def __init__(self, hidden_size: int, dtype, rngs: nnx.Rngs):
+        self.value_proj = random_param(rngs, (hidden_size,), ("embed",), dtype)
+        self.value_bias = zeros_param((), (), dtype)
+        self.likelihood_weight = random_param(rngs, (), (), dtype)
+
+    def __call__(self, hidden: jnp.ndarray, likelihood: jnp.ndarray) -> jnp.ndarray:
+        """hidden [..., E], likelihood [...] -> [...] float32."""
+        value = jnp.einsum("...e,e->...", hidden.astype(jnp.float32), _f32(self.value_proj))
+        value += likelihood.astype(jnp.float32) * _f32(self.likelihood_weight)
+        return jax.nn.sigmoid(value + _f32(self.value_bias))
+
+
 HEADS = {
     Readout.LABEL_TOKENS: LabelTokenHead,
     Readout.CLASSIFIER: ClassifierHead,
     Readout.VALUE: ValueHead,
+    Readout.VALUE_LIKELIHOOD: LikelihoodValueHead,
 }
 
 

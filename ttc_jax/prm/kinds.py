@@ -2,20 +2,24 @@
 
 Each published PRM family was trained on one text layout and is read at one token per step:
 
-=================  =====================================================  ======================
-kind               text                                                   scored token
-=================  =====================================================  ======================
-``math_shepherd``  ``question`` + `` step_1 ки`` + ``\\nstep_2 ки`` ...     the step tag ``ки``
-``rlhflow``        chat: user ``question step_1``, assistant ``+``, user   the token before the
-                   ``step_2``, assistant ``+`` ...                        assistant's ``+``
-``qwen_math_prm``  chat: system, user ``question``, assistant              each ``<extra_0>``
-                   ``step_1<extra_0>step_2<extra_0>...``
-``skywork``        BOS + ``question\\n``, then each step + the ``\\n`` id    each step's ``\\n``
-``ttc_value``      ``question\\n\\n``, then each ``step\\n\\n``               each step's last token
-=================  =====================================================  ======================
+==================  =====================================================  ======================
+kind                text                                                   scored token
+==================  =====================================================  ======================
+``math_shepherd``   ``question`` + `` step_1 ки`` + ``\\nstep_2 ки`` ...     the step tag ``ки``
+``rlhflow``         chat: user ``question step_1``, assistant ``+``, user   the token before the
+                    ``step_2``, assistant ``+`` ...                        assistant's ``+``
+``qwen_math_prm``   chat: system, user ``question``, assistant              each ``<extra_0>``
+                    ``step_1<extra_0>step_2<extra_0>...``
+``skywork``         BOS + ``question\\n``, then each step + the ``\\n`` id    each step's ``\\n``
+``ttc_value``       ``question\\n\\n``, then each ``step\\n\\n``               a step's last token
+``ttc_likelihood``  ``Problem:\\n`` + question + ``\\n\\nSolution:\\n``,   each step's ``\\n``
+                    then each ``step\\n`` (the plain prompt's layout)
+==================  =====================================================  ======================
 
 Token-logit kinds read P("+") against "-" from the LM's logits at the scored token; the others
-read their own head (see `ttc_jax.prm.heads`).
+read their own head (see `ttc_jax.prm.heads`). ``ttc_likelihood`` lays the text out as the
+policy's plain prompt and its sampled solution, so its backbone's log-likelihood of the steps is
+a language model's reading of what the policy wrote.
 
 Tokenization is piecewise, and that is the contract that makes incremental scoring exact: the
 question part and every step part (with the text that joins it to the previous step) are
@@ -295,9 +299,45 @@ class TtcValueFormat(PRMFormat):
         return ids, len(ids) - 1
 
 
+class TtcLikelihoodFormat(TtcValueFormat):
+    """This project's likelihood-and-value PRM (``architectures: ["TtcLikelihoodPRM"]``).
+
+    Tensors: those of ``ttc_value`` plus ``value_head.likelihood_weight`` [1]; the embeddings
+    must be tied, as they are the backbone's unembedding too. Text: the plain prompt's layout
+    (``Problem:``, the question, ``Solution:``), then ``step + step_end`` per step: exactly
+    what a plain-prompted policy reads and writes, so the backbone's likelihood of a step is a
+    language model's judgement of it. The head reads the value at each step's last token and
+    the log-likelihood of every step token so far but each step's first (`PRM` says why).
+    """
+
+    kind = "ttc_likelihood"
+    readout = Readout.VALUE_LIKELIHOOD
+    ARCHITECTURE = "TtcLikelihoodPRM"
+
+    def __init__(
+        self,
+        tokenizer,
+        question_start: str = "Problem:\n",
+        question_end: str = "\n\nSolution:\n",
+        step_end: str = "\n",
+    ):
+        super().__init__(tokenizer, question_end, step_end)
+        self.question_start = question_start
+
+    def question_ids(self, question: str) -> list[int]:
+        return self._encode(self.question_start + question + self.question_end, special=True)
+
+
 FORMATS: dict[str, type[PRMFormat]] = {
     f.kind: f
-    for f in (MathShepherdFormat, RLHFlowFormat, QwenMathPRMFormat, SkyworkFormat, TtcValueFormat)
+    for f in (
+        MathShepherdFormat,
+        RLHFlowFormat,
+        QwenMathPRMFormat,
+        SkyworkFormat,
+        TtcValueFormat,
+        TtcLikelihoodFormat,
+    )
 }
 
 

@@ -82,10 +82,18 @@ def head_layout(fmt: PRMFormat, cfg: ModelConfig) -> dict[ParamPath, CheckpointT
             ("out",): one_tensor(f"{k}.2.weight", (2, e), np.transpose),
             ("out_bias",): one_tensor(f"{k}.2.bias", (2,)),
         }
-    return {
+    layout = {
         ("value_proj",): one_tensor(f"{k}.weight", (1, e), lambda w: w[0]),
         ("value_bias",): one_tensor(f"{k}.bias", (1,), lambda b: b[0]),
     }
+    if fmt.readout is Readout.VALUE_LIKELIHOOD:
+        if not cfg.tie_word_embeddings:
+            raise CheckpointError(
+                f"a {fmt.kind} PRM reads its backbone's likelihood through the token "
+                "embeddings, so its config must tie them (tie_word_embeddings: true)"
+            )
+        layout[("likelihood_weight",)] = one_tensor(f"{k}.likelihood_weight", (1,), lambda w: w[0])
+    return layout
 
 
 def decoder_view(
@@ -137,10 +145,11 @@ def load_prm(
 ) -> PRM:
     """Loads the PRM of family ``kind`` from a Hugging Face folder (safetensors + tokenizer).
 
-    Kinds: ``math_shepherd``, ``rlhflow``, ``qwen_math_prm``, ``skywork``, ``ttc_value`` (see
-    `ttc_jax.prm.kinds`). ``format_options`` change a format's strings, e.g.
-    ``step_tag="<step>"`` for a Math-Shepherd-style PRM with another tag. The default mesh is
-    the first device alone; ``~`` is expanded; loading is strict (see the module docstring).
+    Kinds: ``math_shepherd``, ``rlhflow``, ``qwen_math_prm``, ``skywork``, ``ttc_value``,
+    ``ttc_likelihood`` (see `ttc_jax.prm.kinds`). ``format_options`` change a format's
+    strings, e.g. ``step_tag="<step>"`` for a Math-Shepherd-style PRM with another tag. The
+    default mesh is the first device alone; ``~`` is expanded; loading is strict (see the
+    module docstring).
     """
     format_class(kind)  # an unknown kind fails before any file is read
     path, checkpoint_kind = locate_checkpoint(path)

@@ -17,6 +17,12 @@ paths use the same piecewise token ids (see `ttc_jax.prm.kinds`), so incremental
 full rescoring. Chunk lengths, batch rows and the cache capacity are bucketed, so a search
 compiles a handful of programs. ``PRMState.processed`` counts the tokens the PRM ran per
 question, for compute accounting.
+
+A ``ttc_likelihood`` PRM's head also reads the backbone's log-likelihood, as a language model,
+of the solution so far: the sum over every step token but each step's first, whose
+probability would come from the previous piece's last position (another call, when scoring
+incrementally) and which says only that a step begins. ``PRMState.likelihood`` carries the sum
+from call to call.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from ttc_jax.engine.selection import moved_rows, padded_indices
 from ttc_jax.lm import LanguageModel
 from ttc_jax.models.config import ModelConfig
 from ttc_jax.models.params import Params, random_tree
-from ttc_jax.prm.heads import abstract_head
+from ttc_jax.prm.heads import LikelihoodValueHead, abstract_head
 from ttc_jax.prm.kinds import PRMFormat, build_format
 from ttc_jax.sharding import ShardingRules
 
@@ -78,6 +84,9 @@ class PRMState:
     # [rows] int: tokens the PRM has run per question (its question once, then every appended
     # step token, rolled back or not): the verifier's compute.
     processed: np.ndarray
+    # [rows, N] float32: the backbone's log-likelihood of each candidate's steps so far (see
+    # the module docstring; zeros for heads that do not read it).
+    likelihood: np.ndarray
 
     @property
     def num_candidates(self) -> int:
@@ -85,7 +94,12 @@ class PRMState:
 
     def checkpoint(self) -> PRMCheckpoint:
         """What `PRM.rollback` needs to undo later steps (host copies; the cache is kept)."""
-        return PRMCheckpoint(self.steps_done.copy(), self.lengths.copy(), self.suffix_tokens.copy())
+        return PRMCheckpoint(
+            self.steps_done.copy(),
+            self.lengths.copy(),
+            self.suffix_tokens.copy(),
+            self.likelihood.copy(),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +107,7 @@ class PRMCheckpoint:
     steps_done: np.ndarray
     lengths: np.ndarray
     suffix_tokens: np.ndarray
+    likelihood: np.ndarray
 
 
 class PRM:
@@ -110,6 +125,7 @@ class PRM:
         self.head_params = head_params
         graphdefs = (backbone.graphdef, head_graphdef)
         self._full = jax.jit(functools.partial(_full_scores, *graphdefs))
+        self._features = jax.jit(functools.partial(_full_features, backbone.graphdef))
         self._prefill = jax.jit(
             functools.partial(_prefill, backbone.graphdef),
             static_argnames=("num_candidates", "capacity"),
@@ -176,23 +192,47 @@ class PRM:
     ) -> list[list[list[float]]]:
         """`score` for many questions in one batch: ``candidates[question][candidate][step]``
         in, ``result[question][candidate][step]`` out."""
+        scores = self._full_pass(questions, candidates, self._full_scores_of)
+        return [[row.astype(float).tolist() for row in rows] for rows in scores]
+
+    def step_features(
+        self, questions: Sequence[str], candidates: Sequence[Sequence[Sequence[str]]]
+    ) -> list[list[np.ndarray]]:
+        """What the head reads at each step, for fitting a head on a fixed backbone:
+        ``result[question][candidate]`` is [steps, hidden + 1] float32, the backbone's hidden
+        state at each scored token and, last, the log-likelihood of the steps so far."""
+        return self._full_pass(
+            questions,
+            candidates,
+            lambda *arrays: self._features(self.backbone.params, *arrays),
+        )
+
+    def _full_scores_of(self, tokens, valid, score_at, counted):
+        return self._full(self.backbone.params, self.head_params, tokens, valid, score_at, counted)
+
+    def _full_pass(self, questions, candidates, run_rows) -> list[list[np.ndarray]]:
+        """``run_rows(tokens, valid, score_at, counted)`` over every candidate's full token
+        sequence, in chunks; its [rows, steps, ...] output split back into
+        ``[question][candidate]`` arrays of the candidate's steps."""
         _check_strings(questions, "questions")
         if len(candidates) != len(questions):
             raise ValueError(
                 f"{len(questions)} questions but {len(candidates)} lists of candidates"
             )
-        rows, score_at = [], []
+        rows, score_at, counted_at = [], [], []
         for question, question_candidates in zip(questions, candidates, strict=True):
             question_ids = self.format.question_ids(question)
             for candidate in _check_candidates(question_candidates):
                 ids = list(question_ids)
-                positions = []
+                positions, counted = [], []
                 for index, step in enumerate(candidate):
                     step_ids, offset = self.format.step_ids(step, index)
                     positions.append(len(ids) + offset)
+                    counted.extend(range(len(ids) + 1, len(ids) + len(step_ids)))
                     ids.extend(step_ids)
                 rows.append(ids)
                 score_at.append(positions)
+                counted_at.append(counted)
         self._check_length(max(len(r) for r in rows))
         width = bucket_length(max(len(r) for r in rows))
         max_steps = bucket_length(max(len(p) for p in score_at), 1)
@@ -205,25 +245,21 @@ class PRM:
             num_rows = self.backbone.padded_batch_size(len(chunk_rows))
             tokens = np.zeros((num_rows, width), np.int32)
             valid = np.zeros((num_rows, width), bool)
+            counted = np.zeros((num_rows, width), bool)
             positions = np.zeros((num_rows, max_steps), np.int32)
-            for r, (ids, at) in enumerate(
-                zip(chunk_rows, score_at[start : start + per_call], strict=True)
-            ):
+            for r in range(len(chunk_rows)):
+                ids, at = chunk_rows[r], score_at[start + r]
                 tokens[r, : len(ids)] = ids
                 valid[r, : len(ids)] = True
+                counted[r, counted_at[start + r]] = True
                 positions[r, : len(at)] = at
             with jax.set_mesh(self.backbone.mesh):
-                chunks.append(
-                    np.asarray(
-                        self._full(self.backbone.params, self.head_params, tokens, valid, positions)
-                    )[: len(chunk_rows)]
-                )
-        scores = np.concatenate(chunks)
+                output = run_rows(tokens, valid, positions, counted)
+            chunks.append(np.asarray(output)[: len(chunk_rows)])
+        outputs = np.concatenate(chunks)
         results, r = [], 0
         for question_candidates in candidates:
-            results.append(
-                [scores[r + c, : len(s)].tolist() for c, s in enumerate(question_candidates)]
-            )
+            results.append([outputs[r + c, : len(s)] for c, s in enumerate(question_candidates)])
             r += len(question_candidates)
         return results
 
@@ -273,6 +309,7 @@ class PRM:
             lengths,
             suffix_tokens=np.zeros_like(steps_done),
             processed=lengths[:, 0].copy(),
+            likelihood=np.zeros((num_rows, num_candidates), np.float32),
         )
 
     def score_step(
@@ -309,7 +346,7 @@ class PRM:
             for c, steps in enumerate(candidates):
                 if isinstance(steps, str):
                     raise ValueError(f"new_steps[{b}][{c}] is a string, not a list of steps")
-                ids, offsets = [], []
+                ids, offsets, counts = [], [], []
                 for index, step in enumerate(steps):
                     if not isinstance(step, str):
                         raise ValueError(
@@ -319,22 +356,25 @@ class PRM:
                         step, int(state.steps_done[b, c]) + index
                     )
                     offsets.append(len(ids) + offset)
+                    counts.extend(range(len(ids) + 1, len(ids) + len(step_ids)))
                     ids.extend(step_ids)
                 if ids:
-                    pieces[b, c] = (ids, offsets)
+                    pieces[b, c] = (ids, offsets, counts)
         scores = [[[] for _ in range(n)] for _ in range(state.num_questions)]
         if not pieces:
             return state, scores
-        chunk = bucket_length(max(len(ids) for ids, _ in pieces.values()))
-        most_steps = bucket_length(max(len(at) for _, at in pieces.values()), 1)
+        chunk = bucket_length(max(len(ids) for ids, _, _ in pieces.values()))
+        most_steps = bucket_length(max(len(at) for _, at, _ in pieces.values()), 1)
         tokens = np.zeros((rows, n, chunk), np.int32)
         valid = np.zeros((rows, n, chunk), bool)
+        counted = np.zeros((rows, n, chunk), bool)
         score_at = np.zeros((rows, n, most_steps), np.int32)
         steps_done, lengths = state.steps_done.copy(), state.lengths.copy()
         suffix_tokens, processed = state.suffix_tokens.copy(), state.processed.copy()
-        for (b, c), (ids, offsets) in pieces.items():
+        for (b, c), (ids, offsets, counts) in pieces.items():
             tokens[b, c, : len(ids)] = ids
             valid[b, c, : len(ids)] = True
+            counted[b, c, counts] = True
             score_at[b, c, : len(offsets)] = offsets
             steps_done[b, c] += len(offsets)
             lengths[b, c] += len(ids)
@@ -346,14 +386,27 @@ class PRM:
             needed = int(suffix_tokens.max())
             if needed > cache.capacity:
                 cache = self._grow(cache, capacity=bucket_length(needed))
-            cache, table = self._append(
-                self.backbone.params, self.head_params, cache, tokens, valid, score_at
+            cache, table, likelihood = self._append(
+                self.backbone.params,
+                self.head_params,
+                cache,
+                tokens,
+                valid,
+                score_at,
+                counted,
+                state.likelihood,
             )
         table = np.asarray(table)
-        for (b, c), (_, offsets) in pieces.items():
+        for (b, c), (_, offsets, _) in pieces.items():
             scores[b][c] = table[b, c, : len(offsets)].astype(float).tolist()
         next_state = PRMState(
-            cache, state.num_questions, steps_done, lengths, suffix_tokens, processed
+            cache,
+            state.num_questions,
+            steps_done,
+            lengths,
+            suffix_tokens,
+            processed,
+            np.asarray(likelihood),
         )
         return next_state, scores
 
@@ -387,6 +440,7 @@ class PRM:
             take(state.lengths),
             take(state.suffix_tokens),
             state.processed,
+            take(state.likelihood),
         )
 
     def rollback(self, state: PRMState, saved: PRMCheckpoint, questions=None) -> PRMState:
@@ -418,6 +472,7 @@ class PRM:
             back(state.lengths, saved.lengths),
             suffix_tokens,
             state.processed,
+            back(state.likelihood, saved.likelihood),
         )
 
     # -- helpers ------------------------------------------------------------------------------
@@ -458,14 +513,46 @@ def _check_candidates(candidates: Sequence[Sequence[str]]) -> Sequence[Sequence[
     return candidates
 
 
-def _full_scores(graphdef, head_graphdef, params, head_params, tokens, valid, score_at):
-    """tokens [R, L] (right-padded), score_at [R, K] -> scores [R, K] float32."""
-    model = nnx.merge(graphdef, params)
-    head = nnx.merge(head_graphdef, head_params)
+def _token_log_likelihoods(model, hidden, tokens, counted):
+    """log p(token t | the tokens before it) at the ``counted`` positions, 0 elsewhere:
+    hidden [..., T, E], tokens and counted [..., T] -> [..., T] float32. A counted token's
+    predecessor must lie in the same row (position 0 is never counted)."""
+    lead, (length, width) = hidden.shape[:-2], hidden.shape[-2:]
+    logits = model.logits(hidden.reshape(-1, length, width)).reshape(*lead, length, -1)
+    log_probs = jax.nn.log_softmax(logits[..., :-1, :], axis=-1)
+    picked = jnp.take_along_axis(log_probs, tokens[..., 1:, None], axis=-1)[..., 0]
+    picked = jnp.pad(picked, [(0, 0)] * len(lead) + [(1, 0)])
+    return jnp.where(counted, picked, 0.0)
+
+
+def _scored_full(model, tokens, valid, score_at, counted):
+    """Hidden states [R, K, E] at the scored tokens, and the steps' log-likelihood [R, K]
+    up to each."""
     positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)
     hidden = model.hidden_states(tokens, positions, valid)  # [R, L, E]
     scored = jnp.take_along_axis(hidden, score_at[..., None], axis=1)  # [R, K, E]
+    so_far = jnp.cumsum(_token_log_likelihoods(model, hidden, tokens, counted), axis=1)
+    return scored, jnp.take_along_axis(so_far, score_at, axis=1)
+
+
+def _read_head(head, scored, likelihood):
+    if isinstance(head, LikelihoodValueHead):
+        return head(scored, likelihood)
     return head(scored)
+
+
+def _full_scores(graphdef, head_graphdef, params, head_params, tokens, valid, score_at, counted):
+    """tokens [R, L] (right-padded), score_at [R, K] -> scores [R, K] float32."""
+    model = nnx.merge(graphdef, params)
+    head = nnx.merge(head_graphdef, head_params)
+    # A head that does not read the likelihood leaves it to dead-code elimination.
+    return _read_head(head, *_scored_full(model, tokens, valid, score_at, counted))
+
+
+def _full_features(graphdef, params, tokens, valid, score_at, counted):
+    """[R, K, E + 1]: the scored hidden states, then the likelihood so far."""
+    scored, likelihood = _scored_full(nnx.merge(graphdef, params), tokens, valid, score_at, counted)
+    return jnp.concatenate([scored.astype(jnp.float32), likelihood[..., None]], axis=-1)
 
 
 def _prefill(graphdef, params, tokens, valid, *, num_candidates, capacity) -> KVCache:
@@ -473,10 +560,18 @@ def _prefill(graphdef, params, tokens, valid, *, num_candidates, capacity) -> KV
     return kv_cache.prefill(model, tokens, valid, num_candidates, capacity)
 
 
-def _append_scores(graphdef, head_graphdef, params, head_params, cache, tokens, valid, score_at):
-    """tokens [B, N, T], score_at [B, N, K] -> (cache, scores [B, N, K] float32)."""
+def _append_scores(
+    graphdef, head_graphdef, params, head_params, cache, tokens, valid, score_at, counted, carried
+):
+    """tokens [B, N, T], score_at [B, N, K], carried likelihood [B, N] -> (cache, scores
+    [B, N, K] float32, likelihood [B, N] after these tokens)."""
     model = nnx.merge(graphdef, params)
     head = nnx.merge(head_graphdef, head_params)
     hidden, cache = kv_cache.append(model, cache, tokens, valid)  # [B, N, T, E]
     scored = jnp.take_along_axis(hidden, score_at[..., None], axis=2)  # [B, N, K, E]
-    return cache, head(scored)
+    if not isinstance(head, LikelihoodValueHead):
+        return cache, head(scored), carried
+    token_log_likelihoods = _token_log_likelihoods(model, hidden, tokens, counted)
+    so_far = carried[..., None] + jnp.cumsum(token_log_likelihoods, axis=-1)
+    likelihood = jnp.take_along_axis(so_far, score_at, axis=2)
+    return cache, head(scored, likelihood), so_far[..., -1]
