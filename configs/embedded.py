@@ -86,13 +86,27 @@ def get_config(mode: str = "full") -> ml_collections.ConfigDict:
         sample_temperature=SAMPLING_TEMPERATURE,
     )
     # The paper: AdamW lr 3e-5 at PaLM 2 scale, early stop on 10% held-out questions; its PRM
-    # is the policy's size. Here a PRM built on the policy (2 extra layers, 800 more steps
-    # on references) reached AUROC 0.59-0.79 by level, under log-prob on two levels, so the
-    # PRM starts from the 14x policy, which knows the task: a verifier stronger than the
-    # policy it judges (docs/embedded.md). Dropout is not implemented.
+    # is the policy's size. Here value heads fine-tuned with their backbone (the policy with
+    # 2 extra layers and 800 more steps on references; the 14x policy) reached AUROC
+    # 0.57-0.79 by level, under the policy's own log-prob, and did not react to a planted
+    # wrong digit. So the PRM starts from the 14x policy, which knows the task, and its head
+    # also reads that model's log-likelihood of the steps (docs/embedded.md).
     config.prm = dict(
         # The trained model it starts from: "policy" or "policy_14x".
         backbone="policy_14x",
+        # "likelihood": the backbone as it is and a head on its hidden state and its
+        # log-likelihood of the steps (a ttc_likelihood PRM), fitted on the MC labels;
+        # "value": the backbone fine-tuned with a value head (a ttc_value PRM; the settings
+        # below from base_train on).
+        head="likelihood",
+        # The likelihood head's fit (`ttc_jax.training.head_fit.HeadFitConfig`); the penalty
+        # holds back the hidden state's weights only. 10, chosen on the labels' validation
+        # questions from 1e-4, 1e-2, 0.1, 1 and 10 by the final step's AUROC on levels 2-5
+        # (0.934, 0.932, 0.931, 0.942, 0.943): the hidden state lowers held-out cross-entropy
+        # (it knows how hard a question is) but not the ranking of answers (docs/embedded.md).
+        head_fit=dict(
+            learning_rate=0.01, steps=3000, weight_decay=10.0, eval_every=50, patience=10
+        ),
         validation_fraction=0.1,
         rows=32,
         row_length=256,
@@ -169,11 +183,13 @@ def study(max_new_tokens: int) -> ml_collections.ConfigDict:
     difficulty samples; 15 minutes on a 2-core CPU (docs/benchmarks.md). The
     paper's grid costs far more: ``--config.study.budgets='(1,2,4,8,16,32,64)'
     --config.study.data.per_level=100``."""
-    from ttc_jax.embedded import MAX_STEP_TOKENS, SAMPLING_TEMPERATURE
+    from ttc_jax.embedded import MAX_STEP_TOKENS, SAMPLING_TEMPERATURE, VERIFIER_KINDS
     from ttc_jax.study import study_config
 
     config = study_config()
     config.workdir = "embedded_study"
+    config.models.prm_kind = VERIFIER_KINDS["prm"]
+    config.models.revision_verifier_kind = VERIFIER_KINDS["revision_verifier"]
     config.data.per_level = 10
     config.budgets = (1, 4, 16)
     config.search.temperature = SAMPLING_TEMPERATURE
@@ -209,7 +225,7 @@ def _make_quick(config: ml_collections.ConfigDict) -> None:
         questions_per_level=2, samples_per_question=4, chunk_questions=5, include_reference=True
     )
     config.verifier_data.update(questions_per_level=2, chains=1, chain_length=2, chunk_questions=5)
-    config.prm.base_train = train(steps=2, warmup_steps=1, log_every=1, checkpoint_every=2)
+    config.prm.head_fit.update(steps=20, eval_every=5)
     for name in ("prm", "revision", "verifier"):
         config[name].rows = 4
         config[name].train = quick_fit

@@ -9,6 +9,7 @@ import torch
 import transformers
 
 import ttc_jax
+from tests import prm_checkpoints
 from ttc_jax import embedded
 from ttc_jax.search import run
 
@@ -39,30 +40,34 @@ def test_language_models_match_transformers(name):
     np.testing.assert_allclose(np.asarray(lm.logits(tokens)), expected, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", PRMS)
-def test_prms_match_transformers_with_the_value_head_in_torch(name):
+def torch_verifier(name: str) -> prm_checkpoints.Reference:
+    """The shipped verifier as transformers' decoder with its head in torch, scoring as
+    tests/prm_checkpoints' references do."""
     folder = embedded.checkpoint_path(name)
-    prm = ttc_jax.load_prm(folder, "ttc_value")
-    [problem] = embedded.make_problems(1, 2, seed=0)
-    steps = problem.solution.split("\n")
-    ours = prm.score(problem.problem, [steps])[0]
-
-    # The format's text, tokenized whole, read at the end of every step (as tests/prm_*).
-    text, ends = problem.problem + "\n\n", []
-    for step in steps:
-        text += step + "\n\n"
-        ends.append(len(text))
-    encoded = prm.format.tokenizer(text, return_offsets_mapping=True)
-    token_ends = [end for _, end in encoded["offset_mapping"]]
-    backbone = transformers.AutoModel.from_pretrained(folder).eval()
+    kind = embedded.VERIFIER_KINDS[name]
+    config = transformers.AutoConfig.from_pretrained(folder)
+    if kind == "ttc_likelihood":
+        head = prm_checkpoints.LikelihoodValue(config.hidden_size)
+    else:
+        head = torch.nn.Linear(config.hidden_size, 1)
+    model = prm_checkpoints.HeadedBackbone(config, {"value_head": head})
     weights = transformers.modeling_utils.load_state_dict(str(folder / "model.safetensors"))
-    head = torch.nn.Linear(backbone.config.hidden_size, 1)
-    head.load_state_dict({k.split(".")[-1]: v for k, v in weights.items() if "value_head" in k})
-    with torch.no_grad():
-        hidden = backbone(torch.tensor([encoded["input_ids"]])).last_hidden_state[0]
-        values = torch.sigmoid(head(hidden))[:, 0].numpy()
-    expected = [values[token_ends.index(end)] for end in ends]
-    np.testing.assert_allclose(ours, expected, atol=1e-4)
+    model.load_state_dict(weights)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    return prm_checkpoints.Reference(kind, model.eval(), tokenizer)
+
+
+@pytest.mark.parametrize("name", PRMS)
+def test_prms_match_transformers_with_their_heads_in_torch(name):
+    prm = ttc_jax.load_prm(embedded.checkpoint_path(name), embedded.VERIFIER_KINDS[name])
+    [problem] = embedded.make_problems(1, 2, seed=0)
+    right = problem.solution.split("\n")
+    # One digit off in the first step's result: a candidate the PRM should doubt.
+    wrong = [right[0][:-1] + str((int(right[0][-1]) + 1) % 10), *right[1:]]
+    ours = prm.score(problem.problem, [right, wrong])
+    expected = torch_verifier(name).score(problem.problem, [right, wrong])
+    for ours_row, expected_row in zip(ours, expected, strict=True):
+        np.testing.assert_allclose(ours_row, expected_row, atol=1e-4)
 
 
 def test_training_records_and_sizes():
@@ -87,7 +92,7 @@ def test_training_records_and_sizes():
 
 def test_search_runs_on_the_shipped_models():
     policy = ttc_jax.load_lm(embedded.checkpoint_path("policy"))
-    prm = ttc_jax.load_prm(embedded.checkpoint_path("prm"), "ttc_value")
+    prm = ttc_jax.load_prm(embedded.checkpoint_path("prm"), embedded.VERIFIER_KINDS["prm"])
     problems = embedded.make_problems(2, 1, seed=0)
     for name in ("best_of_n", "beam"):
         results = run(embedded.search_config(name), policy, prm, problems, budget=4, seed=0)

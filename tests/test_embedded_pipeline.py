@@ -2,12 +2,15 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from safetensors.numpy import load_file
 
 import ttc_jax
 from tests.study_helpers import load_config
@@ -75,7 +78,8 @@ def test_exported_models_load_with_their_records(quick_run):
         assert record["seed"] == 0 and record["config"]["mode"] == "quick"
         assert record["training_tokens"] > 0 and "machine" in record
         if name in ("prm", "revision_verifier"):
-            prm = ttc_jax.load_prm(folder, "ttc_value")
+            kind = "ttc_likelihood" if name == "prm" else "ttc_value"
+            prm = ttc_jax.load_prm(folder, kind)
             assert 0 <= prm.score("Let x = 1 and y = 2.", [["a) x=1+2=3"]])[0][0] <= 1
         else:
             lm = ttc_jax.load_lm(folder)
@@ -104,6 +108,59 @@ def test_verifiers_start_from_their_configured_backbones(quick_run):
     assert shape("prm") == shape("policy_14x") != shape("policy")
     hidden, layers = shape("policy")
     assert shape("revision_verifier") == (hidden, layers + 2)
+
+
+def test_likelihood_prm_keeps_its_backbone_and_fits_its_head(quick_run):
+    workdir, _ = quick_run
+    export = workdir / "export"
+    prm, policy_14x = (
+        load_file(export / name / "model.safetensors") for name in ("prm", "policy_14x")
+    )
+    decoder = {key for key in prm if key.startswith("model.")}
+    assert decoder == set(policy_14x)
+    for key in decoder:
+        np.testing.assert_array_equal(prm[key], policy_14x[key])
+    record = json.loads((export / "prm" / "training.json").read_text())
+    assert record["head"] == "likelihood" and record["fit_steps"] > 0
+    assert prm["value_head.likelihood_weight"][0] == pytest.approx(record["likelihood_weight"])
+
+
+def test_value_head_prm_recipe_still_trains(quick_run, tmp_path):
+    # The paper's recipe (a fine-tuned value head), here deepened and trained on references
+    # first, rebuilt from the quick run's labels.
+    workdir = tmp_path / "run"
+    shutil.copytree(quick_run[0], workdir)
+    shutil.rmtree(workdir / "prm")
+    config = load_config("embedded", "quick")
+    config.workdir = str(workdir)
+    config.stages = "prm"
+    config.prm.head = "value"
+    config.prm.extra_layers = 2
+    config.prm.base_train.update(steps=2, warmup_steps=1, log_every=1, checkpoint_every=2)
+    run_pipeline(config, "ttc-train")
+    model = workdir / "prm" / "model"
+    layers = json.loads((workdir / "policy_14x" / "model" / "config.json").read_text())
+    assert json.loads((model / "config.json").read_text())["num_hidden_layers"] == (
+        layers["num_hidden_layers"] + 2
+    )
+    prm = ttc_jax.load_prm(model, "ttc_value")
+    assert 0 <= prm.score("Let x = 1 and y = 2.", [["a) x=1+2=3"]])[0][0] <= 1
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"head": "oracle"}, r"prm\.head must be one of .*oracle"),
+        ({"extra_layers": 2}, r"keeps its backbone as it is; prm\.extra_layers must be 0"),
+    ],
+)
+def test_a_prm_recipe_that_cannot_be_built_fails_before_any_stage(tmp_path, change, message):
+    config = load_config("embedded", "quick")
+    config.workdir = str(tmp_path / "run")
+    config.prm.update(change)
+    with pytest.raises(ValueError, match=message):
+        run_pipeline(config, "ttc-train")
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("stage", ["prm", "verifier"])

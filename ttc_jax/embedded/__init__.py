@@ -4,12 +4,12 @@
 
     problems = embedded.make_problems(64, level=3, seed=0)  # fresh test questions
     policy = load_lm(embedded.checkpoint_path("policy"))
-    prm = load_prm(embedded.checkpoint_path("prm"), "ttc_value")
+    prm = load_prm(embedded.checkpoint_path("prm"), embedded.VERIFIER_KINDS["prm"])
     prompt = embedded.PROMPT.text(problems[0])  # "Problem:\\n...\\n\\nSolution:\\n"
 
-Checkpoints: "policy", "policy_14x" (about 14x the parameters, same data), "prm" and
-"revision_verifier" (``ttc_value`` PRMs), "revision" (the revision model). Search runs on
-them unchanged with this world's settings::
+Checkpoints: "policy", "policy_14x" (about 14x the parameters, same data), "prm" (a
+``ttc_likelihood`` PRM on the 14x policy), "revision_verifier" (a ``ttc_value`` PRM) and
+"revision" (the revision model). Search runs on them unchanged with this world's settings::
 
     results = ttc_jax.search.run(embedded.search_config("beam"), policy, prm, problems, 16)
 
@@ -30,6 +30,8 @@ from ttc_jax.embedded.task import (
 )
 
 CHECKPOINT_NAMES = ("policy", "policy_14x", "prm", "revision", "revision_verifier")
+# The PRM kind (`ttc_jax.load_prm`) of each shipped verifier.
+VERIFIER_KINDS = {"prm": "ttc_likelihood", "revision_verifier": "ttc_value"}
 
 
 def checkpoint_path(name: str) -> Path:
@@ -76,6 +78,7 @@ __all__ = [
     "PROMPT",
     "PROMPT_CONFIG",
     "SAMPLING_TEMPERATURE",
+    "VERIFIER_KINDS",
     "checkpoint_path",
     "make_problems",
     "search_config",

@@ -6,7 +6,8 @@ checkpoints, sampled with `ttc_jax.generate` at the world's temperature, graded 
 
 * both policies: pass@1 (mean over samples) and pass@N;
 * the PRM: AUROC of the last step's score, correct against incorrect samples, beside the
-  free baseline of the policy's summed log-probability; best-of-N weighted by the PRM, naive
+  free baseline of the policy's summed log-probability (and, for a ``ttc_likelihood`` PRM,
+  beside the AUROC of the likelihood it reads, alone); best-of-N weighted by the PRM, naive
   best-of-N and majority voting;
 * revisions: pass@1 of each attempt of sequential chains (attempt 0: no history), and the
   revision verifier's AUROC on those attempts.
@@ -27,6 +28,7 @@ from ttc_jax.embedded import task
 from ttc_jax.embedded.fine_tuning import sampling_settings
 from ttc_jax.embedded.pipeline import output_dir
 from ttc_jax.embedded.revision_stages import revision_chains
+from ttc_jax.embedded.verifier_stages import prm_kind
 from ttc_jax.embedded.workspace import Workspace, machine_description, write_atomically
 from ttc_jax.lm import LanguageModel, load_lm
 from ttc_jax.math.grading import extract_answer
@@ -65,6 +67,15 @@ def final_step_scores(prm: PRM, questions: list[str], texts: list[list[str]]) ->
     return np.array([[candidate_score(c, "last") for c in row] for row in scores])
 
 
+def final_step_likelihoods(prm: PRM, questions: list[str], samples) -> np.ndarray:
+    """[question, sample] -> the log-likelihood a ``ttc_likelihood`` PRM's head reads at the
+    last step (its backbone's, of the whole solution)."""
+    delimiter = task.PROMPT_CONFIG.step_delimiter
+    steps = [[split_steps(s.text, delimiter) or [""] for s in row] for row in samples]
+    features = prm.step_features(questions, steps)
+    return np.array([[candidate[-1, -1] for candidate in row] for row in features])
+
+
 def policy_figures(lm: LanguageModel, problems, num_samples: int, settings, seed, grader):
     """Samples, their grades and pass@1 / pass@N."""
     prompts = [task.PROMPT.text(p) for p in problems]
@@ -98,6 +109,10 @@ def evaluate_level(models: dict, level: int, section, settings, grader: Grader) 
     _, _, bigger = policy_figures(models["policy_14x"], problems, n, settings, seed, grader)
     scores = final_step_scores(models["prm"], questions, [[s.text for s in r] for r in samples])
     logprobs = np.array([[s.logprob for s in row] for row in samples])
+    extra = {}
+    if models["prm"].kind == "ttc_likelihood":
+        likelihood = final_step_likelihoods(models["prm"], questions, samples)
+        extra["prm_likelihood_auroc"] = auroc(likelihood.ravel(), correct.ravel())
     policy[f"majority@{n}"] = selection_accuracy(problems, samples, None, "majority", grader)
     policy[f"prm_weighted@{n}"] = selection_accuracy(problems, samples, scores, "weighted", grader)
     policy[f"prm_best_of_n@{n}"] = selection_accuracy(
@@ -109,6 +124,7 @@ def evaluate_level(models: dict, level: int, section, settings, grader: Grader) 
         "policy_14x": bigger,
         "prm_auroc": auroc(scores.ravel(), correct.ravel()),
         "logprob_auroc": auroc(logprobs.ravel(), correct.ravel()),
+        **extra,
         "revision": revision,
     }
 
@@ -207,7 +223,7 @@ def stage_evaluate(ws: Workspace) -> None:
     models = {
         "policy": load_lm(folder / "policy"),
         "policy_14x": load_lm(folder / "policy_14x"),
-        "prm": load_prm(folder / "prm", "ttc_value"),
+        "prm": load_prm(folder / "prm", prm_kind(ws.config)),
         "revision": load_lm(folder / "revision"),
         "revision_verifier": load_prm(folder / "revision_verifier", "ttc_value"),
     }
