@@ -167,6 +167,58 @@ def test_reorder_then_continue_equals_full_rescoring(kind, prms):
                 assert np.isnan(scores[b, c])
 
 
+@pytest.mark.parametrize("kind", ["ttc_value", "ttc_likelihood"])
+def test_steps_of_a_few_questions_of_many_run_only_their_rows(kind, prms):
+    prm = prms[kind]
+    questions, candidates = QUESTIONS * 4, CANDIDATES * 4  # 8 questions x 3 candidates
+    state = prm.start(questions, num_candidates=3)
+    calls = {"rows": 0}
+    append_rows = prm._append_rows
+
+    def counting(*args):
+        calls["rows"] += 1
+        return append_rows(*args)
+
+    prm._append_rows = counting
+    try:
+        # Questions 1 and 6 take two steps, one at a time; then every question its first.
+        few = {1, 6}
+        for step in range(2):
+            new_steps = [
+                [[c[step]] if q in few and step < len(c) else [] for c in cands]
+                for q, cands in enumerate(candidates)
+            ]
+            state, scores = prm.score_steps(state, new_steps)
+        assert calls["rows"] == 2
+        rest = [[[] if q in few else [c[0]] for c in cands] for q, cands in enumerate(candidates)]
+        state, _ = prm.score_steps(state, rest)
+    finally:
+        prm._append_rows = append_rows
+    histories = [
+        [c[:2] if q in few else c[:1] for c in cands] for q, cands in enumerate(candidates)
+    ]
+    full = prm.score_batch(questions, histories)
+    for q in few:
+        for c, steps in enumerate(histories[q]):
+            if len(steps) == 2:
+                assert scores[q][c] == pytest.approx([full[q][c][1]], abs=INCREMENTAL_TOLERANCE)
+    # Every question's cache holds exactly its own steps: one more step scores as in full.
+    last = [
+        [[c[2]] if q in few and len(c) > 2 else [] for c in cands]
+        for q, cands in enumerate(candidates)
+    ]
+    state, scores = prm.score_steps(state, last)
+    rescored = prm.score_batch(questions[1:2], [candidates[1]])
+    assert scores[1][0] == pytest.approx([rescored[0][0][2]], abs=INCREMENTAL_TOLERANCE)
+    np.testing.assert_array_equal(
+        state.steps_done[:8].sum(axis=1),
+        [
+            sum(min(len(c), 3 if q in few else 1) for c in cands)
+            for q, cands in enumerate(candidates)
+        ],
+    )
+
+
 def test_sharded_mesh_gives_the_same_scores(prms, checkpoint_root):
     # The classifier head's hidden layer is split over the model axis here.
     sharded = ttc_jax.load_prm(

@@ -38,7 +38,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from ttc_jax.bucketing import bucket_length
+from ttc_jax.bucketing import bucket_length, round_up
 from ttc_jax.engine import kv_cache
 from ttc_jax.engine.kv_cache import KVCache
 from ttc_jax.engine.selection import moved_rows, padded_indices
@@ -132,6 +132,9 @@ class PRM:
         )
         self._append = jax.jit(
             functools.partial(_append_scores, *graphdefs), donate_argnames=("cache",)
+        )
+        self._append_rows = jax.jit(
+            functools.partial(_append_row_scores, *graphdefs), donate_argnames=("cache",)
         )
         # Donation lets a same-size reorder reuse the cache's memory; a reorder that changes
         # the candidate count (or a growing cache) has new shapes and nothing to reuse.
@@ -382,20 +385,36 @@ class PRM:
             processed[b] += len(ids)
         self._check_length(int(lengths.max()))
         cache = state.cache
+        # A search scores the questions whose candidates all ended a step, often a few of
+        # many: only their rows run, gathered from the cache and written back. Their count is
+        # padded to a power of two, so that a search compiles few programs.
+        active = sorted({b for b, _ in pieces})
+        running = round_up(bucket_length(len(active), 1), self.backbone.data_parallelism)
         with jax.set_mesh(self.backbone.mesh):
             needed = int(suffix_tokens.max())
             if needed > cache.capacity:
                 cache = self._grow(cache, capacity=bucket_length(needed))
-            cache, table, likelihood = self._append(
-                self.backbone.params,
-                self.head_params,
-                cache,
-                tokens,
-                valid,
-                score_at,
-                counted,
-                state.likelihood,
-            )
+            arrays = (tokens, valid, score_at, counted, state.likelihood)
+            if running < rows:
+                sources = np.array(active + active[:1] * (running - len(active)))
+                # Padding rows write past the last row: dropped.
+                targets = np.array(active + [rows] * (running - len(active)))
+                cache, part, part_likelihood = self._append_rows(
+                    self.backbone.params,
+                    self.head_params,
+                    cache,
+                    jnp.asarray(sources),
+                    jnp.asarray(targets),
+                    *(x[sources] for x in arrays),
+                )
+                table = np.zeros(score_at.shape, np.float32)
+                table[active] = np.asarray(part)[: len(active)]
+                likelihood = state.likelihood.copy()
+                likelihood[active] = np.asarray(part_likelihood)[: len(active)]
+            else:
+                cache, table, likelihood = self._append(
+                    self.backbone.params, self.head_params, cache, *arrays
+                )
         table = np.asarray(table)
         for (b, c), (_, offsets, _) in pieces.items():
             scores[b][c] = table[b, c, : len(offsets)].astype(float).tolist()
@@ -558,6 +577,64 @@ def _full_features(graphdef, params, tokens, valid, score_at, counted):
 def _prefill(graphdef, params, tokens, valid, *, num_candidates, capacity) -> KVCache:
     model = nnx.merge(graphdef, params)
     return kv_cache.prefill(model, tokens, valid, num_candidates, capacity)
+
+
+def _append_row_scores(
+    graphdef,
+    head_graphdef,
+    params,
+    head_params,
+    cache,
+    sources,
+    targets,
+    tokens,
+    valid,
+    score_at,
+    counted,
+    carried,
+):
+    """`_append_scores` for the question rows ``sources`` [A] only (their inputs given
+    [A, ...]): their prefixes and suffixes are gathered, appended to, and the suffixes
+    written back to rows ``targets`` [A] (a row past the last is dropped)."""
+    num_samples = cache.num_samples
+    per_question = jnp.arange(num_samples)
+    source_rows = (sources[:, None] * num_samples + per_question).reshape(-1)
+    target_rows = (targets[:, None] * num_samples + per_question).reshape(-1)
+
+    def take(x, indices):
+        return jnp.take(x, indices, axis=0)
+
+    part = KVCache(
+        prefix_k=tuple(take(x, sources) for x in cache.prefix_k),
+        prefix_v=tuple(take(x, sources) for x in cache.prefix_v),
+        prefix_valid=take(cache.prefix_valid, sources),
+        prefix_len=take(cache.prefix_len, sources),
+        suffix_k=tuple(take(x, source_rows) for x in cache.suffix_k),
+        suffix_v=tuple(take(x, source_rows) for x in cache.suffix_v),
+        suffix_len=take(cache.suffix_len, sources),
+    )
+    part, scores, likelihood = _append_scores(
+        graphdef,
+        head_graphdef,
+        params,
+        head_params,
+        part,
+        tokens,
+        valid,
+        score_at,
+        counted,
+        carried,
+    )
+
+    def put(whole, rows, indices=target_rows):
+        return whole.at[indices].set(rows, mode="drop")
+
+    cache = cache.replace(
+        suffix_k=tuple(map(put, cache.suffix_k, part.suffix_k)),
+        suffix_v=tuple(map(put, cache.suffix_v, part.suffix_v)),
+        suffix_len=put(cache.suffix_len, part.suffix_len, targets),
+    )
+    return cache, scores, likelihood
 
 
 def _append_scores(
