@@ -12,7 +12,8 @@ Incremental scoring keeps the PRM's own shared-prefix KV cache (`ttc_jax.engine.
     saved = state.checkpoint(); ...; state = prm.rollback(state, saved)  # undo a lookahead
 
 `score_steps` appends only the new steps' tokens, for every question and candidate in one
-jitted call (each candidate at its own cache position), and reads each new step's score. Both
+jitted call (each candidate at its own cache position; only the rows of questions with new
+steps run), and reads each new step's score. Both
 paths use the same piecewise token ids (see `ttc_jax.prm.kinds`), so incremental scores equal
 full rescoring. Chunk lengths, batch rows and the cache capacity are bucketed, so a search
 compiles a handful of programs. ``PRMState.processed`` counts the tokens the PRM ran per
@@ -237,32 +238,36 @@ class PRM:
                 score_at.append(positions)
                 counted_at.append(counted)
         self._check_length(max(len(r) for r in rows))
-        width = bucket_length(max(len(r) for r in rows))
         max_steps = bucket_length(max(len(p) for p in score_at), 1)
-        # A full forward pass holds [rows, heads, width, width] attention scores: rows go
-        # through in chunks that keep that under SCORE_BATCH_ELEMENTS.
-        per_call = max(1, SCORE_BATCH_ELEMENTS // (self.backbone.config.num_heads * width**2))
-        chunks = []
-        for start in range(0, len(rows), per_call):
-            chunk_rows = rows[start : start + per_call]
-            num_rows = self.backbone.padded_batch_size(len(chunk_rows))
-            tokens = np.zeros((num_rows, width), np.int32)
-            valid = np.zeros((num_rows, width), bool)
-            counted = np.zeros((num_rows, width), bool)
-            positions = np.zeros((num_rows, max_steps), np.int32)
-            for r in range(len(chunk_rows)):
-                ids, at = chunk_rows[r], score_at[start + r]
-                tokens[r, : len(ids)] = ids
-                valid[r, : len(ids)] = True
-                counted[r, counted_at[start + r]] = True
-                positions[r, : len(at)] = at
-            with jax.set_mesh(self.backbone.mesh):
-                output = run_rows(tokens, valid, positions, counted)
-            chunks.append(np.asarray(output)[: len(chunk_rows)])
-        outputs = np.concatenate(chunks)
+        # Rows of one length bucket run together at that width: short candidates are not
+        # padded to the longest. A full forward pass holds [rows, heads, width, width]
+        # attention scores, so rows go through in chunks that keep that under
+        # SCORE_BATCH_ELEMENTS.
+        widths = [full_pass_width(len(r)) for r in rows]
+        outputs = [None] * len(rows)
+        for width in sorted(set(widths)):
+            members = [i for i, w in enumerate(widths) if w == width]
+            heads = self.backbone.config.num_heads
+            per_call = max(1, SCORE_BATCH_ELEMENTS // (heads * width**2))
+            for start in range(0, len(members), per_call):
+                chunk = members[start : start + per_call]
+                num_rows = self.backbone.padded_batch_size(len(chunk))
+                tokens = np.zeros((num_rows, width), np.int32)
+                valid = np.zeros((num_rows, width), bool)
+                counted = np.zeros((num_rows, width), bool)
+                positions = np.zeros((num_rows, max_steps), np.int32)
+                for r, i in enumerate(chunk):
+                    tokens[r, : len(rows[i])] = rows[i]
+                    valid[r, : len(rows[i])] = True
+                    counted[r, counted_at[i]] = True
+                    positions[r, : len(score_at[i])] = score_at[i]
+                with jax.set_mesh(self.backbone.mesh):
+                    output = np.asarray(run_rows(tokens, valid, positions, counted))
+                for r, i in enumerate(chunk):
+                    outputs[i] = output[r]
         results, r = [], 0
         for question_candidates in candidates:
-            results.append([outputs[r + c, : len(s)] for c, s in enumerate(question_candidates)])
+            results.append([outputs[r + c][: len(s)] for c, s in enumerate(question_candidates)])
             r += len(question_candidates)
         return results
 
@@ -509,6 +514,14 @@ class PRM:
                 f"a sequence of {length} tokens exceeds the sliding window "
                 f"({config.sliding_window}); sliding-window attention is not implemented"
             )
+
+
+def full_pass_width(length: int) -> int:
+    """Padded width of a full-scoring row: a power of two up to 256, then a multiple of 128.
+    Full scoring costs the square of the width (dense causal attention), so long rows (a
+    revision prompt with its history) are padded less than `bucket_length` would, for a few
+    more compiled programs."""
+    return bucket_length(length) if length <= 256 else round_up(length, 128)
 
 
 def _check_strings(texts: Sequence[str], what: str) -> None:

@@ -73,9 +73,11 @@ def revision_search(
             counts[q].prefill += used.prefill
             counts[q].decode += used.decode
     outcomes = []
+    if config.revision_selection == "verifier":
+        scored_by_question = _verify(prm, prompts, slots, config, counts)
     for q in range(len(problems)):
         if config.revision_selection == "verifier":
-            scored = _verify(prm, prompts[q], slots[q], config, counts[q])
+            scored = scored_by_question[q]
             candidates = [c for chain in scored for c in chain]
             chosen = _two_level_choice(scored, config.selection)
         else:
@@ -87,25 +89,31 @@ def revision_search(
     return outcomes, searches
 
 
-def _verify(prm: PRM, prompts, slots, config, counts: TokenCounts) -> list[list[Candidate]]:
-    """Every attempt of a question's chains scored with its history in context."""
+def _verify(prm: PRM, prompts, slots, config, counts) -> list[list[list[Candidate]]]:
+    """Every attempt of every question's chains scored with its history in context, in one
+    `PRM.score_batch` call: ``[question][chain][attempt]`` candidates."""
     rows = [
-        (prompt, slot)
-        for chain_prompts, chain in zip(prompts, slots, strict=True)
+        (q, prompt, slot)
+        for q, (question_prompts, question_slots) in enumerate(zip(prompts, slots, strict=True))
+        for chain_prompts, chain in zip(question_prompts, question_slots, strict=True)
         for prompt, slot in zip(chain_prompts, chain, strict=True)
     ]
-    questions = [prompt for prompt, _ in rows]
-    steps = [[split_steps(slot.text, config.step_delimiter) or [""]] for _, slot in rows]
+    questions = [prompt for _, prompt, _ in rows]
+    steps = [[split_steps(slot.text, config.step_delimiter) or [""]] for _, _, slot in rows]
     scores = prm.score_batch(questions, steps)
-    counts.verifier += sum(prm.input_length(q, s[0]) for q, s in zip(questions, steps, strict=True))
-    scored, index = [], 0
-    for chain in slots:
-        row = []
-        for slot in chain:
-            slot.scores[:] = scores[index][0]
-            row.append(candidate(slot, config.aggregation))
-            index += 1
-        scored.append(row)
+    for (q, prompt, _), candidate_steps in zip(rows, steps, strict=True):
+        counts[q].verifier += prm.input_length(prompt, candidate_steps[0])
+    index, scored = 0, []
+    for question_slots in slots:
+        chains = []
+        for chain in question_slots:
+            row = []
+            for slot in chain:
+                slot.scores[:] = scores[index][0]
+                row.append(candidate(slot, config.aggregation))
+                index += 1
+            chains.append(row)
+        scored.append(chains)
     return scored
 
 
