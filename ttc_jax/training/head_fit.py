@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ttc_jax.training.loop import settings_from_dict
+
 log = logging.getLogger(__name__)
 
 
@@ -35,11 +37,8 @@ class HeadFitConfig:
 
     @classmethod
     def from_dict(cls, values) -> HeadFitConfig:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - fields)
-        if unknown:
-            raise ValueError(f"unknown head-fit settings {unknown}; known: {sorted(fields)}")
-        return cls(**dict(values))
+        """From a mapping (an ml_collections ConfigDict, say) with these field names."""
+        return settings_from_dict(cls, values, "head-fit settings")
 
 
 @dataclasses.dataclass(frozen=True)

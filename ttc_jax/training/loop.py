@@ -59,11 +59,17 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values) -> TrainConfig:
         """From a mapping (an ml_collections ConfigDict, say) with these field names."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - fields)
-        if unknown:
-            raise ValueError(f"unknown training settings {unknown}; known: {sorted(fields)}")
-        return cls(**dict(values))
+        return settings_from_dict(cls, values, "training settings")
+
+
+def settings_from_dict(cls, values, what: str):
+    """The settings dataclass ``cls`` from a mapping of its field names; an unknown name is
+    an error listing the known ones (``what`` names the settings in it)."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; known: {sorted(fields)}")
+    return cls(**dict(values))
 
 
 @dataclasses.dataclass
