@@ -180,7 +180,7 @@ def get_config(mode: str = "full") -> ml_collections.ConfigDict:
 def study(max_new_tokens: int) -> ml_collections.ConfigDict:
     """The study on the shipped models (`ttc_jax.study.study_config` with this world's prompt,
     delimiter and temperature): 5 levels x 10 fresh test questions, budgets 1, 4 and 16, 32
-    difficulty samples; 15 minutes on a 2-core CPU (docs/benchmarks.md). The
+    difficulty samples; 8.6 minutes on a 2-core CPU (docs/benchmarks.md). The
     paper's grid costs far more: ``--config.study.budgets='(1,2,4,8,16,32,64)'
     --config.study.data.per_level=100``."""
     from ttc_jax.embedded import MAX_STEP_TOKENS, SAMPLING_TEMPERATURE, VERIFIER_KINDS
@@ -199,7 +199,10 @@ def study(max_new_tokens: int) -> ml_collections.ConfigDict:
     config.search.prompt.style = "plain"
     config.search.prompt.num_shots = 0
     config.difficulty.samples = 32
-    config.max_rows = 512
+    # 800 sample rows a call: the 50 questions search in one call at budget 16 (and 4), and
+    # difficulty in two calls of 25, so every call of a budget has one shape and compiles
+    # once (8 min 36 s against 9 min 59 s at 512 rows; 12.6 GB at peak against 7.5 GB).
+    config.max_rows = 800
     return config
 
 
