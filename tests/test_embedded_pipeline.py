@@ -152,6 +152,7 @@ def test_value_head_prm_recipe_still_trains(quick_run, tmp_path):
     [
         ({"head": "oracle"}, r"prm\.head must be one of .*oracle"),
         ({"extra_layers": 2}, r"keeps its backbone as it is; prm\.extra_layers must be 0"),
+        ({"head_fit": {"lr": 0.1}}, r"unknown head-fit settings \['lr'\]"),
     ],
 )
 def test_a_prm_recipe_that_cannot_be_built_fails_before_any_stage(tmp_path, change, message):
@@ -179,4 +180,6 @@ def test_evaluation_report(quick_run):
     level = report["levels"]["1"]
     assert 0 <= level["policy"]["pass@1"] <= level["policy"]["pass@2"] <= 1
     assert len(level["revision"]["pass@1_by_attempt"]) == 2
+    # The likelihood PRM's own feature, alone, is measured beside it.
+    assert "prm_auroc" in level and "prm_likelihood_auroc" in level
     assert "policy level 1 pass@1 >= 0.7" in report["goals"]

@@ -58,21 +58,23 @@ def auroc(scores, positive) -> float:
     return float((ranks[positive].sum() - num_pos * (num_pos + 1) / 2) / (num_pos * num_neg))
 
 
-def final_step_scores(prm: PRM, questions: list[str], texts: list[list[str]]) -> np.ndarray:
-    """[question, sample] -> the PRM's last-step score (a text without steps is scored as one
-    empty step, as the search scores it)."""
+def solution_steps(texts: list[list[str]]) -> list[list[list[str]]]:
+    """[question][sample] texts -> their steps (a text without steps is one empty step, as
+    the search scores it)."""
     delimiter = task.PROMPT_CONFIG.step_delimiter
-    steps = [[split_steps(text, delimiter) or [""] for text in row] for row in texts]
-    scores = prm.score_batch(questions, steps)
+    return [[split_steps(text, delimiter) or [""] for text in row] for row in texts]
+
+
+def final_step_scores(prm: PRM, questions: list[str], texts: list[list[str]]) -> np.ndarray:
+    """[question, sample] -> the PRM's last-step score."""
+    scores = prm.score_batch(questions, solution_steps(texts))
     return np.array([[candidate_score(c, "last") for c in row] for row in scores])
 
 
-def final_step_likelihoods(prm: PRM, questions: list[str], samples) -> np.ndarray:
+def final_step_likelihoods(prm: PRM, questions: list[str], texts: list[list[str]]) -> np.ndarray:
     """[question, sample] -> the log-likelihood a ``ttc_likelihood`` PRM's head reads at the
     last step (its backbone's, of the whole solution)."""
-    delimiter = task.PROMPT_CONFIG.step_delimiter
-    steps = [[split_steps(s.text, delimiter) or [""] for s in row] for row in samples]
-    features = prm.step_features(questions, steps)
+    features = prm.step_features(questions, solution_steps(texts))
     return np.array([[candidate[-1, -1] for candidate in row] for row in features])
 
 
@@ -107,11 +109,12 @@ def evaluate_level(models: dict, level: int, section, settings, grader: Grader) 
     seed = section.seed * 10 + level
     samples, correct, policy = policy_figures(models["policy"], problems, n, settings, seed, grader)
     _, _, bigger = policy_figures(models["policy_14x"], problems, n, settings, seed, grader)
-    scores = final_step_scores(models["prm"], questions, [[s.text for s in r] for r in samples])
+    texts = [[s.text for s in row] for row in samples]
+    scores = final_step_scores(models["prm"], questions, texts)
     logprobs = np.array([[s.logprob for s in row] for row in samples])
     extra = {}
     if models["prm"].kind == "ttc_likelihood":
-        likelihood = final_step_likelihoods(models["prm"], questions, samples)
+        likelihood = final_step_likelihoods(models["prm"], questions, texts)
         extra["prm_likelihood_auroc"] = auroc(likelihood.ravel(), correct.ravel())
     policy[f"majority@{n}"] = selection_accuracy(problems, samples, None, "majority", grader)
     policy[f"prm_weighted@{n}"] = selection_accuracy(problems, samples, scores, "weighted", grader)

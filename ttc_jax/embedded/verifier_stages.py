@@ -236,6 +236,7 @@ def check_backbones(config) -> None:
     if prm.head not in PRM_KINDS:
         raise ValueError(f"prm.head must be one of {tuple(PRM_KINDS)}, got {prm.head!r}")
     if prm.head == "likelihood":
+        HeadFitConfig.from_dict(prm.head_fit)  # a misspelt setting fails now, not hours in
         changes = {
             "prm.extra_layers": prm.extra_layers,
             "prm.base_train.steps": prm.base_train.steps,

@@ -245,9 +245,9 @@ class PRM:
         # SCORE_BATCH_ELEMENTS.
         widths = [full_pass_width(len(r)) for r in rows]
         outputs = [None] * len(rows)
+        heads = self.backbone.config.num_heads
         for width in sorted(set(widths)):
             members = [i for i, w in enumerate(widths) if w == width]
-            heads = self.backbone.config.num_heads
             per_call = max(1, SCORE_BATCH_ELEMENTS // (heads * width**2))
             for start in range(0, len(members), per_call):
                 chunk = members[start : start + per_call]
@@ -557,33 +557,32 @@ def _token_log_likelihoods(model, hidden, tokens, counted):
     return jnp.where(counted, picked, 0.0)
 
 
-def _scored_full(model, tokens, valid, score_at, counted):
-    """Hidden states [R, K, E] at the scored tokens, and the steps' log-likelihood [R, K]
-    up to each."""
+def _scored_full(model, tokens, valid, score_at, counted, with_likelihood: bool):
+    """Hidden states [R, K, E] at the scored tokens, and (``with_likelihood``, else None) the
+    steps' log-likelihood [R, K] up to each."""
     positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)
     hidden = model.hidden_states(tokens, positions, valid)  # [R, L, E]
     scored = jnp.take_along_axis(hidden, score_at[..., None], axis=1)  # [R, K, E]
+    if not with_likelihood:
+        return scored, None
     so_far = jnp.cumsum(_token_log_likelihoods(model, hidden, tokens, counted), axis=1)
     return scored, jnp.take_along_axis(so_far, score_at, axis=1)
-
-
-def _read_head(head, scored, likelihood):
-    if isinstance(head, LikelihoodValueHead):
-        return head(scored, likelihood)
-    return head(scored)
 
 
 def _full_scores(graphdef, head_graphdef, params, head_params, tokens, valid, score_at, counted):
     """tokens [R, L] (right-padded), score_at [R, K] -> scores [R, K] float32."""
     model = nnx.merge(graphdef, params)
     head = nnx.merge(head_graphdef, head_params)
-    # A head that does not read the likelihood leaves it to dead-code elimination.
-    return _read_head(head, *_scored_full(model, tokens, valid, score_at, counted))
+    if isinstance(head, LikelihoodValueHead):
+        return head(*_scored_full(model, tokens, valid, score_at, counted, True))
+    scored, _ = _scored_full(model, tokens, valid, score_at, counted, False)
+    return head(scored)
 
 
 def _full_features(graphdef, params, tokens, valid, score_at, counted):
     """[R, K, E + 1]: the scored hidden states, then the likelihood so far."""
-    scored, likelihood = _scored_full(nnx.merge(graphdef, params), tokens, valid, score_at, counted)
+    model = nnx.merge(graphdef, params)
+    scored, likelihood = _scored_full(model, tokens, valid, score_at, counted, True)
     return jnp.concatenate([scored.astype(jnp.float32), likelihood[..., None]], axis=-1)
 
 
