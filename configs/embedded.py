@@ -125,7 +125,7 @@ def get_config(mode: str = "full") -> ml_collections.ConfigDict:
     # paper's; its value is UNSTATED), at most 16 examples a question so that easy questions
     # do not crowd out the rest (UNSTATED).
     config.revision_data = dict(
-        questions_per_level=60,
+        questions_per_level=100,
         samples_per_question=64,
         temperature=SAMPLING_TEMPERATURE + 0.2,
         max_examples_per_question=16,
@@ -133,12 +133,19 @@ def get_config(mode: str = "full") -> ml_collections.ConfigDict:
         prompts_per_call=32,
         # The reference solution as one more correct answer (quick mode, as above).
         include_reference=False,
+        # What the context attempts are drawn from: "incorrect" samples (the paper) or "any";
+        # what the model learns to write: a correct "sample" (the paper) or the "reference",
+        # max_examples_per_question times (ttc_jax.training.revisions; docs/embedded.md).
+        context="any",
+        target="reference",
     )
     config.revision = dict(
         validation_fraction=0.1,
-        rows=8,
-        row_length=1024,
-        train=train(epochs=3, learning_rate=1e-3, eval_every=100, patience=3),
+        # 768: the longest example possible (a question, four attempts and the answer, each
+        # at most max_new_tokens) fits; shorter rows than 1024 halve the attention's cost.
+        rows=10,
+        row_length=768,
+        train=train(epochs=2, learning_rate=1e-3, eval_every=100, patience=3),
     )
     # Revision chains on training questions, for the revision verifier (UNSTATED sizes).
     config.verifier_data = dict(
@@ -155,8 +162,9 @@ def get_config(mode: str = "full") -> ml_collections.ConfigDict:
         extra_layers=2,
         validation_fraction=0.1,
         reference_weight=0.0,
-        rows=8,
-        row_length=1024,
+        # As the revision model's: its examples are revision prompts and an attempt.
+        rows=10,
+        row_length=768,
         # One epoch: its long revision prompts make a step about 5 s on two cores.
         train=train(epochs=1, learning_rate=1e-3, eval_every=50, patience=3),
     )

@@ -174,6 +174,16 @@ def test_unknown_backbone_fails_before_any_stage(tmp_path, stage):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("name", ["context", "target"])
+def test_unknown_revision_data_choice_fails_before_any_stage(tmp_path, name):
+    config = load_config("embedded", "quick")
+    config.workdir = str(tmp_path / "run")
+    config.revision_data[name] = "best"
+    with pytest.raises(ValueError, match=rf"revision_data\.{name} must be one of .*best"):
+        run_pipeline(config, "ttc-train")
+    assert not (tmp_path / "run").exists()
+
+
 def test_evaluation_report(quick_run):
     workdir, _ = quick_run
     report = json.loads((workdir / "export" / "evaluation.json").read_text())

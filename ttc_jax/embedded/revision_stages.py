@@ -33,7 +33,7 @@ from ttc_jax.math.grading import extract_answer
 from ttc_jax.math.prompts import split_steps
 from ttc_jax.training.objectives import lm_loss
 from ttc_jax.training.packing import lm_example
-from ttc_jax.training.revisions import revision_examples
+from ttc_jax.training.revisions import CONTEXTS, TARGETS, revision_examples
 from ttc_jax.training.rollouts import Grader, SamplingSettings, sample_solutions
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,15 @@ def revision_chains(
     return chains
 
 
+def check_revision_data(config) -> None:
+    """Raises ValueError naming a ``revision_data`` choice that does not exist; the pipeline
+    calls it before any stage runs."""
+    for name, choices in (("context", CONTEXTS), ("target", TARGETS)):
+        value = config.revision_data[name]
+        if value not in choices:
+            raise ValueError(f"revision_data.{name} must be one of {choices}, got {value!r}")
+
+
 # -- stages -------------------------------------------------------------------------------
 
 
@@ -84,8 +93,14 @@ def stage_revision_data(ws: Workspace) -> None:
             if section.include_reference:
                 answers.append(problem.solution)
             correct = [grader.correct(answer, problem.answer) for answer in answers]
+            reference = problem.solution if section.target == "reference" else None
             for example in revision_examples(
-                answers, correct, rng, section.max_examples_per_question
+                answers,
+                correct,
+                rng,
+                section.max_examples_per_question,
+                section.context,
+                reference,
             ):
                 yield {
                     "problem_id": problem.id,

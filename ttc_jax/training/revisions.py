@@ -6,6 +6,15 @@ fewer exist) becomes its context, the incorrect answer closest to the correct on
 edit distance last, the others drawn at random in random order. With k = 0 the revision model
 learns first attempts too. The context is laid out by `FewShotPrompt.revision_text`, the one
 layout revision training, revision search and the revision verifier share.
+
+`context="any"` departs from the paper: the context attempts are drawn from all the other
+samples, correct and incorrect alike, in random order, as a revision chain's earlier attempts
+are at inference. A model that only ever saw incorrect attempts in context can learn the
+shortcut "the answer is none of those above", which turns a chain's correct attempts wrong.
+
+A ``reference`` solution as the target departs from it too: a sampled correct answer carries
+the sampling temperature's spread of wordings, and a small model trained on many of them
+samples more loosely than the policy it started from, first attempts included.
 """
 
 from __future__ import annotations
@@ -16,6 +25,10 @@ from collections.abc import Sequence
 import numpy as np
 
 MAX_CONTEXT_ATTEMPTS = 4
+# What the context attempts are drawn from: the incorrect samples (the paper) or all of them.
+CONTEXTS = ("incorrect", "any")
+# What the revision model learns to write: a correct sample (the paper) or the reference.
+TARGETS = ("sample", "reference")
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -48,16 +61,34 @@ def revision_examples(
     correct: Sequence[bool],
     rng: np.random.Generator,
     max_examples: int | None = None,
+    context: str = "incorrect",
+    reference: str | None = None,
 ) -> list[RevisionExample]:
-    """Examples from one question's sampled answers, one per correct answer (at most
-    ``max_examples``, chosen at random)."""
-    right = [a for a, ok in zip(answers, correct, strict=True) if ok]
+    """Examples from one question's sampled answers, with context attempts drawn as
+    ``context`` says.
+
+    The targets are the correct answers (at most ``max_examples``, chosen at random), or,
+    given a ``reference`` solution, that solution ``max_examples`` times (once per answer
+    without a limit), each time after a fresh draw of context.
+    """
+    if context not in CONTEXTS:
+        raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
+    if len(answers) != len(correct):
+        raise ValueError(f"{len(answers)} answers but {len(correct)} grades")
+    if reference is not None:
+        count = len(answers) if max_examples is None else max_examples
+        targets = [(reference, None)] * count
+    else:
+        right = [i for i, ok in enumerate(correct) if ok]
+        if max_examples is not None and len(right) > max_examples:
+            right = [right[i] for i in rng.choice(len(right), max_examples, replace=False)]
+        targets = [(answers[i], i) for i in right]
+    if context == "any":
+        return [_any_context(answers, target, index, rng) for target, index in targets]
     wrong = [a for a, ok in zip(answers, correct, strict=True) if not ok]
-    if max_examples is not None and len(right) > max_examples:
-        right = [right[i] for i in rng.choice(len(right), max_examples, replace=False)]
     distances: dict[str, list[int]] = {}
     examples = []
-    for target in right:
+    for target, _ in targets:
         count = min(int(rng.integers(MAX_CONTEXT_ATTEMPTS + 1)), len(wrong))
         if count == 0:
             examples.append(RevisionExample([], target))
@@ -69,3 +100,13 @@ def revision_examples(
         chosen = [int(i) for i in rng.permutation(others)[: count - 1]]
         examples.append(RevisionExample([wrong[i] for i in [*chosen, closest]], target))
     return examples
+
+
+def _any_context(
+    answers: Sequence[str], target: str, index: int | None, rng: np.random.Generator
+) -> RevisionExample:
+    """``target`` after up to four answers other than the one at ``index``, in random order."""
+    others = [i for i in range(len(answers)) if i != index]
+    count = min(int(rng.integers(MAX_CONTEXT_ATTEMPTS + 1)), len(others))
+    chosen = [int(i) for i in rng.permutation(others)[:count]]
+    return RevisionExample([answers[i] for i in chosen], target)

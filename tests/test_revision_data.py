@@ -1,0 +1,112 @@
+"""Revision training examples: which answers become targets and which their context."""
+
+import numpy as np
+import pytest
+
+from ttc_jax.training.revisions import (
+    MAX_CONTEXT_ATTEMPTS,
+    edit_distance,
+    revision_examples,
+)
+
+
+@pytest.mark.parametrize(
+    "a, b, distance",
+    [("kitten", "sitting", 3), ("", "abc", 3), ("abc", "abc", 0), ("flaw", "lawn", 2)],
+)
+def test_edit_distance(a, b, distance):
+    assert edit_distance(a, b) == distance
+    assert edit_distance(b, a) == distance
+
+
+def _answers():
+    # Distinct texts: correct ones start with "ok", incorrect ones with "no".
+    correct = [f"ok {i}" for i in range(6)]
+    wrong = ["no 1", "no 22", "no 333", "no 4444", "no 55555"]
+    answers = [*correct, *wrong]
+    return answers, [a.startswith("ok") for a in answers]
+
+
+def _graded():
+    return dict(zip(*_answers(), strict=True))
+
+
+def test_incorrect_context_is_wrong_answers_closest_last():
+    answers, correct = _answers()
+    examples = revision_examples(answers, correct, np.random.default_rng(0))
+    assert sorted(e.target for e in examples) == sorted(a for a, ok in _graded().items() if ok)
+    with_context = [e for e in examples if e.attempts]
+    assert with_context
+    for example in examples:
+        assert len(example.attempts) <= MAX_CONTEXT_ATTEMPTS
+        assert all(a.startswith("no") for a in example.attempts)
+        assert len(set(example.attempts)) == len(example.attempts)
+        if example.attempts:
+            distances = [edit_distance(example.target, a) for a in answers if a.startswith("no")]
+            assert edit_distance(example.target, example.attempts[-1]) == min(distances)
+
+
+def test_any_context_mixes_grades_and_never_shows_the_target():
+    answers, correct = _answers()
+    rng = np.random.default_rng(0)
+    examples = [
+        e for _ in range(50) for e in revision_examples(answers, correct, rng, context="any")
+    ]
+    graded = _graded()
+    context = [a for e in examples for a in e.attempts]
+    assert any(graded[a] for a in context) and not all(graded[a] for a in context)
+    counts = {len(e.attempts) for e in examples}
+    assert counts == set(range(MAX_CONTEXT_ATTEMPTS + 1))
+    for example in examples:
+        assert graded[example.target]
+        assert example.target not in example.attempts
+        assert len(set(example.attempts)) == len(example.attempts)
+    # Random order: the last attempt is not always the closest incorrect one.
+    last_is_closest = [
+        e.attempts[-1]
+        == min((a for a in answers if not graded[a]), key=lambda a: edit_distance(e.target, a))
+        for e in examples
+        if e.attempts
+    ]
+    assert not all(last_is_closest)
+
+
+@pytest.mark.parametrize("context", ["incorrect", "any"])
+def test_reference_targets_take_fresh_context_each_time(context):
+    answers, correct = _answers()
+    graded = _graded()
+    reference = "ok reference"
+    rng = np.random.default_rng(2)
+    examples = revision_examples(answers, correct, rng, 16, context, reference)
+    assert len(examples) == 16
+    assert all(e.target == reference for e in examples)
+    contexts = {tuple(e.attempts) for e in examples}
+    assert len(contexts) > 4
+    shown = [a for e in examples for a in e.attempts]
+    if context == "incorrect":
+        assert not any(graded[a] for a in shown)
+        wrong = [a for a in answers if not graded[a]]
+        closest = min(edit_distance(reference, a) for a in wrong)
+        assert all(
+            edit_distance(reference, e.attempts[-1]) == closest for e in examples if e.attempts
+        )
+    else:
+        assert any(graded[a] for a in shown) and not all(graded[a] for a in shown)
+    # Without a limit, one example per answer.
+    assert len(revision_examples(answers, correct, rng, None, context, reference)) == len(answers)
+
+
+def test_at_most_max_examples_per_question():
+    answers, correct = _answers()
+    for context in ("incorrect", "any"):
+        examples = revision_examples(answers, correct, np.random.default_rng(1), 2, context)
+        assert len(examples) == 2
+        assert len({e.target for e in examples}) == 2
+
+
+def test_bad_arguments_are_named():
+    answers, correct = _answers()
+    with pytest.raises(ValueError, match="context must be one of"):
+        revision_examples(answers, correct, np.random.default_rng(0), context="wrong")
+    with pytest.raises(ValueError, match="answers but"):
+        revision_examples(answers, correct[:-1], np.random.default_rng(0))
