@@ -191,7 +191,7 @@ def study(max_new_tokens: int) -> ml_collections.ConfigDict:
     difficulty samples; 8.6 minutes on a 2-core CPU (docs/benchmarks.md). The
     paper's grid costs far more: ``--config.study.budgets='(1,2,4,8,16,32,64)'
     --config.study.data.per_level=100``."""
-    from ttc_jax.embedded import MAX_STEP_TOKENS, SAMPLING_TEMPERATURE, VERIFIER_KINDS
+    from ttc_jax.embedded import VERIFIER_KINDS, set_search_settings
     from ttc_jax.study import study_config
 
     config = study_config()
@@ -200,12 +200,7 @@ def study(max_new_tokens: int) -> ml_collections.ConfigDict:
     config.models.revision_verifier_kind = VERIFIER_KINDS["revision_verifier"]
     config.data.per_level = 10
     config.budgets = (1, 4, 16)
-    config.search.temperature = SAMPLING_TEMPERATURE
-    config.search.max_new_tokens = max_new_tokens
-    config.search.step_delimiter = "\n"
-    config.search.max_step_tokens = MAX_STEP_TOKENS
-    config.search.prompt.style = "plain"
-    config.search.prompt.num_shots = 0
+    set_search_settings(config.search, max_new_tokens)
     config.difficulty.samples = 32
     # 800 sample rows a call: the 50 questions search in one call at budget 16 (and 4), and
     # difficulty in two calls of 25, so every call of a budget has one shape and compiles

@@ -106,3 +106,16 @@ def test_tokenizer_round_trips_through_transformers(tmp_path):
         assert len(tokenizer(piece, add_special_tokens=False)["input_ids"]) == 1, piece
     other = "Any text: {braces}, $math$ & 123!"
     assert tokenizer.decode(tokenizer(other, add_special_tokens=False)["input_ids"]) == other
+
+
+@pytest.mark.parametrize("name", ["majority", "revisions"])
+def test_search_prompts_are_the_prompts_the_models_were_trained_on(name):
+    from ttc_jax import embedded
+    from ttc_jax.search.prompting import build_prompter
+
+    config = embedded.search_config(name)
+    prompter = build_prompter(config.prompt, config.step_delimiter)
+    [problem] = task.make_problems(1, 3, seed=5)
+    attempts = [problem.solution, problem.solution.replace("=", " = ", 1)]
+    assert prompter.text(problem) == task.PROMPT.text(problem)
+    assert prompter.revision_text(problem, attempts) == task.PROMPT.revision_text(problem, attempts)

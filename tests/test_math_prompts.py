@@ -180,3 +180,14 @@ def test_revision_prompt_holds_the_last_four_attempts_before_the_solution_header
     assert prompt.revision_text("What is 2 + 2?", []) == prompt.text("What is 2 + 2?")
     with pytest.raises(ValueError, match="list of solution texts"):
         prompt.revision_text("What is 2 + 2?", "one attempt")
+
+
+def test_revision_prompt_can_put_the_attempts_before_the_problem():
+    config = PromptConfig(num_shots=1, seed=3, attempts_first=True)
+    prompt = FewShotPrompt.from_train(TRAIN, config)
+    attempts = [f"Attempt {i}.\nThe answer is \\boxed{{{i}}}." for i in range(6)]
+    text = prompt.revision_text("What is 2 + 2?", attempts)
+    assert text.endswith("\\boxed{5}.\n\n" + prompt.text("What is 2 + 2?"))
+    assert text.startswith("Previous attempt:\nAttempt 2.")
+    assert text.count("Previous attempt:") == 4
+    assert prompt.revision_text("What is 2 + 2?", []) == prompt.text("What is 2 + 2?")

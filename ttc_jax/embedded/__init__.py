@@ -54,21 +54,28 @@ MAX_STEP_TOKENS = 32
 
 
 def search_config(name: str):
-    """`ttc_jax.search.strategy_config(name)` set for this world: its prompt (no examples,
-    one step per line), step delimiter, sampling temperature and token budgets."""
+    """`ttc_jax.search.strategy_config(name)` set for this world (`set_search_settings`)."""
     from ttc_jax.search import strategy_config
 
     config = strategy_config(name)
+    set_search_settings(config)
+    return config
+
+
+def set_search_settings(config, max_new_tokens: int = MAX_NEW_TOKENS) -> None:
+    """Sets a strategy's (or the study's ``search``) config to this world: its prompt (no
+    examples, one step per line, the revision layout its models were trained on), step
+    delimiter, sampling temperature and token budgets."""
     config.temperature = SAMPLING_TEMPERATURE
-    config.max_new_tokens = MAX_NEW_TOKENS
+    config.max_new_tokens = max_new_tokens
     config.step_delimiter = PROMPT_CONFIG.step_delimiter
     config.prompt.style = "plain"
     config.prompt.num_shots = PROMPT_CONFIG.num_shots
     config.prompt.problem_header = PROMPT_CONFIG.problem_header
     config.prompt.solution_header = PROMPT_CONFIG.solution_header
+    config.prompt.attempts_first = PROMPT_CONFIG.attempts_first
     if "max_step_tokens" in config:
         config.max_step_tokens = MAX_STEP_TOKENS
-    return config
 
 
 __all__ = [
@@ -82,4 +89,5 @@ __all__ = [
     "checkpoint_path",
     "make_problems",
     "search_config",
+    "set_search_settings",
 ]

@@ -280,7 +280,11 @@ def make_problems(num: int, level: int, seed: int = 0) -> list[Problem]:
 # -- how the world's models see a problem -------------------------------------------------
 
 # The MATH prompt with no examples and one step per line: "Problem:\n<question>\n\nSolution:\n".
-PROMPT_CONFIG = PromptConfig(num_shots=0, step_delimiter="\n")
+# A revision prompt puts the earlier attempts before it: with them between the question and
+# the solution, the small policy reads its operands from the attempts, and a revision model
+# fine-tuned on that layout fell far below the policy even on first attempts
+# (docs/embedded.md).
+PROMPT_CONFIG = PromptConfig(num_shots=0, step_delimiter="\n", attempts_first=True)
 PROMPT = FewShotPrompt(PROMPT_CONFIG, ())
 # The temperature the world's policies are sampled at, in training data and in the study.
 # Chosen on validation questions with the trained policy: at 1.0 its pass@16 was under twice

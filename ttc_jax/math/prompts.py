@@ -45,6 +45,10 @@ class PromptConfig:
     solution_header: str = "Solution:"
     # Header of each earlier attempt in a revision prompt (UNSTATED in the paper).
     attempt_header: str = "Previous attempt:"
+    # Where a revision prompt puts the earlier attempts: between the problem and the solution
+    # header (False), or before the whole prompt (True), which keeps the problem next to the
+    # solution as in a first attempt (UNSTATED in the paper).
+    attempts_first: bool = False
 
     def __post_init__(self) -> None:
         if self.num_shots < 0:
@@ -158,7 +162,8 @@ class FewShotPrompt:
 
     def revision_text(self, problem: Problem | str, attempts: Sequence[str]) -> str:
         """Plain prompt for a revision model: the examples, the question, then the last
-        `MAX_REVISION_ATTEMPTS` earlier attempts (oldest first), then the solution header.
+        `MAX_REVISION_ATTEMPTS` earlier attempts (oldest first), then the solution header;
+        with ``attempts_first``, the attempts and then the plain prompt.
 
         The one layout that revision training data, revision search and the revision
         verifier's input share.
@@ -170,6 +175,8 @@ class FewShotPrompt:
             f"{header}\n{attempt.strip()}\n\n" for attempt in attempts[-MAX_REVISION_ATTEMPTS:]
         )
         question = self.text(problem)
+        if self.config.attempts_first:
+            return f"{earlier}{question}"
         body = question[: -len(self.config.solution_header) - 1]
         return f"{body}{earlier}{self.config.solution_header}\n"
 

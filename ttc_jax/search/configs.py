@@ -41,6 +41,8 @@ def prompt_config() -> ml_collections.ConfigDict:
             "system_prompt": "",
             "problem_header": "Problem:",
             "solution_header": "Solution:",
+            # Revision prompts: earlier attempts before the problem (`PromptConfig`).
+            "attempts_first": False,
         }
     )
 

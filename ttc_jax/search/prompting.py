@@ -41,6 +41,7 @@ def build_prompter(prompt, step_delimiter: str, tokenizer: Any = None) -> Prompt
         system_prompt=prompt.system_prompt or None,
         problem_header=prompt.problem_header,
         solution_header=prompt.solution_header,
+        attempts_first=prompt.attempts_first,
     )
     if prompt.num_shots and not prompt.shots_file:
         raise ValueError(
