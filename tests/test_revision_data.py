@@ -110,3 +110,29 @@ def test_bad_arguments_are_named():
         revision_examples(answers, correct, np.random.default_rng(0), context="wrong")
     with pytest.raises(ValueError, match="answers but"):
         revision_examples(answers, correct[:-1], np.random.default_rng(0))
+
+
+def test_revision_trial_summary_counts_attempts_after_right_and_wrong():
+    from ttc_jax.embedded.revision_trial import summary
+
+    # Two questions, one chain each, three attempts: right, wrong, right / wrong, wrong, right.
+    grades = np.array([[[True, False, True]], [[False, False, True]]])
+    figures = summary(grades)
+    assert figures["pass@1_by_attempt"] == [0.5, 0.0, 1.0]
+    assert figures["right_after_right"] == 0.0  # the one right attempt with a successor
+    assert figures["right_after_wrong"] == 2 / 3
+    assert summary(np.zeros((1, 1, 2), bool))["right_after_right"] is None
+
+
+def test_revision_trial_runs_on_the_shipped_revision_model(capsys):
+    from ttc_jax import embedded
+    from ttc_jax.embedded.revision_trial import main
+
+    path = str(embedded.checkpoint_path("revision"))
+    args = [path, "--levels", "2", "--questions", "2", "--chains", "2", "--attempts", "2"]
+    [level] = main(args)[path].values()
+    assert len(level["pass@1_by_attempt"]) == 2
+    assert all(0 <= p <= 1 for p in level["pass@1_by_attempt"])
+    assert "last - first" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([path, "--levels", "9"])

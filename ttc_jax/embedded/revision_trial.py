@@ -1,0 +1,107 @@
+"""Revision chains of revision models on fresh training-split questions: how the revision
+trials of docs/embedded.md were measured, so a new recipe is judged without the test split.
+
+    python -m ttc_jax.embedded.revision_trial embedded_run/revision/model [more models]
+
+For every model and level: pass@1 of each attempt of ``--chains`` chains of ``--attempts``
+sequential attempts (temperature 1.4, the world's), and how often an attempt is right after
+a right one and after a wrong one; then the mean over levels and the last attempt's gain
+over the first. The questions are drawn from the training split with seed 777, which the
+pipeline's question sets (seeds ``10 x seed + stream``) do not use.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import numpy as np
+
+from ttc_jax.embedded import task
+from ttc_jax.embedded.revision_stages import revision_chains
+from ttc_jax.training.rollouts import Grader, SamplingSettings
+
+QUESTION_SEED = 777
+
+
+def attempt_grades(lm, level: int, questions: int, chains: int, attempts: int) -> np.ndarray:
+    """[question, chain, attempt] grades of revision chains on fresh training questions."""
+    problems = task.problems_of_split(questions, level, QUESTION_SEED, "train")
+    settings = SamplingSettings(
+        temperature=task.SAMPLING_TEMPERATURE,
+        max_new_tokens=task.MAX_NEW_TOKENS,
+        step_delimiter=task.PROMPT_CONFIG.step_delimiter,
+        prompts_per_call=64,
+    )
+    grown = revision_chains(lm, problems, chains, attempts, settings, seed=99 + level)
+    grader = Grader()
+    return np.array(
+        [
+            [[grader.correct(sample.text, p.answer) for _, sample in chain] for chain in row]
+            for p, row in zip(problems, grown, strict=True)
+        ]
+    )
+
+
+def summary(grades: np.ndarray) -> dict:
+    """pass@1 by attempt and P(right | the attempt before right / wrong) (None: no such)."""
+    before, after = grades[:, :, :-1].ravel(), grades[:, :, 1:].ravel()
+
+    def rate(mask):
+        return float(after[mask].mean()) if mask.any() else None
+
+    return {
+        "pass@1_by_attempt": grades.mean(axis=(0, 1)).tolist(),
+        "right_after_right": rate(before),
+        "right_after_wrong": rate(~before),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", help="revision model folders (HF layout)")
+    parser.add_argument("--levels", default="1,3,5", help="comma-separated levels")
+    parser.add_argument("--questions", type=int, default=20, help="questions a level")
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--attempts", type=int, default=5)
+    args = parser.parse_args(argv)
+    levels = [int(level) for level in args.levels.split(",")]
+    bad = [level for level in levels if level not in task.LEVELS]
+    if bad:
+        parser.error(f"no level {bad}; levels are {list(task.LEVELS)}")
+    if args.attempts < 2:
+        parser.error("--attempts must be at least 2 to compare attempts")
+
+    from ttc_jax.lm import load_lm
+
+    results = {}
+    for path in args.models:
+        lm = load_lm(path)
+        by_level = {}
+        for level in levels:
+            grades = attempt_grades(lm, level, args.questions, args.chains, args.attempts)
+            by_level[level] = summary(grades)
+            print(f"{path} level {level}: {_format(by_level[level])}", flush=True)
+        mean = np.mean([s["pass@1_by_attempt"] for s in by_level.values()], axis=0)
+        print(
+            f"{path} mean pass@1 by attempt {np.round(mean, 3).tolist()}, "
+            f"last - first {mean[-1] - mean[0]:+.3f}",
+            flush=True,
+        )
+        results[path] = by_level
+    return results
+
+
+def _format(figures: dict) -> str:
+    def show(value):
+        return "n/a" if value is None else f"{value:.2f}"
+
+    passes = " ".join(f"{p:.2f}" for p in figures["pass@1_by_attempt"])
+    return (
+        f"pass@1 by attempt {passes}; right after right {show(figures['right_after_right'])}, "
+        f"after wrong {show(figures['right_after_wrong'])}"
+    )
+
+
+if __name__ == "__main__":
+    main()
