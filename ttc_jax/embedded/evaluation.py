@@ -27,7 +27,7 @@ import numpy as np
 from ttc_jax.embedded import task
 from ttc_jax.embedded.fine_tuning import sampling_settings
 from ttc_jax.embedded.pipeline import output_dir
-from ttc_jax.embedded.revision_stages import revision_chains
+from ttc_jax.embedded.revision_stages import chain_grades, revision_chains
 from ttc_jax.embedded.verifier_stages import prm_kind
 from ttc_jax.embedded.workspace import Workspace, machine_description, write_atomically
 from ttc_jax.lm import LanguageModel, load_lm
@@ -142,12 +142,7 @@ def revision_figures(models: dict, problems, section, settings, seed, grader) ->
         settings,
         seed,
     )
-    correct = np.array(
-        [
-            [[grader.correct(sample.text, p.answer) for _, sample in chain] for chain in row]
-            for p, row in zip(problems, chains, strict=True)
-        ]
-    )  # [question, chain, attempt]
+    correct = chain_grades(problems, chains, grader)  # [question, chain, attempt]
     attempts = [attempt for row in chains for chain in row for attempt in chain]
     verifier_scores = final_step_scores(
         models["revision_verifier"],

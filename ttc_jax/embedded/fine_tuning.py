@@ -79,9 +79,16 @@ def sampling_settings(
 ) -> SamplingSettings:
     """The world's sampling (its temperature unless another is given, its step delimiter)
     with the config's token budget."""
+    return world_sampling(ws.config.max_new_tokens, prompts_per_call, temperature)
+
+
+def world_sampling(
+    max_new_tokens: int, prompts_per_call: int, temperature: float = task.SAMPLING_TEMPERATURE
+) -> SamplingSettings:
+    """The world's sampling settings without a workspace (`sampling_settings`)."""
     return SamplingSettings(
         temperature=temperature,
-        max_new_tokens=ws.config.max_new_tokens,
+        max_new_tokens=max_new_tokens,
         step_delimiter=task.PROMPT_CONFIG.step_delimiter,
         prompts_per_call=prompts_per_call,
     )

@@ -63,6 +63,18 @@ def revision_chains(
     return chains
 
 
+def chain_grades(
+    problems: Sequence[Problem], chains: list[list[list[tuple[str, Sample]]]], grader: Grader
+) -> np.ndarray:
+    """[question, chain, attempt] grades of `revision_chains`' attempts."""
+    return np.array(
+        [
+            [[grader.correct(sample.text, p.answer) for _, sample in chain] for chain in row]
+            for p, row in zip(problems, chains, strict=True)
+        ]
+    )
+
+
 def check_revision_data(config) -> None:
     """Raises ValueError naming a ``revision_data`` choice that does not exist; the pipeline
     calls it before any stage runs."""

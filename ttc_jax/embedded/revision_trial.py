@@ -18,29 +18,21 @@ from collections.abc import Sequence
 import numpy as np
 
 from ttc_jax.embedded import task
-from ttc_jax.embedded.revision_stages import revision_chains
-from ttc_jax.training.rollouts import Grader, SamplingSettings
+from ttc_jax.embedded.fine_tuning import world_sampling
+from ttc_jax.embedded.revision_stages import chain_grades, revision_chains
+from ttc_jax.training.rollouts import Grader
 
 QUESTION_SEED = 777
 
 
-def attempt_grades(lm, level: int, questions: int, chains: int, attempts: int) -> np.ndarray:
+def attempt_grades(
+    lm, level: int, questions: int, chains: int, attempts: int, grader: Grader
+) -> np.ndarray:
     """[question, chain, attempt] grades of revision chains on fresh training questions."""
     problems = task.problems_of_split(questions, level, QUESTION_SEED, "train")
-    settings = SamplingSettings(
-        temperature=task.SAMPLING_TEMPERATURE,
-        max_new_tokens=task.MAX_NEW_TOKENS,
-        step_delimiter=task.PROMPT_CONFIG.step_delimiter,
-        prompts_per_call=64,
-    )
+    settings = world_sampling(task.MAX_NEW_TOKENS, prompts_per_call=64)
     grown = revision_chains(lm, problems, chains, attempts, settings, seed=99 + level)
-    grader = Grader()
-    return np.array(
-        [
-            [[grader.correct(sample.text, p.answer) for _, sample in chain] for chain in row]
-            for p, row in zip(problems, grown, strict=True)
-        ]
-    )
+    return chain_grades(problems, grown, grader)
 
 
 def summary(grades: np.ndarray) -> dict:
@@ -74,12 +66,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     from ttc_jax.lm import load_lm
 
+    grader = Grader()
     results = {}
     for path in args.models:
         lm = load_lm(path)
         by_level = {}
         for level in levels:
-            grades = attempt_grades(lm, level, args.questions, args.chains, args.attempts)
+            grades = attempt_grades(lm, level, args.questions, args.chains, args.attempts, grader)
             by_level[level] = summary(grades)
             print(f"{path} level {level}: {_format(by_level[level])}", flush=True)
         mean = np.mean([s["pass@1_by_attempt"] for s in by_level.values()], axis=0)
