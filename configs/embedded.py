@@ -134,8 +134,9 @@ def get_config(mode: str = "full") -> ml_collections.ConfigDict:
         # The reference solution as one more correct answer (quick mode, as above).
         include_reference=False,
         # What the context attempts are drawn from: "incorrect" samples (the paper) or "any";
-        # what the model learns to write: a correct "sample" (the paper) or the "reference",
-        # max_examples_per_question times (ttc_jax.training.revisions; docs/embedded.md).
+        # what the model learns to write: a correct "sample" (the paper), the "reference"
+        # max_examples_per_question times, or "keep": the last attempt when it is right and
+        # the reference otherwise (ttc_jax.training.revisions; docs/embedded.md).
         context="any",
         target="reference",
     )

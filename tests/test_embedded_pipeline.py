@@ -184,6 +184,15 @@ def test_unknown_revision_data_choice_fails_before_any_stage(tmp_path, name):
     assert not (tmp_path / "run").exists()
 
 
+def test_keeping_right_attempts_needs_them_in_context(tmp_path):
+    config = load_config("embedded", "quick")
+    config.workdir = str(tmp_path / "run")
+    config.revision_data.update(context="incorrect", target="keep")
+    with pytest.raises(ValueError, match="target 'keep' needs context 'any'"):
+        run_pipeline(config, "ttc-train")
+    assert not (tmp_path / "run").exists()
+
+
 def test_evaluation_report(quick_run):
     workdir, _ = quick_run
     report = json.loads((workdir / "export" / "evaluation.json").read_text())

@@ -96,6 +96,26 @@ def test_reference_targets_take_fresh_context_each_time(context):
     assert len(revision_examples(answers, correct, rng, None, context, reference)) == len(answers)
 
 
+def test_keep_right_copies_a_right_last_attempt_and_rewrites_a_wrong_one():
+    answers, correct = _answers()
+    graded = _graded()
+    reference = "ok reference"
+    rng = np.random.default_rng(3)
+    examples = revision_examples(answers, correct, rng, 200, "any", reference, keep_right=True)
+    after_right = [e for e in examples if e.attempts and graded[e.attempts[-1]]]
+    others = [e for e in examples if not e.attempts or not graded[e.attempts[-1]]]
+    assert after_right and others
+    assert all(e.target == e.attempts[-1] for e in after_right)
+    assert all(e.target == reference for e in others)
+    # Only the last attempt decides: a right attempt earlier in the context is not copied.
+    assert any(any(graded[a] for a in e.attempts[:-1]) for e in others)
+    # Without a reference the fallback target is a right sample, never one in the context.
+    for example in revision_examples(answers, correct, rng, None, "any", keep_right=True):
+        assert graded[example.target]
+        if not example.attempts or not graded[example.attempts[-1]]:
+            assert example.target not in example.attempts
+
+
 def test_at_most_max_examples_per_question():
     answers, correct = _answers()
     for context in ("incorrect", "any"):
@@ -108,6 +128,8 @@ def test_bad_arguments_are_named():
     answers, correct = _answers()
     with pytest.raises(ValueError, match="context must be one of"):
         revision_examples(answers, correct, np.random.default_rng(0), context="wrong")
+    with pytest.raises(ValueError, match="keep_right needs context='any'"):
+        revision_examples(answers, correct, np.random.default_rng(0), keep_right=True)
     with pytest.raises(ValueError, match="answers but"):
         revision_examples(answers, correct[:-1], np.random.default_rng(0))
 

@@ -82,6 +82,8 @@ def check_revision_data(config) -> None:
         value = config.revision_data[name]
         if value not in choices:
             raise ValueError(f"revision_data.{name} must be one of {choices}, got {value!r}")
+    if config.revision_data.target == "keep" and config.revision_data.context != "any":
+        raise ValueError("revision_data.target 'keep' needs context 'any' (right attempts to keep)")
 
 
 # -- stages -------------------------------------------------------------------------------
@@ -105,7 +107,7 @@ def stage_revision_data(ws: Workspace) -> None:
             if section.include_reference:
                 answers.append(problem.solution)
             correct = [grader.correct(answer, problem.answer) for answer in answers]
-            reference = problem.solution if section.target == "reference" else None
+            reference = None if section.target == "sample" else problem.solution
             for example in revision_examples(
                 answers,
                 correct,
@@ -113,6 +115,7 @@ def stage_revision_data(ws: Workspace) -> None:
                 section.max_examples_per_question,
                 section.context,
                 reference,
+                keep_right=section.target == "keep",
             ):
                 yield {
                     "problem_id": problem.id,

@@ -15,6 +15,10 @@ shortcut "the answer is none of those above", which turns a chain's correct atte
 A ``reference`` solution as the target departs from it too: a sampled correct answer carries
 the sampling temperature's spread of wordings, and a small model trained on many of them
 samples more loosely than the policy it started from, first attempts included.
+
+`keep_right` (with `context="any"`) departs further: when the last context attempt is right,
+it becomes the target, word for word: the examples teach copying a right attempt (a copy can
+be sampled with more confidence than a fresh solution) and rewriting a wrong one.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ import numpy as np
 MAX_CONTEXT_ATTEMPTS = 4
 # What the context attempts are drawn from: the incorrect samples (the paper) or all of them.
 CONTEXTS = ("incorrect", "any")
-# What the revision model learns to write: a correct sample (the paper) or the reference.
-TARGETS = ("sample", "reference")
+# What the revision model learns to write: a correct sample (the paper), the reference, or
+# the last attempt when it is right and the reference otherwise ("keep").
+TARGETS = ("sample", "reference", "keep")
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -63,16 +68,22 @@ def revision_examples(
     max_examples: int | None = None,
     context: str = "incorrect",
     reference: str | None = None,
+    keep_right: bool = False,
 ) -> list[RevisionExample]:
     """Examples from one question's sampled answers, with context attempts drawn as
     ``context`` says.
 
     The targets are the correct answers (at most ``max_examples``, chosen at random), or,
     given a ``reference`` solution, that solution ``max_examples`` times (once per answer
-    without a limit), each time after a fresh draw of context.
+    without a limit), each time after a fresh draw of context. With ``keep_right`` a right
+    last attempt replaces the target.
     """
     if context not in CONTEXTS:
         raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
+    if keep_right and context != "any":
+        raise ValueError(
+            "keep_right needs context='any': an 'incorrect' context has no right attempt"
+        )
     if len(answers) != len(correct):
         raise ValueError(f"{len(answers)} answers but {len(correct)} grades")
     if reference is not None:
@@ -84,7 +95,11 @@ def revision_examples(
             right = [right[i] for i in rng.choice(len(right), max_examples, replace=False)]
         targets = [(answers[i], i) for i in right]
     if context == "any":
-        return [_any_context(answers, target, index, rng) for target, index in targets]
+        examples = [_any_context(answers, target, index, rng) for target, index in targets]
+        if keep_right:
+            right = {a for a, ok in zip(answers, correct, strict=True) if ok}
+            examples = [_kept(e, right) for e in examples]
+        return examples
     wrong = [a for a, ok in zip(answers, correct, strict=True) if not ok]
     distances: dict[str, list[int]] = {}
     examples = []
@@ -110,3 +125,10 @@ def _any_context(
     count = min(int(rng.integers(MAX_CONTEXT_ATTEMPTS + 1)), len(others))
     chosen = [int(i) for i in rng.permutation(others)[:count]]
     return RevisionExample([answers[i] for i in chosen], target)
+
+
+def _kept(example: RevisionExample, right: set[str]) -> RevisionExample:
+    """``example`` with its last attempt as the target when that attempt is in ``right``."""
+    if example.attempts and example.attempts[-1] in right:
+        return RevisionExample(example.attempts, example.attempts[-1])
+    return example
