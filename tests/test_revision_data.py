@@ -155,6 +155,8 @@ def test_revision_trial_runs_on_the_shipped_revision_model(capsys):
     [level] = main(args)[path].values()
     assert len(level["pass@1_by_attempt"]) == 2
     assert all(0 <= p <= 1 for p in level["pass@1_by_attempt"])
-    assert "last - first" in capsys.readouterr().out
+    assert 0 <= level["pass@1_after_reference"] <= 1
+    out = capsys.readouterr().out
+    assert "last - first" in out and "after the reference" in out
     with pytest.raises(SystemExit):
         main([path, "--levels", "9"])

@@ -4,10 +4,11 @@ trials of docs/embedded.md were measured, so a new recipe is judged without the 
     python -m ttc_jax.embedded.revision_trial embedded_run/revision/model [more models]
 
 For every model and level: pass@1 of each attempt of ``--chains`` chains of ``--attempts``
-sequential attempts (temperature 1.4, the world's), and how often an attempt is right after
-a right one and after a wrong one; then the mean over levels and the last attempt's gain
-over the first. The questions are drawn from the training split with seed 777, which the
-pipeline's question sets (seeds ``10 x seed + stream``) do not use.
+sequential attempts (temperature 1.4, the world's); how often an attempt is right after a
+right one and after a wrong one; pass@1 with the reference solution shown as the one earlier
+attempt (does the model read its context?); then the mean over levels and the last
+attempt's gain over the first. The questions are drawn from the training split with seed
+777, which the pipeline's question sets (seeds ``10 x seed + stream``) do not use.
 """
 
 from __future__ import annotations
@@ -20,19 +21,37 @@ import numpy as np
 from ttc_jax.embedded import task
 from ttc_jax.embedded.fine_tuning import world_sampling
 from ttc_jax.embedded.revision_stages import chain_grades, revision_chains
-from ttc_jax.training.rollouts import Grader
+from ttc_jax.training.rollouts import Grader, sample_solutions
 
 QUESTION_SEED = 777
 
 
+def trial_questions(level: int, questions: int) -> list:
+    """Fresh training-split problems of a level, none of them in the pipeline's data."""
+    return task.problems_of_split(questions, level, QUESTION_SEED, "train")
+
+
 def attempt_grades(
-    lm, level: int, questions: int, chains: int, attempts: int, grader: Grader
+    lm, problems: Sequence, chains: int, attempts: int, grader: Grader, seed: int
 ) -> np.ndarray:
-    """[question, chain, attempt] grades of revision chains on fresh training questions."""
-    problems = task.problems_of_split(questions, level, QUESTION_SEED, "train")
+    """[question, chain, attempt] grades of revision chains."""
     settings = world_sampling(task.MAX_NEW_TOKENS, prompts_per_call=64)
-    grown = revision_chains(lm, problems, chains, attempts, settings, seed=99 + level)
+    grown = revision_chains(lm, problems, chains, attempts, settings, seed)
     return chain_grades(problems, grown, grader)
+
+
+def pass_after_reference(lm, problems: Sequence, samples: int, grader: Grader, seed: int):
+    """pass@1 with the reference solution as the one earlier attempt: how well the model
+    reads its context. A model that copies a right attempt scores near 1; one that ignores
+    it scores its first attempt's pass@1."""
+    settings = world_sampling(task.MAX_NEW_TOKENS, prompts_per_call=64)
+    prompts = [task.PROMPT.revision_text(p, [p.solution]) for p in problems]
+    rows = sample_solutions(lm, prompts, samples, settings, seed)
+    grades = [
+        [grader.correct(s.text, p.answer) for s in row]
+        for p, row in zip(problems, rows, strict=True)
+    ]
+    return float(np.mean(grades))
 
 
 def summary(grades: np.ndarray) -> dict:
@@ -72,8 +91,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
         lm = load_lm(path)
         by_level = {}
         for level in levels:
-            grades = attempt_grades(lm, level, args.questions, args.chains, args.attempts, grader)
+            problems = trial_questions(level, args.questions)
+            seed = 99 + level
+            grades = attempt_grades(lm, problems, args.chains, args.attempts, grader, seed)
             by_level[level] = summary(grades)
+            by_level[level]["pass@1_after_reference"] = pass_after_reference(
+                lm, problems, args.chains, grader, seed
+            )
             print(f"{path} level {level}: {_format(by_level[level])}", flush=True)
         mean = np.mean([s["pass@1_by_attempt"] for s in by_level.values()], axis=0)
         print(
@@ -92,7 +116,8 @@ def _format(figures: dict) -> str:
     passes = " ".join(f"{p:.2f}" for p in figures["pass@1_by_attempt"])
     return (
         f"pass@1 by attempt {passes}; right after right {show(figures['right_after_right'])}, "
-        f"after wrong {show(figures['right_after_wrong'])}"
+        f"after wrong {show(figures['right_after_wrong'])}; "
+        f"after the reference {figures['pass@1_after_reference']:.2f}"
     )
 
 
