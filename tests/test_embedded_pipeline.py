@@ -147,6 +147,24 @@ def test_value_head_prm_recipe_still_trains(quick_run, tmp_path):
     assert 0 <= prm.score("Let x = 1 and y = 2.", [["a) x=1+2=3"]])[0][0] <= 1
 
 
+def test_a_deeper_revision_model_starts_as_the_policy(quick_run, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(quick_run[0], workdir)
+    shutil.rmtree(workdir / "revision")
+    config = load_config("embedded", "quick")
+    config.workdir = str(workdir)
+    config.stages = "revision"
+    config.revision.extra_layers = 1
+    config.revision.train.update(epochs=1, learning_rate=0.0, warmup_steps=1)
+    run_pipeline(config, "ttc-train")
+    revision = ttc_jax.load_lm(workdir / "revision" / "model")
+    policy = ttc_jax.load_lm(workdir / "policy" / "model")
+    assert revision.config.num_layers == policy.config.num_layers + 1
+    # The fresh layer adds nothing until training moves it (here, at learning rate 0).
+    tokens = np.array([[1, 5, 9, 14, 20]], np.int32)
+    np.testing.assert_allclose(revision.logits(tokens), policy.logits(tokens), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

@@ -24,6 +24,7 @@ from ttc_jax.embedded.fine_tuning import (
     sampling_settings,
     split_examples,
     training_questions,
+    with_extra_layers,
 )
 from ttc_jax.embedded.workspace import Workspace
 from ttc_jax.engine.generate import Sample
@@ -128,7 +129,8 @@ def stage_revision_data(ws: Workspace) -> None:
 
 
 def stage_revision(ws: Workspace) -> None:
-    """The revision model: the policy fine-tuned to answer after its wrong attempts."""
+    """The revision model: the policy (deepened by ``revision.extra_layers`` fresh layers)
+    fine-tuned to answer after its earlier attempts."""
     rows = ws.read_chunks("revision_data")
     tokenizer = ws.tokenizer
     prompts = [task.PROMPT.revision_text(r["question"], r["attempts"]) for r in rows]
@@ -140,11 +142,14 @@ def stage_revision(ws: Workspace) -> None:
     ]
     train, validation = split_examples(rows, examples, ws.config.revision.validation_fraction)
     policy = load_lm(ws.model_dir("policy"))
+    config, params = with_extra_layers(
+        policy.config, policy.params, ws.config.revision.extra_layers, ws.config.seed
+    )
     result = fit_examples(
         ws,
         "revision",
-        policy.config,
-        policy.params,
+        config,
+        params,
         lm_loss,
         train,
         validation,
@@ -152,7 +157,7 @@ def stage_revision(ws: Workspace) -> None:
         REVISION_QUESTIONS,
     )
     record = fit_record(result, train, validation)
-    ws.save_model("revision", policy.config, result.params, record)
+    ws.save_model("revision", config, result.params, record)
 
 
 def stage_verifier_data(ws: Workspace) -> None:
