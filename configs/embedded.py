@@ -144,6 +144,8 @@ def get_config(mode: str = "full") -> ml_collections.ConfigDict:
         # Fresh decoder layers on top of the policy's (0: the policy's size, as the paper's
         # revision model; more cost more per revision than a policy sample costs).
         extra_layers=0,
+        # The rotary base (0: the policy's, 1e4); docs/embedded.md has a trial at 1e8.
+        rope_theta=0.0,
         validation_fraction=0.1,
         # 768: the longest example possible (a question, four attempts and the answer, each
         # at most max_new_tokens) fits; shorter rows than 1024 halve the attention's cost.

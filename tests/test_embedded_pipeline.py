@@ -165,6 +165,20 @@ def test_a_deeper_revision_model_starts_as_the_policy(quick_run, tmp_path):
     np.testing.assert_allclose(revision.logits(tokens), policy.logits(tokens), rtol=1e-5, atol=1e-5)
 
 
+def test_revision_model_rotary_base_is_saved_with_it(quick_run, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(quick_run[0], workdir)
+    shutil.rmtree(workdir / "revision")
+    config = load_config("embedded", "quick")
+    config.workdir = str(workdir)
+    config.stages = "revision"
+    config.revision.rope_theta = 1e6
+    run_pipeline(config, "ttc-train")
+    saved = json.loads((workdir / "revision" / "model" / "config.json").read_text())
+    assert saved["rope_parameters"]["rope_theta"] == 1e6
+    assert ttc_jax.load_lm(workdir / "revision" / "model").config.rope_theta == 1e6
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

@@ -129,8 +129,9 @@ def stage_revision_data(ws: Workspace) -> None:
 
 
 def stage_revision(ws: Workspace) -> None:
-    """The revision model: the policy (deepened by ``revision.extra_layers`` fresh layers)
-    fine-tuned to answer after its earlier attempts."""
+    """The revision model: the policy (deepened by ``revision.extra_layers`` fresh layers,
+    with rotary base ``revision.rope_theta`` unless 0) fine-tuned to answer after its
+    earlier attempts."""
     rows = ws.read_chunks("revision_data")
     tokenizer = ws.tokenizer
     prompts = [task.PROMPT.revision_text(r["question"], r["attempts"]) for r in rows]
@@ -141,10 +142,15 @@ def stage_revision(ws: Workspace) -> None:
         for prompt, target in zip(prompt_ids, target_ids, strict=True)
     ]
     train, validation = split_examples(rows, examples, ws.config.revision.validation_fraction)
+    section = ws.config.revision
     policy = load_lm(ws.model_dir("policy"))
     config, params = with_extra_layers(
-        policy.config, policy.params, ws.config.revision.extra_layers, ws.config.seed
+        policy.config, policy.params, section.extra_layers, ws.config.seed
     )
+    if section.rope_theta:
+        # A slower rotary base leaves more of each head able to match content far back
+        # (an earlier attempt), at the price of re-learning the policy's local attention.
+        config = config.replace(rope_theta=float(section.rope_theta))
     result = fit_examples(
         ws,
         "revision",
