@@ -147,18 +147,26 @@ def test_value_head_prm_recipe_still_trains(quick_run, tmp_path):
     assert 0 <= prm.score("Let x = 1 and y = 2.", [["a) x=1+2=3"]])[0][0] <= 1
 
 
-def test_a_deeper_revision_model_starts_as_the_policy(quick_run, tmp_path):
+def _retrain_revision(quick_run, tmp_path, train_settings=(), **settings) -> Path:
+    """A copy of the quick run with its revision model trained again, ``revision.<settings>``
+    and ``revision.train.<train_settings>`` changed; returns the new model's folder."""
     workdir = tmp_path / "run"
     shutil.copytree(quick_run[0], workdir)
     shutil.rmtree(workdir / "revision")
     config = load_config("embedded", "quick")
     config.workdir = str(workdir)
     config.stages = "revision"
-    config.revision.extra_layers = 1
-    config.revision.train.update(epochs=1, learning_rate=0.0, warmup_steps=1)
+    config.revision.update(settings)
+    config.revision.train.update(dict(train_settings))
     run_pipeline(config, "ttc-train")
-    revision = ttc_jax.load_lm(workdir / "revision" / "model")
-    policy = ttc_jax.load_lm(workdir / "policy" / "model")
+    return workdir / "revision" / "model"
+
+
+def test_a_deeper_revision_model_starts_as_the_policy(quick_run, tmp_path):
+    still = {"epochs": 1, "learning_rate": 0.0, "warmup_steps": 1}
+    model = _retrain_revision(quick_run, tmp_path, still, extra_layers=1)
+    revision = ttc_jax.load_lm(model)
+    policy = ttc_jax.load_lm(quick_run[0] / "policy" / "model")
     assert revision.config.num_layers == policy.config.num_layers + 1
     # The fresh layer adds nothing until training moves it (here, at learning rate 0).
     tokens = np.array([[1, 5, 9, 14, 20]], np.int32)
@@ -166,17 +174,10 @@ def test_a_deeper_revision_model_starts_as_the_policy(quick_run, tmp_path):
 
 
 def test_revision_model_rotary_base_is_saved_with_it(quick_run, tmp_path):
-    workdir = tmp_path / "run"
-    shutil.copytree(quick_run[0], workdir)
-    shutil.rmtree(workdir / "revision")
-    config = load_config("embedded", "quick")
-    config.workdir = str(workdir)
-    config.stages = "revision"
-    config.revision.rope_theta = 1e6
-    run_pipeline(config, "ttc-train")
-    saved = json.loads((workdir / "revision" / "model" / "config.json").read_text())
+    model = _retrain_revision(quick_run, tmp_path, rope_theta=1e6)
+    saved = json.loads((model / "config.json").read_text())
     assert saved["rope_parameters"]["rope_theta"] == 1e6
-    assert ttc_jax.load_lm(workdir / "revision" / "model").config.rope_theta == 1e6
+    assert ttc_jax.load_lm(model).config.rope_theta == 1e6
 
 
 @pytest.mark.parametrize(
