@@ -125,15 +125,22 @@ def test_likelihood_prm_keeps_its_backbone_and_fits_its_head(quick_run):
     assert prm["value_head.likelihood_weight"][0] == pytest.approx(record["likelihood_weight"])
 
 
+def _redo_stage(quick_run, tmp_path, stage: str):
+    """A copy of the quick run without ``stage``'s folder, and a quick config that runs that
+    stage alone there: (work directory, config)."""
+    workdir = tmp_path / "run"
+    shutil.copytree(quick_run[0], workdir)
+    shutil.rmtree(workdir / stage)
+    config = load_config("embedded", "quick")
+    config.workdir = str(workdir)
+    config.stages = stage
+    return workdir, config
+
+
 def test_value_head_prm_recipe_still_trains(quick_run, tmp_path):
     # The paper's recipe (a fine-tuned value head), here deepened and trained on references
     # first, rebuilt from the quick run's labels.
-    workdir = tmp_path / "run"
-    shutil.copytree(quick_run[0], workdir)
-    shutil.rmtree(workdir / "prm")
-    config = load_config("embedded", "quick")
-    config.workdir = str(workdir)
-    config.stages = "prm"
+    workdir, config = _redo_stage(quick_run, tmp_path, "prm")
     config.prm.head = "value"
     config.prm.extra_layers = 2
     config.prm.base_train.update(steps=2, warmup_steps=1, log_every=1, checkpoint_every=2)
@@ -148,14 +155,9 @@ def test_value_head_prm_recipe_still_trains(quick_run, tmp_path):
 
 
 def _retrain_revision(quick_run, tmp_path, train_settings=(), **settings) -> Path:
-    """A copy of the quick run with its revision model trained again, ``revision.<settings>``
-    and ``revision.train.<train_settings>`` changed; returns the new model's folder."""
-    workdir = tmp_path / "run"
-    shutil.copytree(quick_run[0], workdir)
-    shutil.rmtree(workdir / "revision")
-    config = load_config("embedded", "quick")
-    config.workdir = str(workdir)
-    config.stages = "revision"
+    """The quick run's revision model trained again with ``revision.<settings>`` and
+    ``revision.train.<train_settings>`` changed; returns its folder."""
+    workdir, config = _redo_stage(quick_run, tmp_path, "revision")
     config.revision.update(settings)
     config.revision.train.update(dict(train_settings))
     run_pipeline(config, "ttc-train")
