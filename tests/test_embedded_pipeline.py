@@ -219,6 +219,16 @@ def test_unknown_revision_data_choice_fails_before_any_stage(tmp_path, name):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("name", ["extra_layers", "rope_theta"])
+def test_negative_revision_setting_fails_before_any_stage(tmp_path, name):
+    config = load_config("embedded", "quick")
+    config.workdir = str(tmp_path / "run")
+    config.revision[name] = -1
+    with pytest.raises(ValueError, match=rf"revision\.{name} must be 0 or more, got -1"):
+        run_pipeline(config, "ttc-train")
+    assert not (tmp_path / "run").exists()
+
+
 def test_keeping_right_attempts_needs_them_in_context(tmp_path):
     config = load_config("embedded", "quick")
     config.workdir = str(tmp_path / "run")

@@ -186,6 +186,8 @@ def with_extra_layers(cfg: ModelConfig, params, extra_layers: int, seed: int):
     The new layers' output projections start at zero, so the deeper model computes exactly
     what the given one did until training moves them.
     """
+    if extra_layers == 0:
+        return cfg, params
     deeper = cfg.replace(num_layers=cfg.num_layers + extra_layers)
     fresh = random_params(deeper, "float32", make_mesh(1, 1), ShardingRules(), seed)
     layers = dict(params["layers"])

@@ -148,12 +148,12 @@ def selected_stages(spec: str) -> list[str]:
 
 def run_pipeline(config, command: str) -> Workspace:
     """Runs the selected stages that are not done yet; returns the workspace."""
-    from ttc_jax.embedded.revision_stages import check_revision_data
+    from ttc_jax.embedded.revision_stages import check_revision_settings
     from ttc_jax.embedded.verifier_stages import check_backbones
 
     stages = selected_stages(config.stages)
     check_backbones(config)
-    check_revision_data(config)
+    check_revision_settings(config)
     ws = Workspace(config, command)
     functions = stage_functions()
     started = time.perf_counter()

@@ -76,15 +76,18 @@ def chain_grades(
     )
 
 
-def check_revision_data(config) -> None:
-    """Raises ValueError naming a ``revision_data`` choice that does not exist; the pipeline
-    calls it before any stage runs."""
+def check_revision_settings(config) -> None:
+    """Raises ValueError naming a ``revision_data`` choice that does not exist or a
+    ``revision`` setting out of range; the pipeline calls it before any stage runs."""
     for name, choices in (("context", CONTEXTS), ("target", TARGETS)):
         value = config.revision_data[name]
         if value not in choices:
             raise ValueError(f"revision_data.{name} must be one of {choices}, got {value!r}")
     if config.revision_data.target == "keep" and config.revision_data.context != "any":
         raise ValueError("revision_data.target 'keep' needs context 'any' (right attempts to keep)")
+    for name in ("extra_layers", "rope_theta"):
+        if config.revision[name] < 0:
+            raise ValueError(f"revision.{name} must be 0 or more, got {config.revision[name]}")
 
 
 # -- stages -------------------------------------------------------------------------------
@@ -141,8 +144,8 @@ def stage_revision(ws: Workspace) -> None:
         lm_example(prompt, target, tokenizer.eos_token_id)
         for prompt, target in zip(prompt_ids, target_ids, strict=True)
     ]
-    train, validation = split_examples(rows, examples, ws.config.revision.validation_fraction)
     section = ws.config.revision
+    train, validation = split_examples(rows, examples, section.validation_fraction)
     policy = load_lm(ws.model_dir("policy"))
     config, params = with_extra_layers(
         policy.config, policy.params, section.extra_layers, ws.config.seed

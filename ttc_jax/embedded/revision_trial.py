@@ -26,6 +26,11 @@ from ttc_jax.training.rollouts import Grader, sample_solutions
 QUESTION_SEED = 777
 
 
+def trial_sampling():
+    """The world's sampling, at its temperature and token budget."""
+    return world_sampling(task.MAX_NEW_TOKENS, prompts_per_call=64)
+
+
 def trial_questions(level: int, questions: int) -> list:
     """Fresh training-split problems of a level, none of them in the pipeline's data."""
     return task.problems_of_split(questions, level, QUESTION_SEED, "train")
@@ -35,8 +40,7 @@ def attempt_grades(
     lm, problems: Sequence, chains: int, attempts: int, grader: Grader, seed: int
 ) -> np.ndarray:
     """[question, chain, attempt] grades of revision chains."""
-    settings = world_sampling(task.MAX_NEW_TOKENS, prompts_per_call=64)
-    grown = revision_chains(lm, problems, chains, attempts, settings, seed)
+    grown = revision_chains(lm, problems, chains, attempts, trial_sampling(), seed)
     return chain_grades(problems, grown, grader)
 
 
@@ -44,9 +48,8 @@ def pass_after_reference(lm, problems: Sequence, samples: int, grader: Grader, s
     """pass@1 with the reference solution as the one earlier attempt: how well the model
     reads its context. A model that copies a right attempt scores near 1; one that ignores
     it scores its first attempt's pass@1."""
-    settings = world_sampling(task.MAX_NEW_TOKENS, prompts_per_call=64)
     prompts = [task.PROMPT.revision_text(p, [p.solution]) for p in problems]
-    rows = sample_solutions(lm, prompts, samples, settings, seed)
+    rows = sample_solutions(lm, prompts, samples, trial_sampling(), seed)
     grades = [
         [grader.correct(s.text, p.answer) for s in row]
         for p, row in zip(problems, rows, strict=True)
