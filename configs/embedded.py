@@ -146,6 +146,10 @@ def get_config(mode: str = "full") -> ml_collections.ConfigDict:
         extra_layers=0,
         # The rotary base (0: the policy's, 1e4); docs/embedded.md has a trial at 1e8.
         rope_theta=0.0,
+        # The fraction of examples whose target is their last attempt (target "keep") shown
+        # without the question, whose loss only reading the attempt can lower (0: none;
+        # docs/embedded.md has the trials).
+        hidden_question_fraction=0.0,
         validation_fraction=0.1,
         # 768: the longest example possible (a question, four attempts and the answer, each
         # at most max_new_tokens) fits; shorter rows than 1024 halve the attention's cost.

@@ -15,6 +15,7 @@ from safetensors.numpy import load_file
 import ttc_jax
 from tests.study_helpers import load_config
 from ttc_jax.embedded.pipeline import CHECKPOINT_STAGES, STAGES, run_pipeline
+from ttc_jax.embedded.revision_stages import hidden_questions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -182,6 +183,29 @@ def test_revision_model_rotary_base_is_saved_with_it(quick_run, tmp_path):
     assert ttc_jax.load_lm(model).config.rope_theta == 1e6
 
 
+def test_only_copies_of_the_last_attempt_lose_their_question():
+    rows = [
+        {"attempts": ["a"], "target": "a"},
+        {"attempts": [], "target": "a"},
+        {"attempts": ["a", "b"], "target": "a"},
+    ]
+    assert hidden_questions(rows, 1.0, seed=0).tolist() == [True, False, False]
+    assert not hidden_questions(rows, 0.0, seed=0).any()
+    copies = [{"attempts": ["x"], "target": "x"}] * 1000
+    half = hidden_questions(copies, 0.5, seed=0)
+    assert 400 < half.sum() < 600
+    np.testing.assert_array_equal(half, hidden_questions(copies, 0.5, seed=0))
+
+
+def test_revision_model_trains_with_hidden_questions(quick_run, tmp_path, caplog):
+    caplog.set_level("INFO", logger="ttc_jax.embedded.revision_stages")
+    model = _retrain_revision(quick_run, tmp_path, hidden_question_fraction=1.0)
+    assert (model / "model.safetensors").exists()
+    # The quick run's reference solution is one of its answers, so some examples show it
+    # last and have it as their target.
+    assert "examples without their question" in caplog.text
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -225,6 +249,18 @@ def test_negative_revision_setting_fails_before_any_stage(tmp_path, name):
     config.workdir = str(tmp_path / "run")
     config.revision[name] = -1
     with pytest.raises(ValueError, match=rf"revision\.{name} must be 0 or more, got -1"):
+        run_pipeline(config, "ttc-train")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.5])
+def test_hidden_question_fraction_out_of_range_fails_before_any_stage(tmp_path, fraction):
+    config = load_config("embedded", "quick")
+    config.workdir = str(tmp_path / "run")
+    config.revision.hidden_question_fraction = fraction
+    with pytest.raises(
+        ValueError, match=rf"hidden_question_fraction must be in \[0, 1\], got {fraction}"
+    ):
         run_pipeline(config, "ttc-train")
     assert not (tmp_path / "run").exists()
 

@@ -88,6 +88,23 @@ def check_revision_settings(config) -> None:
     for name in ("extra_layers", "rope_theta"):
         if config.revision[name] < 0:
             raise ValueError(f"revision.{name} must be 0 or more, got {config.revision[name]}")
+    fraction = config.revision.hidden_question_fraction
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"revision.hidden_question_fraction must be in [0, 1], got {fraction}")
+
+
+def hidden_questions(rows: Sequence[dict], fraction: float, seed: int) -> np.ndarray:
+    """Which revision examples are shown without their question: ``fraction`` of those whose
+    target is their last attempt word for word, drawn with ``seed``.
+
+    Without the question such an example can only be answered by reading the attempt, so
+    its loss rewards finding and copying an earlier attempt's lines. With the question
+    there, a model that knows the task predicts a right attempt's tokens about as well by
+    solving afresh, and its loss hardly rewards reading (docs/embedded.md has the trials).
+    """
+    copies = np.array([bool(r["attempts"]) and r["target"] == r["attempts"][-1] for r in rows])
+    draws = np.random.default_rng([seed, REVISION_QUESTIONS]).random(len(rows))
+    return copies & (draws < fraction)
 
 
 # -- stages -------------------------------------------------------------------------------
@@ -137,14 +154,20 @@ def stage_revision(ws: Workspace) -> None:
     earlier attempts."""
     rows = ws.read_chunks("revision_data")
     tokenizer = ws.tokenizer
-    prompts = [task.PROMPT.revision_text(r["question"], r["attempts"]) for r in rows]
+    section = ws.config.revision
+    hidden = hidden_questions(rows, section.hidden_question_fraction, ws.config.seed)
+    prompts = [
+        task.PROMPT.revision_text("" if hide else r["question"], r["attempts"])
+        for r, hide in zip(rows, hidden, strict=True)
+    ]
+    if hidden.any():
+        log.info("revision: %d of %d examples without their question", hidden.sum(), len(rows))
     prompt_ids = tokenizer(prompts)["input_ids"]
     target_ids = tokenizer([r["target"] for r in rows], add_special_tokens=False)["input_ids"]
     examples = [
         lm_example(prompt, target, tokenizer.eos_token_id)
         for prompt, target in zip(prompt_ids, target_ids, strict=True)
     ]
-    section = ws.config.revision
     train, validation = split_examples(rows, examples, section.validation_fraction)
     policy = load_lm(ws.model_dir("policy"))
     config, params = with_extra_layers(
