@@ -146,6 +146,18 @@ def test_revision_trial_summary_counts_attempts_after_right_and_wrong():
     assert summary(np.zeros((1, 1, 2), bool))["right_after_right"] is None
 
 
+def test_reference_prompts_show_the_reference_with_or_without_the_question():
+    from ttc_jax.embedded import task
+    from ttc_jax.embedded.revision_trial import reference_prompts, trial_questions
+
+    [problem] = trial_questions(3, 1)
+    [shown] = reference_prompts([problem])
+    [hidden] = reference_prompts([problem], hide_question=True)
+    assert problem.solution in shown and problem.problem in shown
+    assert problem.solution in hidden and problem.problem not in hidden
+    assert hidden.endswith(task.PROMPT_CONFIG.solution_header + "\n")
+
+
 def test_revision_trial_runs_on_the_shipped_revision_model(capsys):
     from ttc_jax import embedded
     from ttc_jax.embedded.revision_trial import main
@@ -156,7 +168,8 @@ def test_revision_trial_runs_on_the_shipped_revision_model(capsys):
     assert len(level["pass@1_by_attempt"]) == 2
     assert all(0 <= p <= 1 for p in level["pass@1_by_attempt"])
     assert 0 <= level["pass@1_after_reference"] <= 1
+    assert 0 <= level["pass@1_after_reference_question_hidden"] <= 1
     out = capsys.readouterr().out
-    assert "last - first" in out and "after the reference" in out
+    assert "last - first" in out and "after the reference" in out and "question hidden" in out
     with pytest.raises(SystemExit):
         main([path, "--levels", "9"])

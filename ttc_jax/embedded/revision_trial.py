@@ -6,7 +6,8 @@ trials of docs/embedded.md were measured, so a new recipe is judged without the 
 For every model and level: pass@1 of each attempt of ``--chains`` chains of ``--attempts``
 sequential attempts (temperature 1.4, the world's); how often an attempt is right after a
 right one and after a wrong one; pass@1 with the reference solution shown as the one earlier
-attempt (does the model read its context?); then the mean over levels and the last
+attempt (does the model read its context?), and the same with the question left out (can
+it copy an attempt at all?); then the mean over levels and the last
 attempt's gain over the first. The questions are drawn from the training split with seed
 777, which the pipeline's question sets (seeds ``10 x seed + stream``) do not use.
 """
@@ -44,11 +45,20 @@ def attempt_grades(
     return chain_grades(problems, grown, grader)
 
 
-def pass_after_reference(lm, problems: Sequence, samples: int, grader: Grader, seed: int):
+def reference_prompts(problems: Sequence, hide_question: bool = False) -> list[str]:
+    """Revision prompts with each problem's reference solution as the one earlier attempt,
+    with the question or (``hide_question``) without it."""
+    return [task.PROMPT.revision_text("" if hide_question else p, [p.solution]) for p in problems]
+
+
+def pass_after_reference(
+    lm, problems: Sequence, samples: int, grader: Grader, seed: int, hide_question: bool = False
+):
     """pass@1 with the reference solution as the one earlier attempt: how well the model
     reads its context. A model that copies a right attempt scores near 1; one that ignores
-    it scores its first attempt's pass@1."""
-    prompts = [task.PROMPT.revision_text(p, [p.solution]) for p in problems]
+    it scores its first attempt's pass@1. With ``hide_question`` the question is left out,
+    so only a model that can copy an attempt scores above 0."""
+    prompts = reference_prompts(problems, hide_question)
     rows = sample_solutions(lm, prompts, samples, trial_sampling(), seed)
     grades = [
         [grader.correct(s.text, p.answer) for s in row]
@@ -98,9 +108,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
             seed = 99 + level
             grades = attempt_grades(lm, problems, args.chains, args.attempts, grader, seed)
             by_level[level] = summary(grades)
-            by_level[level]["pass@1_after_reference"] = pass_after_reference(
-                lm, problems, args.chains, grader, seed
-            )
+            for name, hide in (("", False), ("_question_hidden", True)):
+                by_level[level][f"pass@1_after_reference{name}"] = pass_after_reference(
+                    lm, problems, args.chains, grader, seed, hide_question=hide
+                )
             print(f"{path} level {level}: {_format(by_level[level])}", flush=True)
         mean = np.mean([s["pass@1_by_attempt"] for s in by_level.values()], axis=0)
         print(
@@ -120,7 +131,8 @@ def _format(figures: dict) -> str:
     return (
         f"pass@1 by attempt {passes}; right after right {show(figures['right_after_right'])}, "
         f"after wrong {show(figures['right_after_wrong'])}; "
-        f"after the reference {figures['pass@1_after_reference']:.2f}"
+        f"after the reference {figures['pass@1_after_reference']:.2f}, "
+        f"with the question hidden {figures['pass@1_after_reference_question_hidden']:.2f}"
     )
 
 
