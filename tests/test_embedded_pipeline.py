@@ -191,6 +191,7 @@ def test_only_copies_of_the_last_attempt_lose_their_question():
     ]
     assert hidden_questions(rows, 1.0, seed=0).tolist() == [True, False, False]
     assert not hidden_questions(rows, 0.0, seed=0).any()
+    assert hidden_questions([], 0.5, seed=0).shape == (0,)
     copies = [{"attempts": ["x"], "target": "x"}] * 1000
     half = hidden_questions(copies, 0.5, seed=0)
     assert 400 < half.sum() < 600

@@ -102,7 +102,9 @@ def hidden_questions(rows: Sequence[dict], fraction: float, seed: int) -> np.nda
     there, a model that knows the task predicts a right attempt's tokens about as well by
     solving afresh, and its loss hardly rewards reading (docs/embedded.md has the trials).
     """
-    copies = np.array([bool(r["attempts"]) and r["target"] == r["attempts"][-1] for r in rows])
+    copies = np.array(
+        [bool(r["attempts"]) and r["target"] == r["attempts"][-1] for r in rows], dtype=bool
+    )
     draws = np.random.default_rng([seed, REVISION_QUESTIONS]).random(len(rows))
     return copies & (draws < fraction)
 
