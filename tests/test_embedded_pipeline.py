@@ -205,6 +205,22 @@ def test_revision_model_trains_with_hidden_questions(quick_run, tmp_path, caplog
     # The quick run's reference solution is one of its answers, so some examples show it
     # last and have it as their target.
     assert "examples without their question" in caplog.text
+    assert "no example has its last attempt" not in caplog.text
+
+
+def test_hidden_questions_without_copies_to_hide_are_named(quick_run, tmp_path, caplog):
+    workdir, config = _redo_stage(quick_run, tmp_path, "revision")
+    # No example's target is its last attempt: a target no answer has.
+    count = 0
+    for path in (workdir / "revision_data" / "chunks").glob("*.jsonl"):
+        rows = [{**json.loads(line), "target": "a) x=1"} for line in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        count += len(rows)
+    config.revision.hidden_question_fraction = 0.5
+    caplog.set_level("INFO", logger="ttc_jax.embedded.revision_stages")
+    run_pipeline(config, "ttc-train")
+    assert f"0 of {count} examples without their question" in caplog.text
+    assert "no example has its last attempt as its target" in caplog.text
 
 
 @pytest.mark.parametrize(

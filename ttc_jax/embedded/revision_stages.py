@@ -93,6 +93,12 @@ def check_revision_settings(config) -> None:
         raise ValueError(f"revision.hidden_question_fraction must be in [0, 1], got {fraction}")
 
 
+def revision_prompt(question, attempts: Sequence[str], hide_question: bool = False) -> str:
+    """The revision prompt of ``question`` (a `Problem` or its text) after ``attempts``; with
+    ``hide_question``, the same prompt with the question left out."""
+    return task.PROMPT.revision_text("" if hide_question else question, attempts)
+
+
 def hidden_questions(rows: Sequence[dict], fraction: float, seed: int) -> np.ndarray:
     """Which revision examples are shown without their question: ``fraction`` of those whose
     target is their last attempt word for word, drawn with ``seed``.
@@ -159,11 +165,17 @@ def stage_revision(ws: Workspace) -> None:
     section = ws.config.revision
     hidden = hidden_questions(rows, section.hidden_question_fraction, ws.config.seed)
     prompts = [
-        task.PROMPT.revision_text("" if hide else r["question"], r["attempts"])
+        revision_prompt(r["question"], r["attempts"], hide)
         for r, hide in zip(rows, hidden, strict=True)
     ]
-    if hidden.any():
+    if section.hidden_question_fraction:
         log.info("revision: %d of %d examples without their question", hidden.sum(), len(rows))
+        if not hidden.any():
+            log.warning(
+                "revision: hidden_question_fraction is %s but no example has its last attempt "
+                "as its target (revision_data.target 'keep' makes such examples)",
+                section.hidden_question_fraction,
+            )
     prompt_ids = tokenizer(prompts)["input_ids"]
     target_ids = tokenizer([r["target"] for r in rows], add_special_tokens=False)["input_ids"]
     examples = [

@@ -7,8 +7,8 @@ For every model and level: pass@1 of each attempt of ``--chains`` chains of ``--
 sequential attempts (temperature 1.4, the world's); how often an attempt is right after a
 right one and after a wrong one; pass@1 with the reference solution shown as the one earlier
 attempt (does the model read its context?), and the same with the question left out (can
-it copy an attempt at all?); then the mean over levels and the last
-attempt's gain over the first. The questions are drawn from the training split with seed
+it copy an attempt at all?); then the mean over levels and the last attempt's gain over the
+first. The questions are drawn from the training split with seed
 777, which the pipeline's question sets (seeds ``10 x seed + stream``) do not use.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from ttc_jax.embedded import task
 from ttc_jax.embedded.fine_tuning import world_sampling
-from ttc_jax.embedded.revision_stages import chain_grades, revision_chains
+from ttc_jax.embedded.revision_stages import chain_grades, revision_chains, revision_prompt
 from ttc_jax.training.rollouts import Grader, sample_solutions
 
 QUESTION_SEED = 777
@@ -48,7 +48,7 @@ def attempt_grades(
 def reference_prompts(problems: Sequence, hide_question: bool = False) -> list[str]:
     """Revision prompts with each problem's reference solution as the one earlier attempt,
     with the question or (``hide_question``) without it."""
-    return [task.PROMPT.revision_text("" if hide_question else p, [p.solution]) for p in problems]
+    return [revision_prompt(p, [p.solution], hide_question) for p in problems]
 
 
 def pass_after_reference(
