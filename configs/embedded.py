@@ -135,8 +135,9 @@ def get_config(mode: str = "full") -> ml_collections.ConfigDict:
         include_reference=False,
         # What the context attempts are drawn from: "incorrect" samples (the paper) or "any";
         # what the model learns to write: a correct "sample" (the paper), the "reference"
-        # max_examples_per_question times, or "keep": the last attempt when it is right and
-        # the reference otherwise (ttc_jax.training.revisions; docs/embedded.md).
+        # max_examples_per_question times, "keep": the last attempt when it is right and
+        # the reference otherwise, or "copy": the last attempt right or wrong, a test of
+        # whether the model can copy at all (ttc_jax.training.revisions; docs/embedded.md).
         context="any",
         target="reference",
     )

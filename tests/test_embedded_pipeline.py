@@ -282,11 +282,12 @@ def test_hidden_question_fraction_out_of_range_fails_before_any_stage(tmp_path, 
     assert not (tmp_path / "run").exists()
 
 
-def test_keeping_right_attempts_needs_them_in_context(tmp_path):
+@pytest.mark.parametrize("target", ["keep", "copy"])
+def test_keeping_last_attempts_needs_them_in_context(tmp_path, target):
     config = load_config("embedded", "quick")
     config.workdir = str(tmp_path / "run")
-    config.revision_data.update(context="incorrect", target="keep")
-    with pytest.raises(ValueError, match="target 'keep' needs context 'any'"):
+    config.revision_data.update(context="incorrect", target=target)
+    with pytest.raises(ValueError, match=f"target '{target}' needs context 'any'"):
         run_pipeline(config, "ttc-train")
     assert not (tmp_path / "run").exists()
 

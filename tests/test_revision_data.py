@@ -96,12 +96,12 @@ def test_reference_targets_take_fresh_context_each_time(context):
     assert len(revision_examples(answers, correct, rng, None, context, reference)) == len(answers)
 
 
-def test_keep_right_copies_a_right_last_attempt_and_rewrites_a_wrong_one():
+def test_keeping_right_copies_a_right_last_attempt_and_rewrites_a_wrong_one():
     answers, correct = _answers()
     graded = _graded()
     reference = "ok reference"
     rng = np.random.default_rng(3)
-    examples = revision_examples(answers, correct, rng, 200, "any", reference, keep_right=True)
+    examples = revision_examples(answers, correct, rng, 200, "any", reference, keep="right")
     after_right = [e for e in examples if e.attempts and graded[e.attempts[-1]]]
     others = [e for e in examples if not e.attempts or not graded[e.attempts[-1]]]
     assert after_right and others
@@ -110,10 +110,25 @@ def test_keep_right_copies_a_right_last_attempt_and_rewrites_a_wrong_one():
     # Only the last attempt decides: a right attempt earlier in the context is not copied.
     assert any(any(graded[a] for a in e.attempts[:-1]) for e in others)
     # Without a reference the fallback target is a right sample, never one in the context.
-    for example in revision_examples(answers, correct, rng, None, "any", keep_right=True):
+    for example in revision_examples(answers, correct, rng, None, "any", keep="right"):
         assert graded[example.target]
         if not example.attempts or not graded[example.attempts[-1]]:
             assert example.target not in example.attempts
+
+
+def test_keeping_any_copies_every_last_attempt_right_or_wrong():
+    answers, correct = _answers()
+    graded = _graded()
+    reference = "ok reference"
+    rng = np.random.default_rng(3)
+    examples = revision_examples(answers, correct, rng, 200, "any", reference, keep="any")
+    with_context = [e for e in examples if e.attempts]
+    assert any(not graded[e.attempts[-1]] for e in with_context)
+    assert all(e.target == e.attempts[-1] for e in with_context)
+    assert all(e.target == reference for e in examples if not e.attempts)
+    # The same draws as without keeping: only the targets differ.
+    plain = revision_examples(answers, correct, np.random.default_rng(3), 200, "any", reference)
+    assert [e.attempts for e in plain] == [e.attempts for e in examples]
 
 
 def test_at_most_max_examples_per_question():
@@ -128,8 +143,10 @@ def test_bad_arguments_are_named():
     answers, correct = _answers()
     with pytest.raises(ValueError, match="context must be one of"):
         revision_examples(answers, correct, np.random.default_rng(0), context="wrong")
-    with pytest.raises(ValueError, match="keep_right needs context='any'"):
-        revision_examples(answers, correct, np.random.default_rng(0), keep_right=True)
+    with pytest.raises(ValueError, match="keep='right' needs context='any'"):
+        revision_examples(answers, correct, np.random.default_rng(0), keep="right")
+    with pytest.raises(ValueError, match="keep must be one of"):
+        revision_examples(answers, correct, np.random.default_rng(0), "any", keep="all")
     with pytest.raises(ValueError, match="answers but"):
         revision_examples(answers, correct[:-1], np.random.default_rng(0))
 

@@ -39,6 +39,9 @@ from ttc_jax.training.rollouts import Grader, SamplingSettings, sample_solutions
 
 log = logging.getLogger(__name__)
 
+# The `revision_examples` keep setting of the targets that keep a last attempt.
+KEEP_OF_TARGET = {"keep": "right", "copy": "any"}
+
 
 def revision_chains(
     lm: LanguageModel,
@@ -83,8 +86,9 @@ def check_revision_settings(config) -> None:
         value = config.revision_data[name]
         if value not in choices:
             raise ValueError(f"revision_data.{name} must be one of {choices}, got {value!r}")
-    if config.revision_data.target == "keep" and config.revision_data.context != "any":
-        raise ValueError("revision_data.target 'keep' needs context 'any' (right attempts to keep)")
+    target = config.revision_data.target
+    if target in ("keep", "copy") and config.revision_data.context != "any":
+        raise ValueError(f"revision_data.target {target!r} needs context 'any' (attempts to keep)")
     for name in ("extra_layers", "rope_theta"):
         if config.revision[name] < 0:
             raise ValueError(f"revision.{name} must be 0 or more, got {config.revision[name]}")
@@ -144,7 +148,7 @@ def stage_revision_data(ws: Workspace) -> None:
                 section.max_examples_per_question,
                 section.context,
                 reference,
-                keep_right=section.target == "keep",
+                keep=KEEP_OF_TARGET.get(section.target, "none"),
             ):
                 yield {
                     "problem_id": problem.id,
@@ -173,7 +177,7 @@ def stage_revision(ws: Workspace) -> None:
         if not hidden.any():
             log.warning(
                 "revision: hidden_question_fraction is %s but no example has its last attempt "
-                "as its target (revision_data.target 'keep' makes such examples)",
+                "as its target (revision_data.target 'keep' or 'copy' makes such examples)",
                 section.hidden_question_fraction,
             )
     prompt_ids = tokenizer(prompts)["input_ids"]

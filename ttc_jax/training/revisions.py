@@ -16,9 +16,12 @@ A ``reference`` solution as the target departs from it too: a sampled correct an
 the sampling temperature's spread of wordings, and a small model trained on many of them
 samples more loosely than the policy it started from, first attempts included.
 
-`keep_right` (with `context="any"`) departs further: when the last context attempt is right,
-it becomes the target, word for word: the examples teach copying a right attempt (a copy can
-be sampled with more confidence than a fresh solution) and rewriting a wrong one.
+`keep="right"` (with `context="any"`) departs further: when the last context attempt is
+right, it becomes the target, word for word: the examples teach copying a right attempt (a
+copy can be sampled with more confidence than a fresh solution) and rewriting a wrong one.
+`keep="any"` makes every last attempt the target, right or wrong: no recipe for revisions,
+but a test of whether a model can learn to copy an earlier attempt at all, since a wrong
+attempt's slips can only be predicted by reading them.
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ import numpy as np
 MAX_CONTEXT_ATTEMPTS = 4
 # What the context attempts are drawn from: the incorrect samples (the paper) or all of them.
 CONTEXTS = ("incorrect", "any")
-# What the revision model learns to write: a correct sample (the paper), the reference, or
-# the last attempt when it is right and the reference otherwise ("keep").
-TARGETS = ("sample", "reference", "keep")
+# What the revision model learns to write: a correct sample (the paper), the reference, the
+# last attempt when it is right and the reference otherwise ("keep"), or the last attempt
+# whatever its grade ("copy", a test of copying; the reference when there is no attempt).
+TARGETS = ("sample", "reference", "keep", "copy")
+# Which last context attempts replace the target: none, the right ones, or any.
+KEEPS = ("none", "right", "any")
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -68,21 +74,23 @@ def revision_examples(
     max_examples: int | None = None,
     context: str = "incorrect",
     reference: str | None = None,
-    keep_right: bool = False,
+    keep: str = "none",
 ) -> list[RevisionExample]:
     """Examples from one question's sampled answers, with context attempts drawn as
     ``context`` says.
 
     The targets are the correct answers (at most ``max_examples``, chosen at random), or,
     given a ``reference`` solution, that solution ``max_examples`` times (once per answer
-    without a limit), each time after a fresh draw of context. With ``keep_right`` a right
-    last attempt replaces the target.
+    without a limit), each time after a fresh draw of context. With ``keep="right"`` a
+    right last attempt replaces the target; with ``keep="any"``, any last attempt.
     """
     if context not in CONTEXTS:
         raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
-    if keep_right and context != "any":
+    if keep not in KEEPS:
+        raise ValueError(f"keep must be one of {KEEPS}, got {keep!r}")
+    if keep != "none" and context != "any":
         raise ValueError(
-            "keep_right needs context='any': an 'incorrect' context has no right attempt"
+            f"keep={keep!r} needs context='any': an 'incorrect' context has no right attempt"
         )
     if len(answers) != len(correct):
         raise ValueError(f"{len(answers)} answers but {len(correct)} grades")
@@ -96,9 +104,9 @@ def revision_examples(
         targets = [(answers[i], i) for i in right]
     if context == "any":
         examples = [_any_context(answers, target, index, rng) for target, index in targets]
-        if keep_right:
-            right = {a for a, ok in zip(answers, correct, strict=True) if ok}
-            examples = [_kept(e, right) for e in examples]
+        if keep != "none":
+            kept = {a for a, ok in zip(answers, correct, strict=True) if ok or keep == "any"}
+            examples = [_kept(e, kept) for e in examples]
         return examples
     wrong = [a for a, ok in zip(answers, correct, strict=True) if not ok]
     distances: dict[str, list[int]] = {}
@@ -127,8 +135,8 @@ def _any_context(
     return RevisionExample([answers[i] for i in chosen], target)
 
 
-def _kept(example: RevisionExample, right: set[str]) -> RevisionExample:
-    """``example`` with its last attempt as the target when that attempt is in ``right``."""
-    if example.attempts and example.attempts[-1] in right:
+def _kept(example: RevisionExample, kept: set[str]) -> RevisionExample:
+    """``example`` with its last attempt as the target when that attempt is in ``kept``."""
+    if example.attempts and example.attempts[-1] in kept:
         return RevisionExample(example.attempts, example.attempts[-1])
     return example
