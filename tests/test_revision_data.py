@@ -96,20 +96,29 @@ def test_reference_targets_take_fresh_context_each_time(context):
     assert len(revision_examples(answers, correct, rng, None, context, reference)) == len(answers)
 
 
+REFERENCE = "ok reference"
+
+
+def _kept_examples(keep: str, seed: int = 3):
+    """200 examples with any context and the reference as target, kept as ``keep`` says."""
+    answers, correct = _answers()
+    rng = np.random.default_rng(seed)
+    return revision_examples(answers, correct, rng, 200, "any", REFERENCE, keep=keep)
+
+
 def test_keeping_right_copies_a_right_last_attempt_and_rewrites_a_wrong_one():
     answers, correct = _answers()
     graded = _graded()
-    reference = "ok reference"
-    rng = np.random.default_rng(3)
-    examples = revision_examples(answers, correct, rng, 200, "any", reference, keep="right")
+    examples = _kept_examples("right")
     after_right = [e for e in examples if e.attempts and graded[e.attempts[-1]]]
     others = [e for e in examples if not e.attempts or not graded[e.attempts[-1]]]
     assert after_right and others
     assert all(e.target == e.attempts[-1] for e in after_right)
-    assert all(e.target == reference for e in others)
+    assert all(e.target == REFERENCE for e in others)
     # Only the last attempt decides: a right attempt earlier in the context is not copied.
     assert any(any(graded[a] for a in e.attempts[:-1]) for e in others)
     # Without a reference the fallback target is a right sample, never one in the context.
+    rng = np.random.default_rng(4)
     for example in revision_examples(answers, correct, rng, None, "any", keep="right"):
         assert graded[example.target]
         if not example.attempts or not graded[example.attempts[-1]]:
@@ -117,18 +126,14 @@ def test_keeping_right_copies_a_right_last_attempt_and_rewrites_a_wrong_one():
 
 
 def test_keeping_any_copies_every_last_attempt_right_or_wrong():
-    answers, correct = _answers()
     graded = _graded()
-    reference = "ok reference"
-    rng = np.random.default_rng(3)
-    examples = revision_examples(answers, correct, rng, 200, "any", reference, keep="any")
+    examples = _kept_examples("any")
     with_context = [e for e in examples if e.attempts]
     assert any(not graded[e.attempts[-1]] for e in with_context)
     assert all(e.target == e.attempts[-1] for e in with_context)
-    assert all(e.target == reference for e in examples if not e.attempts)
+    assert all(e.target == REFERENCE for e in examples if not e.attempts)
     # The same draws as without keeping: only the targets differ.
-    plain = revision_examples(answers, correct, np.random.default_rng(3), 200, "any", reference)
-    assert [e.attempts for e in plain] == [e.attempts for e in examples]
+    assert [e.attempts for e in _kept_examples("none")] == [e.attempts for e in examples]
 
 
 def test_at_most_max_examples_per_question():
