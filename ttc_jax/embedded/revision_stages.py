@@ -87,7 +87,7 @@ def check_revision_settings(config) -> None:
         if value not in choices:
             raise ValueError(f"revision_data.{name} must be one of {choices}, got {value!r}")
     target = config.revision_data.target
-    if target in ("keep", "copy") and config.revision_data.context != "any":
+    if target in KEEP_OF_TARGET and config.revision_data.context != "any":
         raise ValueError(f"revision_data.target {target!r} needs context 'any' (attempts to keep)")
     for name in ("extra_layers", "rope_theta"):
         if config.revision[name] < 0:

@@ -89,9 +89,7 @@ def revision_examples(
     if keep not in KEEPS:
         raise ValueError(f"keep must be one of {KEEPS}, got {keep!r}")
     if keep != "none" and context != "any":
-        raise ValueError(
-            f"keep={keep!r} needs context='any': an 'incorrect' context has no right attempt"
-        )
+        raise ValueError(f"keep={keep!r} needs context='any': only its draws keep a last attempt")
     if len(answers) != len(correct):
         raise ValueError(f"{len(answers)} answers but {len(correct)} grades")
     if reference is not None:
