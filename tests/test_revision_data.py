@@ -180,6 +180,22 @@ def test_reference_prompts_show_the_reference_with_or_without_the_question():
     assert hidden.endswith(task.PROMPT_CONFIG.solution_header + "\n")
 
 
+def test_verbatim_rate_counts_samples_that_are_the_reference_word_for_word():
+    from types import SimpleNamespace
+
+    from ttc_jax.embedded.revision_trial import trial_questions, verbatim_rate
+
+    first, second = trial_questions(2, 2)
+    altered = first.solution.replace("\\boxed{", "\\boxed{1")
+    assert altered != first.solution
+    rows = [
+        [SimpleNamespace(text=first.solution + "\n"), SimpleNamespace(text=altered)],
+        [SimpleNamespace(text=first.solution), SimpleNamespace(text=" " + second.solution)],
+    ]
+    # The first question's reference, then a slip; another question's, then its own.
+    assert verbatim_rate([first, second], rows) == 0.5
+
+
 def test_revision_trial_runs_on_the_shipped_revision_model(capsys):
     from ttc_jax import embedded
     from ttc_jax.embedded.revision_trial import main
@@ -191,7 +207,10 @@ def test_revision_trial_runs_on_the_shipped_revision_model(capsys):
     assert all(0 <= p <= 1 for p in level["pass@1_by_attempt"])
     assert 0 <= level["pass@1_after_reference"] <= 1
     assert 0 <= level["pass@1_after_reference_question_hidden"] <= 1
+    for name in ("first_attempt", "after_reference", "after_reference_question_hidden"):
+        assert 0 <= level[f"verbatim_{name}"] <= 1
     out = capsys.readouterr().out
     assert "last - first" in out and "after the reference" in out and "question hidden" in out
+    assert "greedy verbatim unshown" in out
     with pytest.raises(SystemExit):
         main([path, "--levels", "9"])

@@ -7,8 +7,11 @@ For every model and level: pass@1 of each attempt of ``--chains`` chains of ``--
 sequential attempts (temperature 1.4, the world's); how often an attempt is right after a
 right one and after a wrong one; pass@1 with the reference solution shown as the one earlier
 attempt (does the model read its context?), and the same with the question left out (can
-it copy an attempt at all?); then the mean over levels and the last attempt's gain over the
-first. The questions are drawn from the training split with seed
+it copy an attempt at all?); how often a greedy solution (temperature 0) is the reference word
+for word with no earlier attempt, after the reference, and after it with the question hidden
+(sampling at 1.4 can hide a copy that greedy decoding shows: a model that copies writes the
+reference word for word after it more often than unshown); then the mean over levels and the
+last attempt's gain over the first. The questions are drawn from the training split with seed
 777, which the pipeline's question sets (seeds ``10 x seed + stream``) do not use.
 """
 
@@ -67,6 +70,31 @@ def pass_after_reference(
     return float(np.mean(grades))
 
 
+def verbatim_rate(problems: Sequence, rows: Sequence) -> float:
+    """The fraction of samples (``rows[question]`` records) that are their question's
+    reference solution word for word."""
+    same = [
+        [sample.text.strip() == problem.solution.strip() for sample in row]
+        for problem, row in zip(problems, rows, strict=True)
+    ]
+    return float(np.mean(same))
+
+
+def greedy_verbatim(lm, problems: Sequence) -> dict:
+    """How often the greedy solution is the reference word for word: unshown (a first
+    attempt), after the reference, and after it with the question hidden."""
+    greedy = world_sampling(task.MAX_NEW_TOKENS, prompts_per_call=64, temperature=0.0)
+    prompts = {
+        "verbatim_first_attempt": [revision_prompt(p, []) for p in problems],
+        "verbatim_after_reference": reference_prompts(problems),
+        "verbatim_after_reference_question_hidden": reference_prompts(problems, True),
+    }
+    return {
+        name: verbatim_rate(problems, sample_solutions(lm, texts, 1, greedy, seed=0))
+        for name, texts in prompts.items()
+    }
+
+
 def summary(grades: np.ndarray) -> dict:
     """pass@1 by attempt and P(right | the attempt before right / wrong) (None: no such)."""
     before, after = grades[:, :, :-1].ravel(), grades[:, :, 1:].ravel()
@@ -112,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                 by_level[level][f"pass@1_after_reference{name}"] = pass_after_reference(
                     lm, problems, args.chains, grader, seed, hide_question=hide
                 )
+            by_level[level].update(greedy_verbatim(lm, problems))
             print(f"{path} level {level}: {_format(by_level[level])}", flush=True)
         mean = np.mean([s["pass@1_by_attempt"] for s in by_level.values()], axis=0)
         print(
@@ -132,7 +161,10 @@ def _format(figures: dict) -> str:
         f"pass@1 by attempt {passes}; right after right {show(figures['right_after_right'])}, "
         f"after wrong {show(figures['right_after_wrong'])}; "
         f"after the reference {figures['pass@1_after_reference']:.2f}, "
-        f"with the question hidden {figures['pass@1_after_reference_question_hidden']:.2f}"
+        f"with the question hidden {figures['pass@1_after_reference_question_hidden']:.2f}; "
+        f"greedy verbatim unshown {figures['verbatim_first_attempt']:.2f}, "
+        f"after the reference {figures['verbatim_after_reference']:.2f}, "
+        f"question hidden {figures['verbatim_after_reference_question_hidden']:.2f}"
     )
 
 
