@@ -4,15 +4,16 @@ trials of docs/embedded.md were measured, so a new recipe is judged without the 
     python -m ttc_jax.embedded.revision_trial embedded_run/revision/model [more models]
 
 For every model and level: pass@1 of each attempt of ``--chains`` chains of ``--attempts``
-sequential attempts (temperature 1.4, the world's); how often an attempt is right after a
-right one and after a wrong one; pass@1 with the reference solution shown as the one earlier
-attempt (does the model read its context?), and the same with the question left out (can
-it copy an attempt at all?); how often a greedy solution (temperature 0) is the reference word
-for word with no earlier attempt, after the reference, and after it with the question hidden
-(sampling at 1.4 can hide a copy that greedy decoding shows: a model that copies writes the
-reference word for word after it more often than unshown); then the mean over levels and the
-last attempt's gain over the first. The questions are drawn from the training split with seed
-777, which the pipeline's question sets (seeds ``10 x seed + stream``) do not use.
+sequential attempts (at the world's temperature of 1.4 unless ``--temperature`` says
+otherwise); how often an attempt is right after a right one and after a wrong one; pass@1
+with the reference solution shown as the one earlier attempt (does the model read its
+context?), and the same with the question left out (can it copy an attempt at all?); how
+often a greedy solution (temperature 0) is the reference word for word with no earlier
+attempt, after the reference, and after it with the question hidden (sampling can hide a
+copy that greedy decoding shows: a model that copies writes the reference word for word
+after it more often than unshown); then the mean over levels and the last attempt's gain
+over the first. The questions are drawn from the training split with seed 777, which the
+pipeline's question sets (seeds ``10 x seed + stream``) do not use.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from ttc_jax.training.rollouts import Grader, sample_solutions
 QUESTION_SEED = 777
 
 
-def trial_sampling():
-    """The world's sampling, at its temperature and token budget."""
-    return world_sampling(task.MAX_NEW_TOKENS, prompts_per_call=64)
+def trial_sampling(temperature: float = task.SAMPLING_TEMPERATURE):
+    """The world's sampling, at its token budget and (by default) its temperature."""
+    return world_sampling(task.MAX_NEW_TOKENS, prompts_per_call=64, temperature=temperature)
 
 
 def trial_questions(level: int, questions: int) -> list:
@@ -41,10 +42,17 @@ def trial_questions(level: int, questions: int) -> list:
 
 
 def attempt_grades(
-    lm, problems: Sequence, chains: int, attempts: int, grader: Grader, seed: int
+    lm,
+    problems: Sequence,
+    chains: int,
+    attempts: int,
+    grader: Grader,
+    seed: int,
+    temperature: float = task.SAMPLING_TEMPERATURE,
 ) -> np.ndarray:
     """[question, chain, attempt] grades of revision chains."""
-    grown = revision_chains(lm, problems, chains, attempts, trial_sampling(), seed)
+    sampling = trial_sampling(temperature)
+    grown = revision_chains(lm, problems, chains, attempts, sampling, seed)
     return chain_grades(problems, grown, grader)
 
 
@@ -55,14 +63,20 @@ def reference_prompts(problems: Sequence, hide_question: bool = False) -> list[s
 
 
 def pass_after_reference(
-    lm, problems: Sequence, samples: int, grader: Grader, seed: int, hide_question: bool = False
+    lm,
+    problems: Sequence,
+    samples: int,
+    grader: Grader,
+    seed: int,
+    hide_question: bool = False,
+    temperature: float = task.SAMPLING_TEMPERATURE,
 ):
     """pass@1 with the reference solution as the one earlier attempt: how well the model
     reads its context. A model that copies a right attempt scores near 1; one that ignores
     it scores its first attempt's pass@1. With ``hide_question`` the question is left out,
     so only a model that can copy an attempt scores above 0."""
     prompts = reference_prompts(problems, hide_question)
-    rows = sample_solutions(lm, prompts, samples, trial_sampling(), seed)
+    rows = sample_solutions(lm, prompts, samples, trial_sampling(temperature), seed)
     grades = [
         [grader.correct(s.text, p.answer) for s in row]
         for p, row in zip(problems, rows, strict=True)
@@ -83,7 +97,7 @@ def verbatim_rate(problems: Sequence, rows: Sequence) -> float:
 def greedy_verbatim(lm, problems: Sequence) -> dict:
     """How often the greedy solution is the reference word for word: unshown (a first
     attempt), after the reference, and after it with the question hidden."""
-    greedy = world_sampling(task.MAX_NEW_TOKENS, prompts_per_call=64, temperature=0.0)
+    greedy = trial_sampling(temperature=0.0)
     prompts = {
         "verbatim_first_attempt": [revision_prompt(p, []) for p in problems],
         "verbatim_after_reference": reference_prompts(problems),
@@ -116,11 +130,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--questions", type=int, default=20, help="questions a level")
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--attempts", type=int, default=5)
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=task.SAMPLING_TEMPERATURE,
+        help="sampling temperature of the chains and the reference figures (default: the world's)",
+    )
     args = parser.parse_args(argv)
     levels = [int(level) for level in args.levels.split(",")]
     bad = [level for level in levels if level not in task.LEVELS]
     if bad:
         parser.error(f"no level {bad}; levels are {list(task.LEVELS)}")
+    if args.temperature <= 0:
+        parser.error("--temperature must be positive (the greedy figures are measured anyway)")
     if args.attempts < 2:
         parser.error("--attempts must be at least 2 to compare attempts")
 
@@ -134,11 +156,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for level in levels:
             problems = trial_questions(level, args.questions)
             seed = 99 + level
-            grades = attempt_grades(lm, problems, args.chains, args.attempts, grader, seed)
+            grades = attempt_grades(
+                lm, problems, args.chains, args.attempts, grader, seed, args.temperature
+            )
             by_level[level] = summary(grades)
             for name, hide in (("", False), ("_question_hidden", True)):
                 by_level[level][f"pass@1_after_reference{name}"] = pass_after_reference(
-                    lm, problems, args.chains, grader, seed, hide_question=hide
+                    lm, problems, args.chains, grader, seed, hide, args.temperature
                 )
             by_level[level].update(greedy_verbatim(lm, problems))
             print(f"{path} level {level}: {_format(by_level[level])}", flush=True)
