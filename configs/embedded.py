@@ -151,6 +151,11 @@ def get_config(mode: str = "full") -> ml_collections.ConfigDict:
         # without the question, whose loss only reading the attempt can lower (0: none;
         # docs/embedded.md has the trials).
         hidden_question_fraction=0.0,
+        # Warm-up phases before the training below (0 epochs: none), each of this many epochs
+        # at this learning rate: copying attempts with the question hidden, then every last
+        # attempt as the target with the question shown (revision_stages.warmup_phases;
+        # needs revision_data.target "keep" or "copy"; docs/embedded.md has the trials).
+        warmup=dict(epochs=0.0, learning_rate=3e-3),
         validation_fraction=0.1,
         # 768: the longest example possible (a question, four attempts and the answer, each
         # at most max_new_tokens) fits; shorter rows than 1024 halve the attention's cost.

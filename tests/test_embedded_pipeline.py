@@ -15,7 +15,7 @@ from safetensors.numpy import load_file
 import ttc_jax
 from tests.study_helpers import load_config
 from ttc_jax.embedded.pipeline import CHECKPOINT_STAGES, STAGES, run_pipeline
-from ttc_jax.embedded.revision_stages import hidden_questions
+from ttc_jax.embedded.revision_stages import copy_targets, hidden_questions, warmup_phases
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -208,6 +208,47 @@ def test_revision_model_trains_with_hidden_questions(quick_run, tmp_path, caplog
     assert "no example has its last attempt" not in caplog.text
 
 
+def test_warmup_copies_with_the_question_hidden_then_every_last_attempt():
+    rows = [
+        {"attempts": ["a"], "target": "a"},  # a right attempt kept
+        {"attempts": [], "target": "r"},  # no attempt: the reference
+        {"attempts": ["a", "b"], "target": "r"},  # a wrong last attempt: the reference
+    ]
+    assert [r["target"] for r in copy_targets(rows)] == ["a", "r", "b"]
+    assert [r["target"] for r in rows] == ["a", "r", "r"]  # the rows themselves unchanged
+    [(first, first_rows, first_hidden), (second, second_rows, second_hidden)] = warmup_phases(
+        rows, seed=0
+    )
+    assert (first, second) == ("hidden", "copy")
+    assert first_rows == rows and first_hidden.tolist() == [True, False, False]
+    assert second_rows == copy_targets(rows) and not second_hidden.any()
+
+
+def test_revision_warmup_runs_before_the_training_and_feeds_it(quick_run, tmp_path, caplog):
+    workdir, config = _redo_stage(quick_run, tmp_path, "revision")
+    config.revision_data.target = "keep"  # the quick data show the reference last at times
+    config.revision.warmup.update(epochs=1, learning_rate=1e-2)
+    # The stage's own training stands still, so every change comes from the warm-up.
+    config.revision.train.update(epochs=1, learning_rate=0.0, warmup_steps=1)
+    caplog.set_level("INFO", logger="ttc_jax")
+    run_pipeline(config, "ttc-train")
+    for phase in ("hidden", "copy"):
+        assert f"revision {phase}: step" in caplog.text
+        assert (workdir / "revision" / f"{phase}_checkpoints").is_dir()
+    model = load_file(workdir / "revision" / "model" / "model.safetensors")
+    policy = load_file(workdir / "policy" / "model" / "model.safetensors")
+    assert model.keys() == policy.keys()
+    assert any(not np.array_equal(model[name], policy[name]) for name in model)
+    # Run again, the finished phases resume at their last step instead of training anew.
+    (workdir / "revision" / "done.json").unlink()
+    caplog.clear()
+    run_pipeline(config, "ttc-train")
+    assert "revision hidden: resumed at step" in caplog.text
+    assert "revision copy: resumed at step" in caplog.text
+    again = load_file(workdir / "revision" / "model" / "model.safetensors")
+    assert all(np.array_equal(again[name], model[name]) for name in model)
+
+
 def test_hidden_questions_without_copies_to_hide_are_named(quick_run, tmp_path, caplog):
     workdir, config = _redo_stage(quick_run, tmp_path, "revision")
     # No example's target is its last attempt: a target no answer has.
@@ -288,6 +329,24 @@ def test_keeping_last_attempts_needs_them_in_context(tmp_path, target):
     config.workdir = str(tmp_path / "run")
     config.revision_data.update(context="incorrect", target=target)
     with pytest.raises(ValueError, match=f"target '{target}' needs context 'any'"):
+        run_pipeline(config, "ttc-train")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "target, warmup, message",
+    [
+        ("reference", {"epochs": 1}, r"revision\.warmup needs revision_data\.target in"),
+        ("keep", {"epochs": -1}, r"revision\.warmup needs epochs >= 0"),
+        ("keep", {"epochs": 1, "learning_rate": 0.0}, r"a positive learning_rate"),
+    ],
+)
+def test_a_warmup_that_cannot_run_fails_before_any_stage(tmp_path, target, warmup, message):
+    config = load_config("embedded", "quick")
+    config.workdir = str(tmp_path / "run")
+    config.revision_data.target = target
+    config.revision.warmup.update(warmup)
+    with pytest.raises(ValueError, match=message):
         run_pipeline(config, "ttc-train")
     assert not (tmp_path / "run").exists()
 

@@ -130,9 +130,15 @@ def fit_examples(
     target_dtype,
     stream: int,
     references: Callable[[int], Batch] | None = None,
+    phase: str = "",
+    train_overrides: dict | None = None,
 ) -> FitResult:
     """Trains ``init`` on fixed examples for ``config[stage].train.epochs`` epochs at most,
     early-stopped on the validation examples. ``make_loss(graphdef)`` gives the loss.
+
+    A ``phase`` (a warm-up before the stage's own training) logs as ``stage phase`` and
+    checkpoints in its own folder of the stage, with ``train_overrides`` (for example
+    ``epochs`` and ``learning_rate``) replacing the stage's ``train`` settings.
 
     With ``references`` (a reference-solution stream), every step's batch is
     ``{"examples": ..., "references": references(step)}`` for a loss that trains on both;
@@ -149,11 +155,12 @@ def fit_examples(
     shuffled = [train_examples[i] for i in order]
     batches = pack_all(shuffled, section.rows, section.row_length, target_dtype)
     validation = pack_all(validation_examples, section.rows, section.row_length, target_dtype)
-    settings = dict(section.train)
+    settings = {**dict(section.train), **(train_overrides or {})}
     steps = math.ceil(settings.pop("epochs") * len(batches))
+    name = f"{stage} {phase}" if phase else stage
     log.info(
         "%s: %d training and %d validation examples, %d batches an epoch, %d steps at most",
-        stage,
+        name,
         len(train_examples),
         len(validation_examples),
         len(batches),
@@ -166,12 +173,12 @@ def fit_examples(
         validation = [{"examples": batch, "references": empty} for batch in validation]
     graphdef, _ = abstract_model(cfg, jnp.float32)
     return fit(
-        stage,
+        name,
         init,
         make_loss(graphdef),
         batch_at,
         TrainConfig.from_dict({**settings, "steps": steps}),
-        ws.stage_dir(stage) / "checkpoints",
+        ws.stage_dir(stage) / (f"{phase}_checkpoints" if phase else "checkpoints"),
         validation,
     )
 

@@ -95,6 +95,17 @@ def check_revision_settings(config) -> None:
     fraction = config.revision.hidden_question_fraction
     if not 0 <= fraction <= 1:
         raise ValueError(f"revision.hidden_question_fraction must be in [0, 1], got {fraction}")
+    warmup = config.revision.warmup
+    if warmup.epochs < 0 or warmup.learning_rate <= 0:
+        raise ValueError(
+            "revision.warmup needs epochs >= 0 and a positive learning_rate, got "
+            f"epochs={warmup.epochs}, learning_rate={warmup.learning_rate}"
+        )
+    if warmup.epochs and target not in KEEP_OF_TARGET:
+        raise ValueError(
+            f"revision.warmup needs revision_data.target in {sorted(KEEP_OF_TARGET)}, got "
+            f"{target!r}: its first phase copies the examples whose target is their last attempt"
+        )
 
 
 def revision_prompt(question, attempts: Sequence[str], hide_question: bool = False) -> str:
@@ -160,18 +171,50 @@ def stage_revision_data(ws: Workspace) -> None:
     ws.run_chunks("revision_data", problems, section.chunk_questions, work, log.info)
 
 
-def stage_revision(ws: Workspace) -> None:
-    """The revision model: the policy (deepened by ``revision.extra_layers`` fresh layers,
-    with rotary base ``revision.rope_theta`` unless 0) fine-tuned to answer after its
-    earlier attempts."""
-    rows = ws.read_chunks("revision_data")
+def copy_targets(rows: Sequence[dict]) -> list[dict]:
+    """The rows with each last attempt, right or wrong, as the target (the reference stays
+    where there is none): revision_data.target "copy" made from any other target's rows."""
+    return [{**r, "target": r["attempts"][-1]} if r["attempts"] else r for r in rows]
+
+
+def warmup_phases(rows: Sequence[dict], seed: int) -> list[tuple[str, list[dict], np.ndarray]]:
+    """(name, rows, hidden) of the revision model's warm-up, in order.
+
+    "hidden": every example whose target is its last attempt is shown without its question,
+    so that only copying the attempt lowers its loss; a model learns to copy there first.
+    "copy": every last attempt is the target, with the question shown, so that the copying
+    learned without the question carries over to prompts that have one (docs/embedded.md).
+    """
+    return [
+        ("hidden", list(rows), hidden_questions(rows, 1.0, seed)),
+        ("copy", copy_targets(rows), np.zeros(len(rows), dtype=bool)),
+    ]
+
+
+def revision_lm_examples(ws: Workspace, rows: Sequence[dict], hidden: np.ndarray):
+    """(training, validation) language-model examples of revision rows, the ``hidden`` ones
+    without their question."""
     tokenizer = ws.tokenizer
-    section = ws.config.revision
-    hidden = hidden_questions(rows, section.hidden_question_fraction, ws.config.seed)
     prompts = [
         revision_prompt(r["question"], r["attempts"], hide)
         for r, hide in zip(rows, hidden, strict=True)
     ]
+    prompt_ids = tokenizer(prompts)["input_ids"]
+    target_ids = tokenizer([r["target"] for r in rows], add_special_tokens=False)["input_ids"]
+    examples = [
+        lm_example(prompt, target, tokenizer.eos_token_id)
+        for prompt, target in zip(prompt_ids, target_ids, strict=True)
+    ]
+    return split_examples(rows, examples, ws.config.revision.validation_fraction)
+
+
+def stage_revision(ws: Workspace) -> None:
+    """The revision model: the policy (deepened by ``revision.extra_layers`` fresh layers,
+    with rotary base ``revision.rope_theta`` unless 0) fine-tuned to answer after its
+    earlier attempts, after the warm-up phases when ``revision.warmup.epochs`` is set."""
+    rows = ws.read_chunks("revision_data")
+    section = ws.config.revision
+    hidden = hidden_questions(rows, section.hidden_question_fraction, ws.config.seed)
     if section.hidden_question_fraction:
         log.info("revision: %d of %d examples without their question", hidden.sum(), len(rows))
         if not hidden.any():
@@ -180,13 +223,6 @@ def stage_revision(ws: Workspace) -> None:
                 "as its target (revision_data.target 'keep' or 'copy' makes such examples)",
                 section.hidden_question_fraction,
             )
-    prompt_ids = tokenizer(prompts)["input_ids"]
-    target_ids = tokenizer([r["target"] for r in rows], add_special_tokens=False)["input_ids"]
-    examples = [
-        lm_example(prompt, target, tokenizer.eos_token_id)
-        for prompt, target in zip(prompt_ids, target_ids, strict=True)
-    ]
-    train, validation = split_examples(rows, examples, section.validation_fraction)
     policy = load_lm(ws.model_dir("policy"))
     config, params = with_extra_layers(
         policy.config, policy.params, section.extra_layers, ws.config.seed
@@ -195,6 +231,24 @@ def stage_revision(ws: Workspace) -> None:
         # A slower rotary base leaves more of each head able to match content far back
         # (an earlier attempt), at the price of re-learning the policy's local attention.
         config = config.replace(rope_theta=float(section.rope_theta))
+    if section.warmup.epochs:
+        warmup = {"epochs": section.warmup.epochs, "learning_rate": section.warmup.learning_rate}
+        for phase, phase_rows, phase_hidden in warmup_phases(rows, ws.config.seed):
+            train, validation = revision_lm_examples(ws, phase_rows, phase_hidden)
+            params = fit_examples(
+                ws,
+                "revision",
+                config,
+                params,
+                lm_loss,
+                train,
+                validation,
+                np.int32,
+                REVISION_QUESTIONS,
+                phase=phase,
+                train_overrides=warmup,
+            ).params
+    train, validation = revision_lm_examples(ws, rows, hidden)
     result = fit_examples(
         ws,
         "revision",
