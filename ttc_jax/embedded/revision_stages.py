@@ -231,35 +231,25 @@ def stage_revision(ws: Workspace) -> None:
         # A slower rotary base leaves more of each head able to match content far back
         # (an earlier attempt), at the price of re-learning the policy's local attention.
         config = config.replace(rope_theta=float(section.rope_theta))
-    if section.warmup.epochs:
-        warmup = {"epochs": section.warmup.epochs, "learning_rate": section.warmup.learning_rate}
-        for phase, phase_rows, phase_hidden in warmup_phases(rows, ws.config.seed):
-            train, validation = revision_lm_examples(ws, phase_rows, phase_hidden)
-            params = fit_examples(
-                ws,
-                "revision",
-                config,
-                params,
-                lm_loss,
-                train,
-                validation,
-                np.int32,
-                REVISION_QUESTIONS,
-                phase=phase,
-                train_overrides=warmup,
-            ).params
-    train, validation = revision_lm_examples(ws, rows, hidden)
-    result = fit_examples(
-        ws,
-        "revision",
-        config,
-        params,
-        lm_loss,
-        train,
-        validation,
-        np.int32,
-        REVISION_QUESTIONS,
-    )
+    warmup = {"epochs": section.warmup.epochs, "learning_rate": section.warmup.learning_rate}
+    phases = warmup_phases(rows, ws.config.seed) if section.warmup.epochs else []
+    # The warm-up phases, then the stage's own training ("" phase), each from the last.
+    for phase, phase_rows, phase_hidden in [*phases, ("", rows, hidden)]:
+        train, validation = revision_lm_examples(ws, phase_rows, phase_hidden)
+        result = fit_examples(
+            ws,
+            "revision",
+            config,
+            params,
+            lm_loss,
+            train,
+            validation,
+            np.int32,
+            REVISION_QUESTIONS,
+            phase=phase,
+            train_overrides=warmup if phase else None,
+        )
+        params = result.params
     record = fit_record(result, train, validation)
     ws.save_model("revision", config, result.params, record)
 
