@@ -119,3 +119,56 @@ def test_search_prompts_are_the_prompts_the_models_were_trained_on(name):
     attempts = [problem.solution, problem.solution.replace("=", " = ", 1)]
     assert prompter.text(problem) == task.PROMPT.text(problem)
     assert prompter.revision_text(problem, attempts) == task.PROMPT.revision_text(problem, attempts)
+
+
+@pytest.mark.parametrize("level", task.LEVELS)
+def test_questions_parse_back_to_their_registers_and_operations(level):
+    for problem in task.make_problems(30, level, seed=4):
+        start, operations = task.parse_question(problem.problem)
+        assert task.question_text(start, operations) == problem.problem
+        assert task.run(start, operations, [False] * len(operations))[1] == int(problem.answer)
+        # A reference solution is right and in the task's wording: it is its own mending.
+        assert task.solution_worded_like(problem.problem, problem.solution) == problem.solution
+
+
+def test_a_wrong_attempt_is_mended_from_its_first_slip_in_its_own_wording():
+    question = (
+        "Let x = 4 and y = 0. Working modulo 10, apply a) x=x+4, b) y=y*3, c) x=x+y+y, "
+        "d) y=y+x+x. What is 10x+y?"
+    )
+    # A slip in b) (0*3=3) carried on; the attempt restates a) and c) but not d).
+    attempt = "\n".join(
+        [
+            "a) x=x+4=4+4=8",
+            "b) y=0*3=3",
+            "c) x=x+y+y=8+3+3=4",
+            "d) y=3+4+4=1",
+            "The answer is \\boxed{41}.",
+        ]
+    )
+    mended = task.solution_worded_like(question, attempt)
+    assert mended == "\n".join(
+        [
+            "a) x=x+4=4+4=8",
+            "b) y=0*3=0",
+            "c) x=x+y+y=8+0+0=8",
+            "d) y=0+8+8=6",
+            "The answer is \\boxed{86}.",
+        ]
+    )
+    # An attempt with no step lines at all is answered in the plain wording.
+    plain = task.solution_worded_like(question, "The answer is \\boxed{7}.")
+    assert plain.splitlines()[0] == "a) x=4+4=8"
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is 2+2?",
+        "Let x = 1 and y = 2. Working modulo 10, apply a) x=x/3. What is 10x+y?",
+        "Let x = 1 and y = 2. Working modulo 10, apply a) z=z+3. What is 10x+y?",
+    ],
+)
+def test_a_question_not_of_the_task_is_named(question):
+    with pytest.raises(ValueError, match=r"not (a question )?of this task"):
+        task.parse_question(question)

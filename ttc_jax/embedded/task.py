@@ -293,3 +293,48 @@ PROMPT = FewShotPrompt(PROMPT_CONFIG, ())
 SAMPLING_TEMPERATURE = 1.4
 # Room for the longest solution (a level-5 reference is about 90 tokens) and some more.
 MAX_NEW_TOKENS = 128
+
+
+# -- reading problems and solutions back ----------------------------------------------------
+
+
+def parse_question(question: str) -> tuple[dict[str, int], list[Operation]]:
+    """The starting registers and the operations of a question `question_text` wrote.
+
+    Raises ValueError naming what does not fit the template.
+    """
+    if not (question.startswith(QUESTION_OPENING) and question.endswith(QUESTION_CLOSING)):
+        raise ValueError(f"not a question of this task: {question!r}")
+    head, _, applied = question[len(QUESTION_OPENING) : -len(QUESTION_CLOSING)].partition(
+        QUESTION_MIDDLE
+    )
+    x, _, y = head.partition(QUESTION_SECOND)
+    if not (x.isdigit() and y.isdigit() and applied):
+        raise ValueError(f"not a question of this task: {question!r}")
+    operations = []
+    for label, item in zip(STEP_LABELS, applied.split(OPERATION_JOINER), strict=False):
+        text = item.removeprefix(f"{label}{LABEL_CLOSING}")
+        target, symbol, operands = text[:1], text[3:4], text[4:].split("+")
+        if target not in REGISTERS or text[1:3] != f"={target}" or symbol not in "+-*":
+            raise ValueError(f"operation {label} of {question!r} is not of this task: {item!r}")
+        parsed = tuple(o if o in REGISTERS else int(o) for o in operands)
+        operations.append(Operation(target, symbol, parsed))
+    return {"x": int(x), "y": int(y)}, operations
+
+
+def solution_worded_like(question: str, attempt: str) -> str:
+    """The right solution of ``question`` worded as ``attempt`` words its steps.
+
+    Each step restates its operation where the attempt's line of the same label does (a
+    line the attempt lacks is not restated). For a right attempt in the task's wording this
+    is the attempt itself; for a wrong one, the attempt mended: its lines up to its first
+    slip unchanged, the rest recomputed from the right values.
+    """
+    start, operations = parse_question(question)
+    lines = attempt.split("\n")
+    restated = []
+    for label, op in zip(STEP_LABELS, operations, strict=False):
+        opening = f"{label}{LABEL_CLOSING}{op.text}="
+        restated.append(any(line.startswith(opening) for line in lines))
+    steps, _ = run(start, operations, restated)
+    return "\n".join(steps)
