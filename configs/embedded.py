@@ -137,7 +137,9 @@ def get_config(mode: str = "full") -> ml_collections.ConfigDict:
         # what the model learns to write: a correct "sample" (the paper), the "reference"
         # max_examples_per_question times, "keep": the last attempt when it is right and
         # the reference otherwise, or "copy": the last attempt right or wrong, a test of
-        # whether the model can copy at all (ttc_jax.training.revisions; docs/embedded.md).
+        # whether the model can copy at all (ttc_jax.training.revisions; docs/embedded.md),
+        # or "mend": the last attempt rewritten as the right solution in its wording (a
+        # right one unchanged, a wrong one mended from its first slip on).
         context="any",
         target="reference",
     )
@@ -154,8 +156,9 @@ def get_config(mode: str = "full") -> ml_collections.ConfigDict:
         # Warm-up phases before the training below (0 epochs: none), each of this many epochs
         # at this learning rate: copying attempts with the question hidden, then every last
         # attempt as the target with the question shown (revision_stages.warmup_phases;
-        # needs revision_data.target "keep" or "copy"; docs/embedded.md has the trials).
-        warmup=dict(epochs=0.0, learning_rate=3e-3),
+        # needs revision_data.target "keep", "copy" or "mend"; docs/embedded.md has the
+        # trials). ``phases`` names those to run ("copy" teaches copying wrong attempts too).
+        warmup=dict(epochs=0.0, learning_rate=3e-3, phases=("hidden", "copy")),
         validation_fraction=0.1,
         # 768: the longest example possible (a question, four attempts and the answer, each
         # at most max_new_tokens) fits; shorter rows than 1024 halve the attention's cost.

@@ -14,8 +14,10 @@ from safetensors.numpy import load_file
 
 import ttc_jax
 from tests.study_helpers import load_config
+from ttc_jax.embedded import task
 from ttc_jax.embedded.pipeline import CHECKPOINT_STAGES, STAGES, run_pipeline
 from ttc_jax.embedded.revision_stages import copy_targets, hidden_questions, warmup_phases
+from ttc_jax.training.rollouts import Grader
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -222,6 +224,32 @@ def test_warmup_copies_with_the_question_hidden_then_every_last_attempt():
     assert (first, second) == ("hidden", "copy")
     assert first_rows == rows and first_hidden.tolist() == [True, False, False]
     assert second_rows == copy_targets(rows) and not second_hidden.any()
+    # Only the phases named run, in the same order whatever the order named.
+    assert [name for name, *_ in warmup_phases(rows, 0, ("copy",))] == ["copy"]
+    assert [name for name, *_ in warmup_phases(rows, 0, ("copy", "hidden"))] == ["hidden", "copy"]
+
+
+def test_mend_targets_are_the_last_attempts_mended(quick_run, tmp_path):
+    workdir, config = _redo_stage(quick_run, tmp_path, "revision_data")
+    config.revision_data.target = "mend"
+    run_pipeline(config, "ttc-train")
+    rows = [
+        json.loads(line)
+        for path in sorted((workdir / "revision_data" / "chunks").glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    grader = Grader()
+    with_attempts = [r for r in rows if r["attempts"]]
+    assert with_attempts and len(with_attempts) < len(rows)
+    mended = 0
+    for row in with_attempts:
+        assert row["target"] == task.solution_worded_like(row["question"], row["attempts"][-1])
+        start, operations = task.parse_question(row["question"])
+        _, answer = task.run(start, operations, [False] * len(operations))
+        assert grader.correct(row["target"], str(answer))
+        mended += row["target"] != row["attempts"][-1]
+    # Both kinds are there: right last attempts kept word for word, wrong ones mended.
+    assert 0 < mended < len(with_attempts)
 
 
 def test_revision_warmup_runs_before_the_training_and_feeds_it(quick_run, tmp_path, caplog):
@@ -339,6 +367,8 @@ def test_keeping_last_attempts_needs_them_in_context(tmp_path, target):
         ("reference", {"epochs": 1}, r"revision\.warmup needs revision_data\.target in"),
         ("keep", {"epochs": -1}, r"revision\.warmup needs epochs >= 0"),
         ("keep", {"epochs": 1, "learning_rate": 0.0}, r"a positive learning_rate"),
+        ("keep", {"epochs": 1, "phases": ("copy", "mix")}, r"warmup\.phases must be one or"),
+        ("keep", {"epochs": 1, "phases": ()}, r"warmup\.phases must be one or more of"),
     ],
 )
 def test_a_warmup_that_cannot_run_fails_before_any_stage(tmp_path, target, warmup, message):

@@ -39,8 +39,14 @@ from ttc_jax.training.rollouts import Grader, SamplingSettings, sample_solutions
 
 log = logging.getLogger(__name__)
 
-# The `revision_examples` keep setting of the targets that keep a last attempt.
-KEEP_OF_TARGET = {"keep": "right", "copy": "any"}
+# The `revision_examples` keep setting of the targets that keep a last attempt; "mend"
+# keeps every last attempt and then rewrites it as the right solution in its wording.
+KEEP_OF_TARGET = {"keep": "right", "copy": "any", "mend": "any"}
+# The revision targets of this world: `revision_examples`' and "mend", which needs the task's
+# own solver (`task.solution_worded_like`).
+REVISION_TARGETS = (*TARGETS, "mend")
+# The warm-up phases in the order they run (`warmup_phases`).
+WARMUP_PHASES = ("hidden", "copy")
 
 
 def revision_chains(
@@ -82,7 +88,7 @@ def chain_grades(
 def check_revision_settings(config) -> None:
     """Raises ValueError naming a ``revision_data`` choice that does not exist or a
     ``revision`` setting out of range; the pipeline calls it before any stage runs."""
-    for name, choices in (("context", CONTEXTS), ("target", TARGETS)):
+    for name, choices in (("context", CONTEXTS), ("target", REVISION_TARGETS)):
         value = config.revision_data[name]
         if value not in choices:
             raise ValueError(f"revision_data.{name} must be one of {choices}, got {value!r}")
@@ -100,6 +106,12 @@ def check_revision_settings(config) -> None:
         raise ValueError(
             "revision.warmup needs epochs >= 0 and a positive learning_rate, got "
             f"epochs={warmup.epochs}, learning_rate={warmup.learning_rate}"
+        )
+    unknown = [phase for phase in warmup.phases if phase not in WARMUP_PHASES]
+    if unknown or not warmup.phases:
+        raise ValueError(
+            f"revision.warmup.phases must be one or more of {WARMUP_PHASES}, got "
+            f"{tuple(warmup.phases)}"
         )
     if warmup.epochs and target not in KEEP_OF_TARGET:
         raise ValueError(
@@ -152,6 +164,7 @@ def stage_revision_data(ws: Workspace) -> None:
                 answers.append(problem.solution)
             correct = [grader.correct(answer, problem.answer) for answer in answers]
             reference = None if section.target == "sample" else problem.solution
+            mend = section.target == "mend"
             for example in revision_examples(
                 answers,
                 correct,
@@ -161,11 +174,14 @@ def stage_revision_data(ws: Workspace) -> None:
                 reference,
                 keep=KEEP_OF_TARGET.get(section.target, "none"),
             ):
+                target = example.target
+                if mend and example.attempts:
+                    target = task.solution_worded_like(problem.problem, target)
                 yield {
                     "problem_id": problem.id,
                     "question": problem.problem,
                     "attempts": example.attempts,
-                    "target": example.target,
+                    "target": target,
                 }
 
     ws.run_chunks("revision_data", problems, section.chunk_questions, work, log.info)
@@ -177,18 +193,22 @@ def copy_targets(rows: Sequence[dict]) -> list[dict]:
     return [{**r, "target": r["attempts"][-1]} if r["attempts"] else r for r in rows]
 
 
-def warmup_phases(rows: Sequence[dict], seed: int) -> list[tuple[str, list[dict], np.ndarray]]:
-    """(name, rows, hidden) of the revision model's warm-up, in order.
+def warmup_phases(
+    rows: Sequence[dict], seed: int, names: Sequence[str] = WARMUP_PHASES
+) -> list[tuple[str, list[dict], np.ndarray]]:
+    """(name, rows, hidden) of the revision model's warm-up phases ``names``, in the order
+    of `WARMUP_PHASES`.
 
     "hidden": every example whose target is its last attempt is shown without its question,
     so that only copying the attempt lowers its loss; a model learns to copy there first.
     "copy": every last attempt is the target, with the question shown, so that the copying
     learned without the question carries over to prompts that have one (docs/embedded.md).
     """
-    return [
-        ("hidden", list(rows), hidden_questions(rows, 1.0, seed)),
-        ("copy", copy_targets(rows), np.zeros(len(rows), dtype=bool)),
-    ]
+    phases = {
+        "hidden": lambda: (list(rows), hidden_questions(rows, 1.0, seed)),
+        "copy": lambda: (copy_targets(rows), np.zeros(len(rows), dtype=bool)),
+    }
+    return [(name, *phases[name]()) for name in WARMUP_PHASES if name in names]
 
 
 def revision_lm_examples(ws: Workspace, rows: Sequence[dict], hidden: np.ndarray):
@@ -232,7 +252,9 @@ def stage_revision(ws: Workspace) -> None:
         # (an earlier attempt), at the price of re-learning the policy's local attention.
         config = config.replace(rope_theta=float(section.rope_theta))
     warmup = {"epochs": section.warmup.epochs, "learning_rate": section.warmup.learning_rate}
-    phases = warmup_phases(rows, ws.config.seed) if section.warmup.epochs else []
+    phases = (
+        warmup_phases(rows, ws.config.seed, section.warmup.phases) if section.warmup.epochs else []
+    )
     # The warm-up phases, then the stage's own training ("" phase), each from the last.
     for phase, phase_rows, phase_hidden in [*phases, ("", rows, hidden)]:
         train, validation = revision_lm_examples(ws, phase_rows, phase_hidden)
