@@ -165,7 +165,17 @@ def test_revision_trial_summary_counts_attempts_after_right_and_wrong():
     assert figures["pass@1_by_attempt"] == [0.5, 0.0, 1.0]
     assert figures["right_after_right"] == 0.0  # the one right attempt with a successor
     assert figures["right_after_wrong"] == 2 / 3
+    assert figures["last_minus_first_by_question"] == [0.0, 1.0]
     assert summary(np.zeros((1, 1, 2), bool))["right_after_right"] is None
+
+
+def test_paired_difference_is_the_mean_and_its_standard_error():
+    from ttc_jax.embedded.revision_trial import paired_difference
+
+    mean, error = paired_difference([0.0, 0.5, 1.0, 0.5])
+    assert mean == 0.5
+    assert error == pytest.approx(np.std([0.0, 0.5, 1.0, 0.5], ddof=1) / 2)
+    assert np.isnan(paired_difference([0.25])[1])
 
 
 def test_reference_prompts_show_the_reference_with_or_without_the_question():
@@ -210,7 +220,8 @@ def test_revision_trial_runs_on_the_shipped_revision_model(capsys):
     for name in ("first_attempt", "after_reference", "after_reference_question_hidden"):
         assert 0 <= level[f"verbatim_{name}"] <= 1
     out = capsys.readouterr().out
-    assert "last - first" in out and "after the reference" in out and "question hidden" in out
+    assert "last - first" in out and "standard error" in out
+    assert "after the reference" in out and "question hidden" in out
     assert "greedy verbatim unshown" in out
     with pytest.raises(SystemExit):
         main([path, "--levels", "9"])

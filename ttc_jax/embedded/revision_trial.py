@@ -110,7 +110,8 @@ def greedy_verbatim(lm, problems: Sequence) -> dict:
 
 
 def summary(grades: np.ndarray) -> dict:
-    """pass@1 by attempt and P(right | the attempt before right / wrong) (None: no such)."""
+    """pass@1 by attempt, P(right | the attempt before right / wrong) (None: no such), and
+    each question's last attempt's pass@1 less its first's (over its chains)."""
     before, after = grades[:, :, :-1].ravel(), grades[:, :, 1:].ravel()
 
     def rate(mask):
@@ -120,7 +121,19 @@ def summary(grades: np.ndarray) -> dict:
         "pass@1_by_attempt": grades.mean(axis=(0, 1)).tolist(),
         "right_after_right": rate(before),
         "right_after_wrong": rate(~before),
+        "last_minus_first_by_question": (grades[:, :, -1].mean(1) - grades[:, :, 0].mean(1))
+        .astype(float)
+        .tolist(),
     }
+
+
+def paired_difference(differences: Sequence[float]) -> tuple[float, float]:
+    """(mean, standard error) of per-question differences: a chain's last attempt against
+    its first on the same questions, so that the questions' own difficulty cancels out."""
+    values = np.asarray(differences, float)
+    if len(values) < 2:
+        return float(values.mean()), float("nan")
+    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -167,9 +180,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
             by_level[level].update(greedy_verbatim(lm, problems))
             print(f"{path} level {level}: {_format(by_level[level])}", flush=True)
         mean = np.mean([s["pass@1_by_attempt"] for s in by_level.values()], axis=0)
+        # Every level has as many questions, so the pooled mean is the mean of the levels'.
+        gain, error = paired_difference(
+            [d for s in by_level.values() for d in s["last_minus_first_by_question"]]
+        )
         print(
             f"{path} mean pass@1 by attempt {np.round(mean, 3).tolist()}, "
-            f"last - first {mean[-1] - mean[0]:+.3f}",
+            f"last - first {gain:+.3f} (standard error {error:.3f})",
             flush=True,
         )
         results[path] = by_level
