@@ -16,7 +16,12 @@ import ttc_jax
 from tests.study_helpers import load_config
 from ttc_jax.embedded import task
 from ttc_jax.embedded.pipeline import CHECKPOINT_STAGES, STAGES, run_pipeline
-from ttc_jax.embedded.revision_stages import copy_targets, hidden_questions, warmup_phases
+from ttc_jax.embedded.revision_stages import (
+    chain_examples,
+    copy_targets,
+    hidden_questions,
+    warmup_phases,
+)
 from ttc_jax.training.rollouts import Grader
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,9 +163,12 @@ def test_value_head_prm_recipe_still_trains(quick_run, tmp_path):
 
 
 def _retrain_revision(quick_run, tmp_path, train_settings=(), **settings) -> Path:
-    """The quick run's revision model trained again with ``revision.<settings>`` and
-    ``revision.train.<train_settings>`` changed; returns its folder."""
+    """The quick run's revision model trained again, without warm-up or on-policy rounds,
+    with ``revision.<settings>`` and ``revision.train.<train_settings>`` changed; returns its
+    folder."""
     workdir, config = _redo_stage(quick_run, tmp_path, "revision")
+    config.revision.warmup.epochs = 0.0
+    config.revision.on_policy.rounds = 0
     config.revision.update(settings)
     config.revision.train.update(dict(train_settings))
     run_pipeline(config, "ttc-train")
@@ -252,10 +260,52 @@ def test_mend_targets_are_the_last_attempts_mended(quick_run, tmp_path):
     assert 0 < mended < len(with_attempts)
 
 
+def test_chain_examples_mend_each_attempt_for_the_prompt_after_it():
+    [problem] = task.problems_of_split(1, 2, 0, "train")
+    right = problem.solution
+    wrong = right.replace("\\boxed{", "\\boxed{1")
+    rows = chain_examples(problem, [[wrong, right], [right]], np.random.default_rng(0), 10)
+    by_context = {tuple(r["attempts"]): r["target"] for r in rows}
+    assert by_context == {
+        (): right,  # before any attempt: the reference
+        (wrong,): task.solution_worded_like(problem.problem, wrong),  # the wrong one mended
+        (wrong, right): right,  # a right attempt kept word for word
+        (right,): right,
+    }
+    assert by_context[(wrong,)] == right  # the slip was in the answer line only
+    # At most max_examples rows, drawn at random, in chain order.
+    five = [[f"{problem.solution}\n{i}" for i in range(5)]]
+    drawn = chain_examples(problem, five, np.random.default_rng(0), 3)
+    assert len(drawn) == 3 and all(len(r["attempts"]) <= 4 for r in drawn)
+    lengths = [len(r["attempts"]) for r in drawn]
+    assert lengths == sorted(lengths)
+
+
+def test_on_policy_round_trains_on_the_models_own_chains(quick_run):
+    workdir, _ = quick_run
+    config = load_config("embedded", "quick")
+    rounds = config.revision.on_policy
+    rows = [
+        json.loads(line)
+        for path in sorted((workdir / "revision" / "round1" / "chunks").glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    chained = rounds.chains * (rounds.attempts + 1)
+    per_question = min(chained, config.revision_data.max_examples_per_question)
+    assert len(rows) == 5 * config.revision_data.questions_per_level * per_question
+    for row in rows:
+        if row["attempts"]:
+            assert row["target"] == task.solution_worded_like(row["question"], row["attempts"][-1])
+    assert (workdir / "revision" / "round1_checkpoints").is_dir()
+    record = json.loads((workdir / "revision" / "model" / "training.json").read_text())
+    assert record["config"]["revision"]["on_policy"]["rounds"] == 1
+
+
 def test_revision_warmup_runs_before_the_training_and_feeds_it(quick_run, tmp_path, caplog):
     workdir, config = _redo_stage(quick_run, tmp_path, "revision")
     config.revision_data.target = "keep"  # the quick data show the reference last at times
-    config.revision.warmup.update(epochs=1, learning_rate=1e-2)
+    config.revision.warmup.update(epochs=1, learning_rate=1e-2, phases=("hidden", "copy"))
+    config.revision.on_policy.rounds = 0
     # The stage's own training stands still, so every change comes from the warm-up.
     config.revision.train.update(epochs=1, learning_rate=0.0, warmup_steps=1)
     caplog.set_level("INFO", logger="ttc_jax")
@@ -376,6 +426,23 @@ def test_a_warmup_that_cannot_run_fails_before_any_stage(tmp_path, target, warmu
     config.workdir = str(tmp_path / "run")
     config.revision_data.target = target
     config.revision.warmup.update(warmup)
+    with pytest.raises(ValueError, match=message):
+        run_pipeline(config, "ttc-train")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"rounds": -1}, r"revision\.on_policy needs rounds >= 0"),
+        ({"epochs": 0.0}, r"a positive epochs and learning_rate"),
+        ({"chains": 0}, r"revision\.on_policy needs chains >= 1 and attempts >= 1"),
+    ],
+)
+def test_on_policy_rounds_that_cannot_run_fail_before_any_stage(tmp_path, change, message):
+    config = load_config("embedded", "quick")
+    config.workdir = str(tmp_path / "run")
+    config.revision.on_policy.update(change)
     with pytest.raises(ValueError, match=message):
         run_pipeline(config, "ttc-train")
     assert not (tmp_path / "run").exists()

@@ -32,9 +32,15 @@ from ttc_jax.lm import LanguageModel, load_lm
 from ttc_jax.math.datasets import Problem
 from ttc_jax.math.grading import extract_answer
 from ttc_jax.math.prompts import split_steps
+from ttc_jax.sharding import ShardingRules, make_mesh
 from ttc_jax.training.objectives import lm_loss
 from ttc_jax.training.packing import lm_example
-from ttc_jax.training.revisions import CONTEXTS, TARGETS, revision_examples
+from ttc_jax.training.revisions import (
+    CONTEXTS,
+    MAX_CONTEXT_ATTEMPTS,
+    TARGETS,
+    revision_examples,
+)
 from ttc_jax.training.rollouts import Grader, SamplingSettings, sample_solutions
 
 log = logging.getLogger(__name__)
@@ -112,6 +118,17 @@ def check_revision_settings(config) -> None:
         raise ValueError(
             f"revision.warmup.phases must be one or more of {WARMUP_PHASES}, got "
             f"{tuple(warmup.phases)}"
+        )
+    rounds = config.revision.on_policy
+    if rounds.rounds < 0 or rounds.epochs <= 0 or rounds.learning_rate <= 0:
+        raise ValueError(
+            "revision.on_policy needs rounds >= 0 and a positive epochs and learning_rate, got "
+            f"rounds={rounds.rounds}, epochs={rounds.epochs}, learning_rate={rounds.learning_rate}"
+        )
+    if rounds.rounds and (rounds.chains < 1 or rounds.attempts < 1):
+        raise ValueError(
+            "revision.on_policy needs chains >= 1 and attempts >= 1, got "
+            f"chains={rounds.chains}, attempts={rounds.attempts}"
         )
     if warmup.epochs and target not in KEEP_OF_TARGET:
         raise ValueError(
@@ -211,6 +228,61 @@ def warmup_phases(
     return [(name, *phases[name]()) for name in WARMUP_PHASES if name in names]
 
 
+def chain_examples(
+    problem: Problem,
+    chains: Sequence[Sequence[str]],
+    rng: np.random.Generator,
+    max_examples: int,
+) -> list[dict]:
+    """Revision rows from one problem's revision chains (each a list of attempt texts, oldest
+    first), at most ``max_examples`` of them drawn with ``rng``.
+
+    Every prompt of a chain is a row: the attempts before it (the last four) and, as the
+    target, the right solution in the wording of the attempt just before it
+    (`task.solution_worded_like`: that attempt itself when it is right, mended when it is
+    wrong), or the reference solution before any attempt.
+    """
+    rows = []
+    for texts in chains:
+        for count in range(len(texts) + 1):
+            attempts = list(texts[max(0, count - MAX_CONTEXT_ATTEMPTS) : count])
+            target = (
+                task.solution_worded_like(problem.problem, attempts[-1])
+                if attempts
+                else problem.solution
+            )
+            rows.append(
+                {
+                    "problem_id": problem.id,
+                    "question": problem.problem,
+                    "attempts": attempts,
+                    "target": target,
+                }
+            )
+    chosen = rng.permutation(len(rows))[:max_examples]
+    return [rows[i] for i in sorted(chosen)]
+
+
+def on_policy_rows(ws: Workspace, lm: LanguageModel, round_index: int) -> list[dict]:
+    """Rows of `chain_examples` from ``lm``'s own revision chains on the revision data's
+    questions, sampled at the world's temperature; cached in the stage's
+    ``round<round_index>`` folder, so a killed run resumes where its sampling stopped."""
+    section, data = ws.config.revision.on_policy, ws.config.revision_data
+    problems = training_questions(ws, data.questions_per_level, REVISION_QUESTIONS)
+    settings = sampling_settings(ws, section.prompts_per_call)
+
+    def work(index, chunk):
+        seed = (ws.config.seed * 1000 + index) * 100 + round_index
+        chains = revision_chains(lm, chunk, section.chains, section.attempts, settings, seed)
+        rng = np.random.default_rng([ws.config.seed, REVISION_QUESTIONS, round_index, index])
+        for problem, problem_chains in zip(chunk, chains, strict=True):
+            texts = [[sample.text for _, sample in chain] for chain in problem_chains]
+            yield from chain_examples(problem, texts, rng, data.max_examples_per_question)
+
+    stage = f"revision/round{round_index}"
+    return ws.run_chunks(stage, problems, data.chunk_questions, work, log.info)
+
+
 def revision_lm_examples(ws: Workspace, rows: Sequence[dict], hidden: np.ndarray):
     """(training, validation) language-model examples of revision rows, the ``hidden`` ones
     without their question."""
@@ -231,7 +303,8 @@ def revision_lm_examples(ws: Workspace, rows: Sequence[dict], hidden: np.ndarray
 def stage_revision(ws: Workspace) -> None:
     """The revision model: the policy (deepened by ``revision.extra_layers`` fresh layers,
     with rotary base ``revision.rope_theta`` unless 0) fine-tuned to answer after its
-    earlier attempts, after the warm-up phases when ``revision.warmup.epochs`` is set."""
+    earlier attempts, after the warm-up phases when ``revision.warmup.epochs`` is set, then
+    for ``revision.on_policy.rounds`` rounds on its own chains (`on_policy_rows`)."""
     rows = ws.read_chunks("revision_data")
     section = ws.config.revision
     hidden = hidden_questions(rows, section.hidden_question_fraction, ws.config.seed)
@@ -270,6 +343,31 @@ def stage_revision(ws: Workspace) -> None:
             REVISION_QUESTIONS,
             phase=phase,
             train_overrides=warmup if phase else None,
+        )
+        params = result.params
+    # On-policy rounds: the model's own revision chains, their attempts mended, as the
+    # next round's examples, so that it learns to revise the attempts it makes itself.
+    rounds = section.on_policy
+    overrides = {"epochs": rounds.epochs, "learning_rate": rounds.learning_rate}
+    mesh, rules = make_mesh(1, 1), ShardingRules()
+    for round_index in range(1, rounds.rounds + 1):
+        lm = LanguageModel(config, params, mesh, rules, "float32", ws.tokenizer)
+        round_rows = on_policy_rows(ws, lm, round_index)
+        train, validation = revision_lm_examples(
+            ws, round_rows, np.zeros(len(round_rows), dtype=bool)
+        )
+        result = fit_examples(
+            ws,
+            "revision",
+            config,
+            params,
+            lm_loss,
+            train,
+            validation,
+            np.int32,
+            REVISION_QUESTIONS,
+            phase=f"round{round_index}",
+            train_overrides=overrides,
         )
         params = result.params
     record = fit_record(result, train, validation)
