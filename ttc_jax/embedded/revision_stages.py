@@ -324,25 +324,34 @@ def stage_revision(ws: Workspace) -> None:
         # A slower rotary base leaves more of each head able to match content far back
         # (an earlier attempt), at the price of re-learning the policy's local attention.
         config = config.replace(rope_theta=float(section.rope_theta))
-    warmup = {"epochs": section.warmup.epochs, "learning_rate": section.warmup.learning_rate}
-    phases = (
-        warmup_phases(rows, ws.config.seed, section.warmup.phases) if section.warmup.epochs else []
-    )
-    # The warm-up phases, then the stage's own training ("" phase), each from the last.
-    for phase, phase_rows, phase_hidden in [*phases, ("", rows, hidden)]:
+
+    def fit_phase(start, phase_rows, phase_hidden, phase: str, overrides: dict | None):
+        """Trains ``start`` on the rows (the ``phase_hidden`` ones without their question)
+        as ``phase``; returns the fit and its (training, validation) examples."""
         train, validation = revision_lm_examples(ws, phase_rows, phase_hidden)
         result = fit_examples(
             ws,
             "revision",
             config,
-            params,
+            start,
             lm_loss,
             train,
             validation,
             np.int32,
             REVISION_QUESTIONS,
             phase=phase,
-            train_overrides=warmup if phase else None,
+            train_overrides=overrides,
+        )
+        return result, train, validation
+
+    warmup = {"epochs": section.warmup.epochs, "learning_rate": section.warmup.learning_rate}
+    phases = (
+        warmup_phases(rows, ws.config.seed, section.warmup.phases) if section.warmup.epochs else []
+    )
+    # The warm-up phases, then the stage's own training ("" phase), each from the last.
+    for phase, phase_rows, phase_hidden in [*phases, ("", rows, hidden)]:
+        result, train, validation = fit_phase(
+            params, phase_rows, phase_hidden, phase, warmup if phase else None
         )
         params = result.params
     # On-policy rounds: the model's own revision chains, their attempts mended, as the
@@ -353,21 +362,9 @@ def stage_revision(ws: Workspace) -> None:
     for round_index in range(1, rounds.rounds + 1):
         lm = LanguageModel(config, params, mesh, rules, "float32", ws.tokenizer)
         round_rows = on_policy_rows(ws, lm, round_index)
-        train, validation = revision_lm_examples(
-            ws, round_rows, np.zeros(len(round_rows), dtype=bool)
-        )
-        result = fit_examples(
-            ws,
-            "revision",
-            config,
-            params,
-            lm_loss,
-            train,
-            validation,
-            np.int32,
-            REVISION_QUESTIONS,
-            phase=f"round{round_index}",
-            train_overrides=overrides,
+        no_hidden = np.zeros(len(round_rows), dtype=bool)
+        result, train, validation = fit_phase(
+            params, round_rows, no_hidden, f"round{round_index}", overrides
         )
         params = result.params
     record = fit_record(result, train, validation)
