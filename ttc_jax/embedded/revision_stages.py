@@ -1,11 +1,14 @@
 """Pipeline stages of revisions: revision data, the revision model, and the revision
 chains the revision verifier learns from.
 
-Revision data follows the paper (`ttc_jax.training.revisions`): 64 policy samples per
-training question, each correct one a target with up to four incorrect ones as context,
-the closest by edit distance last. The revision model starts from the policy's weights.
-Its prompt is `FewShotPrompt.revision_text` (the question, then the earlier attempts); with
-no attempts that is the policy's own prompt, so it makes first attempts too.
+Revision data is 64 policy samples per training question turned into examples by
+`ttc_jax.training.revisions`: the paper's recipe (`revision_data.target="sample"`, context
+"incorrect") or the shipped one, "mend": up to four samples of either grade as context and
+the last one mended (`task.solution_worded_like`) as the target. The revision model starts
+from the policy's weights, may warm up on copying, and ends with on-policy rounds on its
+own chains (`revision.on_policy`). Its prompt is `FewShotPrompt.revision_text` (the earlier
+attempts, then the question); with no attempts that is the policy's own prompt, so it makes
+first attempts too.
 """
 
 from __future__ import annotations
