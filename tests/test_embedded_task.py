@@ -88,8 +88,24 @@ def test_splits_take_their_share_of_problems():
 def test_bad_requests_fail_clearly():
     with pytest.raises(ValueError, match="level must be one of"):
         task.make_problems(1, 6)
-    with pytest.raises(ValueError, match="ran out of distinct problems"):
+    with pytest.raises(ValueError, match="level 1 has at most 22500 distinct problems"):
         task.make_problems(100_000, 1)
+
+
+def test_a_split_that_runs_out_says_how_far_it_got(monkeypatch):
+    # No patience: the first draw of another split, or a repeat, counts as the split run out.
+    monkeypatch.setattr(task, "DRAW_PATIENCE", 0)
+    with pytest.raises(ValueError, match=r"level 1's test split ran out of distinct problems at"):
+        task.make_problems(50, 1, seed=0)
+
+
+def test_question_counts_bound_what_the_draws_find():
+    # Level 1: 10 x 10 starting values, and 5 + 5 + 3 + 1 + 1 operations for each of 2 steps.
+    assert task.question_count(1) == 100 * 15**2
+    assert task.question_count(5) == 100 * (5 + 5 + 3 + 1 + 1 + 1 + 3) ** 6
+    rng = np.random.default_rng(0)
+    drawn = {task.draw_problem(rng, 1).problem for _ in range(5000)}
+    assert 0.15 * task.question_count(1) < len(drawn) <= task.question_count(1)
 
 
 def test_tokenizer_round_trips_through_transformers(tmp_path):

@@ -240,21 +240,41 @@ def _check_level(level: int) -> None:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
 
 
+# Draws in a row without a new problem of the split before it counts as run out: far more
+# than a nearly exhausted split needs for one more.
+DRAW_PATIENCE = 5000 * HASH_BUCKETS
+
+
+def question_count(level: int) -> int:
+    """How many questions ``level`` can draw over all splits (starting values times the
+    operations each step can draw): a bound no split's count can exceed."""
+    spec = LEVEL_SPECS[level]
+    choices = sum(
+        1 if OPERATION_KINDS[name].constants is None else len(OPERATION_KINDS[name].constants)
+        for name, weight in spec.kind_weights.items()
+        if weight > 0
+    )
+    return MODULUS ** len(REGISTERS) * choices**spec.num_steps
+
+
 def problems_of_split(num: int, level: int, seed: int, split: str) -> list[Problem]:
     """``num`` distinct problems of ``level`` from ``split``, the same for the same seed.
 
-    Raises ValueError when the split runs out of distinct problems (level 1's test split
-    holds about fifteen hundred).
+    Raises ValueError when ``num`` is above `question_count` (at once) or the split runs out
+    of distinct problems (level 1's test split holds about fifteen hundred).
     """
     _check_level(level)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if num < 0:
         raise ValueError(f"num must be >= 0, got {num}")
+    if num > question_count(level):
+        raise ValueError(
+            f"level {level} has at most {question_count(level)} distinct problems over all "
+            f"splits; ask for fewer than {num}"
+        )
     rng = np.random.default_rng([seed, level, SPLITS.index(split)])
     problems: dict[str, Problem] = {}
-    # Far more draws than a nearly exhausted split needs for one more problem.
-    patience = 5000 * HASH_BUCKETS
     misses = 0
     while len(problems) < num:
         problem = draw_problem(rng, level)
@@ -263,7 +283,7 @@ def problems_of_split(num: int, level: int, seed: int, split: str) -> list[Probl
             misses = 0
         else:
             misses += 1
-            if misses > patience:
+            if misses > DRAW_PATIENCE:
                 raise ValueError(
                     f"level {level}'s {split} split ran out of distinct problems at "
                     f"{len(problems)}; ask for fewer than {num}"
