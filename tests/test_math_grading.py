@@ -4,6 +4,7 @@ and the safety model (bounded time, no code execution) in the main thread and wo
 import itertools
 import logging
 import re
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +16,14 @@ import sympy
 import sympy.parsing.sympy_parser as sympy_parser
 
 from tests.grading_pairs import GRADING_PAIRS
-from ttc_jax.math import extract_answer, grading, is_equiv, load_math500, symbolic_worker
+from ttc_jax.math import (
+    extract_answer,
+    grading,
+    is_equiv,
+    load_math500,
+    symbolic,
+    symbolic_worker,
+)
 from ttc_jax.math.bench_grading import PAIRS_PER_PROBLEM, benchmark_pairs
 from ttc_jax.math.normalize import normalize_answer
 from ttc_jax.math.symbolic import SymbolicVerdict, check_equivalent, warm_up
@@ -263,6 +271,19 @@ def test_worker_parse_expr_refuses_code(monkeypatch):
     assert sympy.Number("12") == 12
     with pytest.raises(RuntimeError, match="parses no text as Python code"):
         sympy.sympify("__import__('os').getcwd()")
+
+
+def test_a_worker_outlives_an_interrupt_meant_for_its_parent():
+    worker = symbolic._Worker()
+    try:
+        assert worker.check("\\frac{1}{2}", "0.5", timeout_s=60) == SymbolicVerdict(True, "")
+        worker.process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert worker.process.poll() is None
+        assert worker.check("2", "3", timeout_s=60) == SymbolicVerdict(False, "")
+    finally:
+        worker.close()
+    assert worker.process.poll() is not None
 
 
 HUGE_LATEX = ("\\frac{1}{2}+" * 90_000)[:1_000_000]

@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import re
+import signal
 import sys
 from multiprocessing.connection import Connection
 
@@ -94,5 +95,8 @@ def serve(requests: Connection, replies: Connection) -> None:
 
 
 if __name__ == "__main__":
+    # An interrupt meant for the parent (Ctrl-C, a notebook's interrupt or its kernel's
+    # shutdown) reaches its whole process group; the worker leaves when its pipe closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     request_fd, reply_fd = (int(arg) for arg in sys.argv[1:3])
     serve(Connection(request_fd, writable=False), Connection(reply_fd, readable=False))
