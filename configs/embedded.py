@@ -169,9 +169,16 @@ def get_config(mode: str = "full") -> ml_collections.ConfigDict:
         # Rounds after that training: the model's own revision chains (``chains`` of
         # ``attempts`` on each revision-data question, at the world's temperature), every
         # attempt mended as the target of the prompt after it, trained on for ``epochs`` at
-        # ``learning_rate`` (0 rounds: none; docs/embedded.md has the trials).
+        # ``learning_rate`` (0 rounds: none; docs/embedded.md has the trials). A row that
+        # mends a wrong attempt appears ``mend_repeats`` times.
         on_policy=dict(
-            rounds=1, chains=4, attempts=5, prompts_per_call=128, epochs=2.0, learning_rate=1e-3
+            rounds=1,
+            chains=4,
+            attempts=5,
+            prompts_per_call=128,
+            epochs=2.0,
+            learning_rate=1e-3,
+            mend_repeats=1,
         ),
     )
     # Revision chains on training questions, for the revision verifier (UNSTATED sizes).

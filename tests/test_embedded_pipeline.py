@@ -21,6 +21,7 @@ from ttc_jax.embedded.revision_stages import (
     copy_targets,
     hidden_questions,
     warmup_phases,
+    with_mends_repeated,
 )
 from ttc_jax.training.rollouts import Grader
 
@@ -281,6 +282,19 @@ def test_chain_examples_mend_each_attempt_for_the_prompt_after_it():
     assert lengths == sorted(lengths)
 
 
+def test_mend_repeats_weigh_the_rows_that_mend_a_wrong_attempt():
+    problem = task.make_problems(1, 2, seed=3)[0]
+    right = problem.solution
+    wrong = right.replace(problem.solution.splitlines()[0], "a) x=0", 1)
+    rows = chain_examples(problem, [[wrong, right]], np.random.default_rng(0), 10)
+    repeated = with_mends_repeated(rows, 3)
+    # The first prompt (no attempt) and the one after the right attempt stay single; the
+    # one after the wrong attempt comes three times, in place.
+    assert [len(r["attempts"]) for r in repeated] == [0, 1, 1, 1, 2]
+    assert repeated[1] == repeated[2] == repeated[3] == rows[1]
+    assert with_mends_repeated(rows, 1) == rows
+
+
 def test_on_policy_round_trains_on_the_models_own_chains(quick_run):
     workdir, _ = quick_run
     config = load_config("embedded", "quick")
@@ -437,6 +451,7 @@ def test_a_warmup_that_cannot_run_fails_before_any_stage(tmp_path, target, warmu
         ({"rounds": -1}, r"revision\.on_policy needs rounds >= 0"),
         ({"epochs": 0.0}, r"a positive epochs and learning_rate"),
         ({"chains": 0}, r"revision\.on_policy needs chains >= 1 and attempts >= 1"),
+        ({"mend_repeats": 0}, r"revision\.on_policy\.mend_repeats must be an integer >= 1"),
     ],
 )
 def test_on_policy_rounds_that_cannot_run_fail_before_any_stage(tmp_path, change, message):

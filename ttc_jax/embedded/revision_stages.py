@@ -128,6 +128,10 @@ def check_revision_settings(config) -> None:
             "revision.on_policy needs rounds >= 0 and a positive epochs and learning_rate, got "
             f"rounds={rounds.rounds}, epochs={rounds.epochs}, learning_rate={rounds.learning_rate}"
         )
+    if not isinstance(rounds.mend_repeats, int) or rounds.mend_repeats < 1:
+        raise ValueError(
+            f"revision.on_policy.mend_repeats must be an integer >= 1, got {rounds.mend_repeats}"
+        )
     if rounds.rounds and (rounds.chains < 1 or rounds.attempts < 1):
         raise ValueError(
             "revision.on_policy needs chains >= 1 and attempts >= 1, got "
@@ -283,7 +287,19 @@ def on_policy_rows(ws: Workspace, lm: LanguageModel, round_index: int) -> list[d
             yield from chain_examples(problem, texts, rng, data.max_examples_per_question)
 
     stage = f"revision/round{round_index}"
-    return ws.run_chunks(stage, problems, data.chunk_questions, work, log.info)
+    rows = ws.run_chunks(stage, problems, data.chunk_questions, work, log.info)
+    return with_mends_repeated(rows, section.mend_repeats)
+
+
+def with_mends_repeated(rows: Sequence[dict], repeats: int) -> list[dict]:
+    """The rows, each that mends a wrong last attempt (its target is not that attempt)
+    ``repeats`` times in a row: on a model's own chains most rows keep a right attempt, and
+    repeating the rest weighs mending, the step that lifts a chain, more in the loss."""
+    return [
+        row
+        for row in rows
+        for _ in range(repeats if row["attempts"] and row["target"] != row["attempts"][-1] else 1)
+    ]
 
 
 def revision_lm_examples(ws: Workspace, rows: Sequence[dict], hidden: np.ndarray):
