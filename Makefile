@@ -28,9 +28,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The suite's time is mostly XLA compiling small programs, one core at a time: two workers
-# (pytest-xdist; a test file stays in one worker, so its module fixtures run once) take it
-# from about 20 minutes to about 13 on two cores.
+# The suite's time is mostly XLA compiling small programs, which keeps about one and a half
+# cores busy: two workers (pytest-xdist; a test file stays in one worker, so its module
+# fixtures run once) take it from about 20 minutes to about 13 on two cores.
 TEST_WORKERS ?= 2
 
 test: lint

@@ -15,7 +15,8 @@
 # Settings (environment): TPU_NAME (default ttc-jax), ZONE (default us-central2-b),
 # ACCELERATOR (default v4-8), RUNTIME (the TPU VM image; default tpu-ubuntu2204-base, the
 # image of v4 and v5p; v5e wants v2-alpha-tpuv5-lite, v6e v2-alpha-tpuv6e), SPOT=1 for a spot
-# VM. DRY_RUN=1 prints the gcloud commands instead of running them.
+# VM, LINES_SHOWN (default 40) for `log`. DRY_RUN=1 prints the gcloud commands instead of
+# running them.
 #
 # One host only: ttc_jax runs in one process and shards over that host's chips (4 chips of
 # a v4-8 or v5p-8, 8 of a v5litepod-8 or v6e-8: `make_mesh` sees them all). A slice of

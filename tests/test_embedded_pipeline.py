@@ -283,9 +283,9 @@ def test_chain_examples_mend_each_attempt_for_the_prompt_after_it():
 
 
 def test_mend_repeats_weigh_the_rows_that_mend_a_wrong_attempt():
-    problem = task.make_problems(1, 2, seed=3)[0]
+    [problem] = task.problems_of_split(1, 2, 0, "train")
     right = problem.solution
-    wrong = right.replace(problem.solution.splitlines()[0], "a) x=0", 1)
+    wrong = right.replace("\\boxed{", "\\boxed{1")
     rows = chain_examples(problem, [[wrong, right]], np.random.default_rng(0), 10)
     repeated = with_mends_repeated(rows, 3)
     # The first prompt (no attempt) and the one after the right attempt stay single; the

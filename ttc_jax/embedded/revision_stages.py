@@ -292,9 +292,10 @@ def on_policy_rows(ws: Workspace, lm: LanguageModel, round_index: int) -> list[d
 
 
 def with_mends_repeated(rows: Sequence[dict], repeats: int) -> list[dict]:
-    """The rows, each that mends a wrong last attempt (its target is not that attempt)
-    ``repeats`` times in a row: on a model's own chains most rows keep a right attempt, and
-    repeating the rest weighs mending, the step that lifts a chain, more in the loss."""
+    """The rows, with each row that mends a wrong last attempt (its target is not that
+    attempt) ``repeats`` times in place. On a model's own chains most rows keep a right
+    attempt; repeating the others weighs mending, the step that lifts a chain, more in the
+    loss."""
     return [
         row
         for row in rows
