@@ -11,8 +11,8 @@ from tests import engine_helpers
 from ttc_jax.engine import Engine, Finish, SamplingConfig, default_engine
 
 
-def sample(engine, prompts, num_samples, max_tokens, capacity, seed=3, stop=()):
-    state = engine.start(engine.layout(prompts), num_samples, capacity, seed)
+def sample(engine, prompts, num_samples, max_tokens, capacity, seed=3, stop=(), allocate=None):
+    state = engine.start(engine.layout(prompts), num_samples, capacity, seed, allocate=allocate)
     state, out = engine.extend(
         state,
         max_tokens=max_tokens,
@@ -40,6 +40,29 @@ def test_staged_suffix_gives_the_samples_of_one_allocation():
             assert len(tokens[b][j]) == 30
             expected = engine_helpers.full_logprobs(lm, prompt, tokens[b][j])
             np.testing.assert_allclose(float(out.logprob[b, j]), expected.sum(), atol=1e-3)
+
+
+def test_a_suffix_allocated_up_front_never_grows_and_gives_the_same_samples():
+    lm = engine_helpers.tiny_lm(scale_logits=False)
+    prompts = engine_helpers.prompts(11, [4, 9])
+    engine = Engine(lm, suffix_stage=4)
+    state = engine.start(engine.layout(prompts), 3, 32, seed=3, allocate=32)
+    assert state.cache.capacity == 32  # not the first stage's 4
+    grown, out = sample(engine, prompts, 3, 30, 32, allocate=32)
+    _, staged = sample(engine, prompts, 3, 30, 32)
+    assert grown.cache.capacity == 32
+    tokens = engine.new_tokens(out, len(prompts))
+    assert tokens == engine.new_tokens(staged, len(prompts))
+    np.testing.assert_allclose(np.asarray(out.logprob), np.asarray(staged.logprob), atol=1e-4)
+    # A count between stages rounds up to the next stage.
+    assert engine.start(engine.layout(prompts), 3, 32, seed=3, allocate=9).cache.capacity == 12
+
+
+@pytest.mark.parametrize("allocate", [0, 33, 2.5])
+def test_start_rejects_a_bad_allocation(allocate):
+    engine = Engine(engine_helpers.tiny_lm(), suffix_stage=4)
+    with pytest.raises(ValueError, match="allocate must be an integer in \\[1, capacity=32\\]"):
+        engine.start(engine.layout(engine_helpers.prompts(11, [4])), 2, 32, 0, allocate=allocate)
 
 
 def test_samples_stop_at_the_slot_limit_not_at_a_stage():

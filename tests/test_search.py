@@ -13,7 +13,7 @@ import pytest
 import ttc_jax
 from tests import prm_checkpoints, search_helpers
 from tests.search_helpers import PROBLEMS, ScriptedPRM, scripted_score
-from ttc_jax.engine import default_engine
+from ttc_jax.engine import Engine, default_engine
 from ttc_jax.math import is_equiv
 from ttc_jax.math.prompts import split_steps
 from ttc_jax.prm.kinds import build_format
@@ -184,6 +184,29 @@ def test_revisions_hold_at_most_four_previous_attempts(policy):
     counts = [q.count("Previous attempt:") for q in prm.revision_questions]
     assert max(counts) == 4 and sorted(set(counts)) == [0, 1, 2, 3, 4]
     assert all(len(r.candidates) == 6 for r in results)
+
+
+@pytest.mark.parametrize(
+    "name, whole", [("majority", True), ("best_of_n", True), ("revisions", True), ("beam", False)]
+)
+def test_whole_solution_searches_allocate_the_suffix_at_once(policy, name, whole, monkeypatch):
+    """Sampling and revisions decode whole solutions in one call: the cache holds all of
+    max_new_tokens from the start (one decode program). Tree searches grow it in stages."""
+    allocations = []
+    original = Engine.start
+
+    def start(self, batch, num_samples, capacity, seed, allocate=None):
+        state = original(self, batch, num_samples, capacity, seed, allocate=allocate)
+        allocations.append((capacity, state.cache.capacity))
+        return state
+
+    monkeypatch.setattr(Engine, "start", start)
+    prm = None if name == "majority" else ScriptedPRM(policy)
+    run(_config(name, max_new_tokens=100), policy, prm, PROBLEMS[:2], budget=4, seed=7)
+    assert allocations
+    for capacity, allocated in allocations:
+        assert capacity == 128
+        assert allocated == (capacity if whole else default_engine(policy).suffix_stage)
 
 
 @pytest.mark.parametrize("name", STRATEGIES)

@@ -75,7 +75,9 @@ class Engine:
         self.lm = lm
         self.suffix_stage = suffix_stage
         self.attention = attention
-        self._start = jax.jit(self._start_fn, static_argnames=("num_samples", "capacity"))
+        self._start = jax.jit(
+            self._start_fn, static_argnames=("num_samples", "capacity", "allocated")
+        )
         self._extend = jax.jit(
             functools.partial(decode.extend, lm.graphdef, attention=attention, rules=lm.rules),
             static_argnames=("sampling", "return_on_pause"),
@@ -158,9 +160,9 @@ class Engine:
         *,
         num_samples,
         capacity,
+        allocated,
     ):
         model = nnx.merge(self.lm.graphdef, params)
-        allocated = kv_cache.stage_capacity(1, capacity, self.suffix_stage)
         cache = kv_cache.prefill(model, tokens, valid, num_samples, allocated)
         cache = kv_cache.constrain(cache, self.lm.mesh, self.lm.rules)
         keys = sample_keys(seed, digests, num_samples)
@@ -173,9 +175,21 @@ class Engine:
         state = decode.grow(state, capacity)
         return state.replace(cache=kv_cache.constrain(state.cache, self.lm.mesh, self.lm.rules))
 
-    def start(self, batch: Batch, num_samples: int, capacity: int, seed: int) -> DecodeState:
+    def start(
+        self,
+        batch: Batch,
+        num_samples: int,
+        capacity: int,
+        seed: int,
+        allocate: int | None = None,
+    ) -> DecodeState:
         """Prefills every prompt once and returns a state of ``num_samples`` samples each, with
-        room for ``capacity`` suffix slots per sample (allocated in stages as they fill).
+        room for ``capacity`` suffix slots per sample, allocated in stages as they fill.
+
+        ``allocate`` suffix slots are allocated at once (default: the first stage). A caller
+        that decodes whole solutions in one call passes ``capacity``: in a large batch some
+        sample nearly always passes the first stage, and each stage the cache grows to costs a
+        decode program compiled for its size.
 
         The state holds `padded_samples(num_samples)` samples per prompt; the extra ones end
         before they start. Sample n of a prompt draws from a key set by ``seed``, the prompt's
@@ -186,6 +200,12 @@ class Engine:
         if not _is_int(seed) or not 0 <= seed < 2**32:
             raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
         self.check_context(batch.longest_prompt, capacity)
+        if allocate is None:
+            allocate = self.suffix_stage
+        elif not _is_int(allocate) or not 1 <= allocate <= capacity:
+            raise ValueError(
+                f"allocate must be an integer in [1, capacity={capacity}], got {allocate!r}"
+            )
         with jax.set_mesh(self.lm.mesh):
             return self._start(
                 self.lm.params,
@@ -198,6 +218,7 @@ class Engine:
                 jnp.int32(num_samples),
                 num_samples=self.padded_samples(num_samples),
                 capacity=capacity,
+                allocated=kv_cache.stage_capacity(allocate, capacity, self.suffix_stage),
             )
 
     @staticmethod

@@ -35,6 +35,7 @@ def parallel_search(
         budget,
         config.max_new_tokens,
         seed,
+        whole_solutions=True,
     )
     sampling = SamplingConfig(config.temperature, config.top_p, config.top_k)
     search.extend(sampling, stop=(), max_tokens=config.max_new_tokens)

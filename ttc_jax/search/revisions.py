@@ -60,6 +60,7 @@ def revision_search(
             config.max_new_tokens,
             seed,
             streams=[c for _ in problems for c in range(chains)],
+            whole_solutions=True,
         )
         searches.append(search)
         search.extend(sampling, stop=(), max_tokens=config.max_new_tokens)

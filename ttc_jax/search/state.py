@@ -69,7 +69,11 @@ class SearchState:
         max_new_tokens: int,
         seed: int,
         streams: Sequence[int] | None = None,
+        whole_solutions: bool = False,
     ):
+        """``whole_solutions``: the slots will decode whole solutions in one `extend` call
+        (parallel sampling, revisions), so the cache's whole suffix is allocated up front
+        rather than in stages (one decode program, not one per stage)."""
         self.engine = engine
         self.prm = prm
         self.num_questions = len(prompts)
@@ -83,7 +87,8 @@ class SearchState:
         capacity = bucket_length(max_new_tokens)
         self.counts = [TokenCounts(prefill=len(ids)) for ids in prompt_ids]
         self.history = [[SlotHistory() for _ in range(num_samples)] for _ in prompts]
-        self.policy = engine.start(batch, num_samples, capacity, seed)
+        allocate = capacity if whole_solutions else None
+        self.policy = engine.start(batch, num_samples, capacity, seed, allocate=allocate)
         self.verifier = None
         if prm is not None:
             self.verifier = prm.start(list(questions), self.slots)
