@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -464,7 +465,10 @@ def test_on_policy_rounds_that_cannot_run_fail_before_any_stage(tmp_path, change
 
 
 def test_evaluation_report(quick_run):
-    workdir, _ = quick_run
+    workdir, log = quick_run
+    # Each level logs its parts as they end (a full level takes minutes).
+    for part in ("policy samples", "14x policy samples", "PRM scores", "revision chains"):
+        assert re.search(f"evaluate: level 2: {part} in \\d+ s", log), part
     report = json.loads((workdir / "export" / "evaluation.json").read_text())
     level = report["levels"]["1"]
     assert 0 <= level["policy"]["pass@1"] <= level["policy"]["pass@2"] <= 1

@@ -18,6 +18,7 @@ checkpoints, sampled with `ttc_jax.generate` at the world's temperature, graded 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -107,21 +108,27 @@ def evaluate_level(models: dict, level: int, section, settings, grader: Grader) 
     problems = task.make_problems(section.questions_per_level, level, section.seed)
     questions = [p.problem for p in problems]
     seed = section.seed * 10 + level
-    samples, correct, policy = policy_figures(models["policy"], problems, n, settings, seed, grader)
-    _, _, bigger = policy_figures(models["policy_14x"], problems, n, settings, seed, grader)
+    with _logged(level, "policy samples"):
+        samples, correct, policy = policy_figures(
+            models["policy"], problems, n, settings, seed, grader
+        )
+    with _logged(level, "14x policy samples"):
+        _, _, bigger = policy_figures(models["policy_14x"], problems, n, settings, seed, grader)
     texts = [[s.text for s in row] for row in samples]
-    scores = final_step_scores(models["prm"], questions, texts)
+    with _logged(level, "PRM scores"):
+        scores = final_step_scores(models["prm"], questions, texts)
+        extra = {}
+        if models["prm"].kind == "ttc_likelihood":
+            likelihood = final_step_likelihoods(models["prm"], questions, texts)
+            extra["prm_likelihood_auroc"] = auroc(likelihood.ravel(), correct.ravel())
     logprobs = np.array([[s.logprob for s in row] for row in samples])
-    extra = {}
-    if models["prm"].kind == "ttc_likelihood":
-        likelihood = final_step_likelihoods(models["prm"], questions, texts)
-        extra["prm_likelihood_auroc"] = auroc(likelihood.ravel(), correct.ravel())
     policy[f"majority@{n}"] = selection_accuracy(problems, samples, None, "majority", grader)
     policy[f"prm_weighted@{n}"] = selection_accuracy(problems, samples, scores, "weighted", grader)
     policy[f"prm_best_of_n@{n}"] = selection_accuracy(
         problems, samples, scores, "best_of_n", grader
     )
-    revision = revision_figures(models, problems, section, settings, seed, grader)
+    with _logged(level, "revision chains"):
+        revision = revision_figures(models, problems, section, settings, seed, grader)
     return {
         "policy": policy,
         "policy_14x": bigger,
@@ -130,6 +137,15 @@ def evaluate_level(models: dict, level: int, section, settings, grader: Grader) 
         **extra,
         "revision": revision,
     }
+
+
+@contextlib.contextmanager
+def _logged(level: int, part: str):
+    """Logs a level's part when it ends, with its time: a level of the full evaluation takes
+    minutes, and its figures are logged only at its end."""
+    started = time.perf_counter()
+    yield
+    log.info("evaluate: level %d: %s in %.0f s", level, part, time.perf_counter() - started)
 
 
 def revision_figures(models: dict, problems, section, settings, seed, grader) -> dict:
