@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ttc_jax.errors import CheckpointError
+
 if TYPE_CHECKING:
     from gguf import ReaderField
     from transformers import PreTrainedTokenizerFast
@@ -33,10 +35,22 @@ def folder_tokenizer(path: Path) -> Any:
     """The tokenizer of a Hugging Face folder, or None when the folder ships none."""
     from transformers import AutoTokenizer
 
-    if (path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists():
+    has_tokenizer_json = (path / "tokenizer.json").exists()
+    if not has_tokenizer_json and not (path / "tokenizer_config.json").exists():
+        log.info("%s has no tokenizer files; no tokenizer", path)
+        return None
+    try:
         return AutoTokenizer.from_pretrained(str(path))
-    log.info("%s has no tokenizer files; no tokenizer", path)
-    return None
+    except (ValueError, ImportError, OSError) as error:
+        if has_tokenizer_json:
+            raise
+        # Without tokenizer.json, transformers converts a slow tokenizer's files (a GPT-2
+        # vocab.json and merges.txt do) and, failing, asks for sentencepiece or tiktoken,
+        # which hides that the folder lacks the file a fast tokenizer is read from.
+        raise CheckpointError(
+            f"{path} has tokenizer_config.json but no tokenizer.json, and its tokenizer "
+            "cannot be built without it; add the model's tokenizer.json to the folder"
+        ) from error
 
 
 def gguf_tokenizer(fields: Mapping[str, ReaderField]) -> PreTrainedTokenizerFast:
