@@ -42,7 +42,7 @@ class CharTokenizer:
     def batch_decode(self, sequences):
         return [self.decode(ids) for ids in sequences]
 
-    def decode(self, ids):
+    def decode(self, ids, skip_special_tokens=False):  # it has no special tokens
         return "".join(self.texts[i] for i in ids)
 
     def __call__(self, text):

@@ -327,13 +327,16 @@ class Engine:
         ]
 
     def text_of(self, ids: Sequence[int]) -> str:
-        """Decoded text of generated ids, without a final EOS token (its text, such as
-        "<|im_end|>", is not part of the answer, nor of a step a PRM should read)."""
+        """Decoded text of generated ids, without the text of special tokens: neither a final
+        EOS ("<|im_end|>") nor one sampled mid-solution ("x=x+<bos>3") is part of the answer,
+        of what a grader reads, or of a step a PRM should read. The ids keep every sampled
+        token (the cache holds them, and the stop strings are matched on their texts)."""
         if self.lm.tokenizer is None:
             raise ValueError("texts need a tokenizer; this model has none")
+        # An EOS id from the model's config need not be a special token of its tokenizer.
         if ids and ids[-1] in self.eos_id_set:
             ids = ids[:-1]
-        return self.lm.tokenizer.decode(ids)
+        return self.lm.tokenizer.decode(ids, skip_special_tokens=True)
 
     def step_texts(
         self, out: StepOutput, num_prompts: int, num_samples: int | None = None
