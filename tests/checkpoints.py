@@ -49,6 +49,37 @@ FAMILIES = {
     "qwen2": (transformers.Qwen2Config, {"tie_word_embeddings": False}),
     "qwen2_tied": (transformers.Qwen2Config, {"tie_word_embeddings": True}),
     "mistral": (transformers.MistralConfig, {"sliding_window": None, "head_dim": 8}),
+    # Qwen3: q/k norms, an explicit head_dim unlike hidden_size / heads, no biases.
+    "qwen3": (transformers.Qwen3Config, {"head_dim": 16, "tie_word_embeddings": False}),
+    "qwen3_tied": (transformers.Qwen3Config, {"head_dim": 16, "tie_word_embeddings": True}),
+    # Gemma 3: local layers with a window of 5 (shorter than the test sequences) and their own
+    # RoPE base, a global layer with linear RoPE scaling, query_pre_attn_scalar != head_dim.
+    "gemma3": (
+        transformers.Gemma3TextConfig,
+        {
+            "num_hidden_layers": 3,
+            "head_dim": 16,
+            "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
+            "sliding_window": 5,
+            "query_pre_attn_scalar": 24,
+            "rope_parameters": {
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+                "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+            },
+        },
+    ),
+    # The published defaults: tied embeddings, five local layers per global one (from
+    # sliding_window_pattern), query_pre_attn_scalar = head_dim.
+    "gemma3_pattern": (
+        transformers.Gemma3TextConfig,
+        {
+            "num_hidden_layers": 7,
+            "head_dim": 16,
+            "sliding_window": 4,
+            "query_pre_attn_scalar": 16,
+            "tie_word_embeddings": False,
+        },
+    ),
 }
 
 

@@ -29,6 +29,7 @@ from ttc_jax.models.params import (
     resolve_dtype,
 )
 from ttc_jax.models.safetensors_source import SafetensorsSource
+from ttc_jax.models.text_decoder import text_decoder_source
 from ttc_jax.models.tokenizer import folder_tokenizer, gguf_tokenizer
 from ttc_jax.sharding import ShardingRules, make_mesh
 
@@ -121,7 +122,6 @@ class LanguageModel:
             )
         mask = mask.astype(bool)
         batch, time = tokens.shape
-        self._check_window(int(mask.sum(axis=1).max(initial=0)))
         padded_batch = self.padded_batch_size(batch)
         padded_time = bucket_length(time)
         pad = ((0, padded_batch - batch), (0, padded_time - time))
@@ -134,14 +134,6 @@ class LanguageModel:
                 np.pad(mask, pad),
             )
         return out[:batch, :time]
-
-    def _check_window(self, length: int) -> None:
-        window = self.config.sliding_window
-        if window is not None and length > window:
-            raise NotImplementedError(
-                f"sequence of {length} tokens exceeds the sliding window ({window}); "
-                "sliding-window attention is not implemented"
-            )
 
 
 def _forward_logits(graphdef, params, tokens, positions, valid):
@@ -172,7 +164,7 @@ def load_lm(
         tokenizer = gguf_tokenizer(source.reader.fields) if source.has_tokenizer else None
     else:
         config = ModelConfig.from_hf_file(path / "config.json")
-        source = SafetensorsSource(path)
+        source = text_decoder_source(SafetensorsSource(path))
         tokenizer = folder_tokenizer(path)
     params = load_params(source, config, dtype, mesh, rules)
     return LanguageModel(config, params, mesh, rules, dtype, tokenizer)

@@ -49,6 +49,13 @@ def causal_mask(key_valid: jnp.ndarray) -> jnp.ndarray:
     return causal[None] & key_valid[:, None, :]
 
 
+def window_mask(query_positions: jnp.ndarray, key_positions: jnp.ndarray, window: int):
+    """[B, T] and [B, S] positions -> [B, T, S]: the key is fewer than ``window`` positions
+    before the query (transformers' ``kv_idx > q_idx - sliding_window``). Combine with a
+    causal mask: keys after the query pass this test."""
+    return key_positions[:, None, :] > query_positions[:, :, None] - window
+
+
 def partial_softmax(logits: jnp.ndarray, mask: jnp.ndarray):
     """Unnormalised softmax pieces over the last axis: (exp(logits - max), max, sum)."""
     logits = jnp.where(mask, logits, MASKED_LOGIT)

@@ -103,7 +103,6 @@ def transformers_layout(cfg: ModelConfig) -> dict[ParamPath, CheckpointTensor]:
         attn, mlp = pre + "self_attn.", pre + "mlp."
         entries = {
             ("input_norm", "scale"): one_tensor(pre + "input_layernorm.weight", (e,)),
-            ("post_attn_norm", "scale"): one_tensor(pre + "post_attention_layernorm.weight", (e,)),
             ("attn", "qkv_proj"): CheckpointTensor(
                 (attn + "q_proj.weight", attn + "k_proj.weight", attn + "v_proj.weight"),
                 ((h * d, e), (k * d, e), (k * d, e)),
@@ -117,6 +116,25 @@ def transformers_layout(cfg: ModelConfig) -> dict[ParamPath, CheckpointTensor]:
             ),
             ("mlp", "down_proj"): one_tensor(mlp + "down_proj.weight", (e, f), _transpose),
         }
+        if cfg.sandwich_norms:
+            # Gemma: the norm before the MLP is pre_feedforward_layernorm, and its
+            # post_attention_layernorm norms the attention output.
+            entries[("post_attn_norm", "scale")] = one_tensor(
+                pre + "pre_feedforward_layernorm.weight", (e,)
+            )
+            entries[("attn_out_norm", "scale")] = one_tensor(
+                pre + "post_attention_layernorm.weight", (e,)
+            )
+            entries[("mlp_out_norm", "scale")] = one_tensor(
+                pre + "post_feedforward_layernorm.weight", (e,)
+            )
+        else:
+            entries[("post_attn_norm", "scale")] = one_tensor(
+                pre + "post_attention_layernorm.weight", (e,)
+            )
+        if cfg.qk_norm:
+            entries[("attn", "q_norm", "scale")] = one_tensor(attn + "q_norm.weight", (d,))
+            entries[("attn", "k_norm", "scale")] = one_tensor(attn + "k_norm.weight", (d,))
         if cfg.qkv_bias:
             entries[("attn", "qkv_bias")] = CheckpointTensor(
                 (attn + "q_proj.bias", attn + "k_proj.bias", attn + "v_proj.bias"),

@@ -1,20 +1,35 @@
 """Static model configuration, read from a Hugging Face ``config.json`` or GGUF metadata.
 
 `ModelConfig` is a frozen, hashable dataclass: jitted code takes it as a static argument, so
-one compiled program serves every call with the same architecture.
+one compiled program serves every call with the same architecture. Families differ from the
+Llama block by a handful of switches (q/k norms, Gemma's norms and GeGLU, sliding-window
+layers with their own RoPE base); docs/families.md lists them per family.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
-from ttc_jax.errors import UnsupportedArchitectureError
+from ttc_jax.errors import CheckpointError, UnsupportedArchitectureError
 
-# model_type values of decoder-only families that share the Llama block layout.
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
+log = logging.getLogger(__name__)
+
+# model_type values of the decoder-only families this package implements. ``gemma3`` is the
+# multimodal checkpoint, read for its text decoder (``text_config``).
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma3_text")
+MULTIMODAL_MODEL_TYPES = {"gemma3": "gemma3_text"}
+MLP_ACTIVATIONS = ("silu", "gelu_tanh")
+# transformers' names of the activations above.
+_HF_ACTIVATIONS = {"silu": "silu", "gelu_pytorch_tanh": "gelu_tanh"}
+_LAYER_TYPES = {"sliding_attention": True, "full_attention": False}
+
+
+class ConfigFieldError(CheckpointError):
+    """A config field has a value this package cannot read (it names the field)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,8 +43,15 @@ class RopeScaling:
 
 
 @dataclasses.dataclass(frozen=True)
+class LinearRopeScaling:
+    """Positions divided by ``factor`` (``rope_type == "linear"``, Gemma 3's global layers)."""
+
+    factor: float
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of a Llama/Mistral/Qwen2-family decoder-only transformer."""
+    """Architecture of a Llama/Mistral/Qwen2/Qwen3/Gemma 3-family decoder-only transformer."""
 
     vocab_size: int
     hidden_size: int
@@ -40,7 +62,8 @@ class ModelConfig:
     intermediate_size: int
     rms_norm_eps: float = 1e-6
     rope_theta: float = 10000.0
-    rope_scaling: RopeScaling | None = None
+    # On sliding layers that have their own base (`local_rope_theta`), no scaling applies.
+    rope_scaling: RopeScaling | LinearRopeScaling | None = None
     # Per-frequency divisors stored by llama.cpp as ``rope_freqs.weight`` (Llama 3 GGUF files).
     rope_freq_factors: tuple[float, ...] | None = None
     max_position_embeddings: int = 4096
@@ -48,7 +71,25 @@ class ModelConfig:
     qkv_bias: bool = False
     o_bias: bool = False
     mlp_bias: bool = False
+    # Sliding layers attend to the last ``sliding_window`` positions only (their own included).
     sliding_window: int | None = None
+    # Which layers slide; None with a window means every layer (Mistral).
+    sliding_layers: tuple[bool, ...] | None = None
+    # RoPE base of the sliding layers, where it differs from `rope_theta` (Gemma 3).
+    local_rope_theta: float | None = None
+    # Per-head RMSNorm of queries and keys before RoPE (Qwen3, Gemma 3).
+    qk_norm: bool = False
+    # Gemma's RMSNorm: scale by (1 + weight), both in float32, then cast.
+    norm_unit_offset: bool = False
+    # Gemma's extra norms on the attention and MLP outputs, before each residual sum.
+    sandwich_norms: bool = False
+    mlp_activation: str = "silu"  # one of MLP_ACTIVATIONS: SwiGLU or GeGLU (tanh GELU)
+    # Embeddings multiplied by sqrt(hidden_size), rounded to the model dtype (Gemma).
+    scale_embeddings: bool = False
+    # Attention logits scaled by query_pre_attn_scalar ** -0.5 instead of head_dim ** -0.5.
+    query_pre_attn_scalar: float | None = None
+    # Logits become cap * tanh(logits / cap) (Gemma 2; null in Gemma 3 configs).
+    final_logit_softcapping: float | None = None
     model_type: str = "llama"
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()
@@ -64,34 +105,88 @@ class ModelConfig:
                 f"num_heads ({self.num_heads}) must be a multiple of "
                 f"num_kv_heads ({self.num_kv_heads})"
             )
+        if self.mlp_activation not in MLP_ACTIVATIONS:
+            raise UnsupportedArchitectureError(
+                f"MLP activation {self.mlp_activation!r} is not supported; "
+                f"supported: {', '.join(MLP_ACTIVATIONS)}"
+            )
+        if self.sliding_window is not None and (
+            isinstance(self.sliding_window, bool)
+            or not isinstance(self.sliding_window, int)
+            or self.sliding_window < 1
+        ):
+            raise ConfigFieldError(
+                f"sliding_window must be a positive integer or null, got {self.sliding_window!r}"
+            )
+        if self.sliding_layers is not None and len(self.sliding_layers) != self.num_layers:
+            raise ConfigFieldError(
+                f"the config names {len(self.sliding_layers)} layer types for "
+                f"{self.num_layers} layers"
+            )
 
     @property
     def q_per_kv(self) -> int:
         """Query heads that share one key/value head (grouped-query attention)."""
         return self.num_heads // self.num_kv_heads
 
+    def window(self, layer: int) -> int | None:
+        """The attention window of layer ``layer`` (None: it sees every earlier position)."""
+        if self.sliding_window is None:
+            return None
+        if self.sliding_layers is None or self.sliding_layers[layer]:
+            return self.sliding_window
+        return None
+
+    def local_rope(self, layer: int) -> bool:
+        """Whether layer ``layer`` rotates with the sliding layers' own base."""
+        return self.local_rope_theta is not None and self.window(layer) is not None
+
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
     def from_hf_dict(cls, hf: dict[str, Any]) -> ModelConfig:
-        """Reads a transformers ``config.json`` (v5 ``rope_parameters`` or older fields)."""
+        """Reads a transformers ``config.json`` (v5 ``rope_parameters`` or older fields).
+
+        A multimodal ``gemma3`` config is read for its text decoder (``text_config``).
+        """
         model_type = hf.get("model_type")
+        if model_type in MULTIMODAL_MODEL_TYPES:
+            log.info("%s config: reading its text decoder (text_config)", model_type)
+            hf = {"model_type": MULTIMODAL_MODEL_TYPES[model_type], **hf.get("text_config", {})}
+            model_type = hf["model_type"]
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise UnsupportedArchitectureError(
                 f"config.json has model_type {model_type!r}; "
-                f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+                f"supported: {', '.join(SUPPORTED_MODEL_TYPES)} (and gemma3's text decoder)"
             )
         for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads"):
             if key not in hf:
                 raise ValueError(f"config.json is missing the field {key!r}")
+        if hf.get("attn_logit_softcapping") is not None:
+            raise UnsupportedArchitectureError(
+                f"attn_logit_softcapping ({hf['attn_logit_softcapping']}) is not supported; "
+                "Gemma 3 configs leave it null"
+            )
+        if hf.get("use_bidirectional_attention"):
+            raise UnsupportedArchitectureError(
+                "use_bidirectional_attention is not supported: these are causal decoders"
+            )
         num_heads = hf["num_attention_heads"]
         head_dim = hf.get("head_dim") or hf["hidden_size"] // num_heads
-        rope = _rope_parameters(hf)
-        rope_theta = float(rope.get("rope_theta", hf.get("rope_theta", 10000.0)))
+        global_rope, local_rope = _rope_parameters(hf)
+        rope_theta = float(global_rope.get("rope_theta", hf.get("rope_theta", 10000.0)))
         bias = bool(hf.get("attention_bias", False))
         eos = hf.get("eos_token_id")
         eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
+        gemma = model_type == "gemma3_text"
+        activation = hf.get("hidden_activation") or hf.get("hidden_act") or "silu"
+        if activation not in _HF_ACTIVATIONS:
+            raise UnsupportedArchitectureError(
+                f"activation {activation!r} is not supported; "
+                f"supported: {', '.join(_HF_ACTIVATIONS)}"
+            )
+        window = _sliding_window(hf)
         return cls(
             vocab_size=hf["vocab_size"],
             hidden_size=hf["hidden_size"],
@@ -102,14 +197,24 @@ class ModelConfig:
             intermediate_size=hf["intermediate_size"],
             rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
             rope_theta=rope_theta,
-            rope_scaling=_rope_scaling(rope, hf.get("max_position_embeddings")),
+            rope_scaling=_rope_scaling(global_rope, hf.get("max_position_embeddings")),
             max_position_embeddings=hf.get("max_position_embeddings", 4096),
-            tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            # Gemma's configs tie embeddings by default and often leave the field out.
+            tie_word_embeddings=bool(hf.get("tie_word_embeddings", gemma)),
             # Qwen2 always has q/k/v biases and never an output bias.
             qkv_bias=True if model_type == "qwen2" else bias,
             o_bias=False if model_type == "qwen2" else bias,
             mlp_bias=bool(hf.get("mlp_bias", False)),
-            sliding_window=_sliding_window(hf),
+            sliding_window=window,
+            sliding_layers=None if window is None else _sliding_layers(hf),
+            local_rope_theta=_local_rope_theta(local_rope),
+            qk_norm=model_type in ("qwen3", "gemma3_text"),
+            norm_unit_offset=gemma,
+            sandwich_norms=gemma,
+            mlp_activation=_HF_ACTIVATIONS[activation],
+            scale_embeddings=gemma,
+            query_pre_attn_scalar=(float(hf.get("query_pre_attn_scalar", 256)) if gemma else None),
+            final_logit_softcapping=hf.get("final_logit_softcapping"),
             model_type=model_type,
             bos_token_id=hf.get("bos_token_id"),
             eos_token_ids=eos_ids,
@@ -124,23 +229,50 @@ class ModelConfig:
                 raise ValueError(f"{path} is not valid JSON: {e}") from e
 
 
-def _rope_parameters(hf: dict[str, Any]) -> dict[str, Any]:
-    """transformers v5 keeps RoPE settings in ``rope_parameters``; v4 in ``rope_scaling``."""
+def _rope_parameters(hf: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """RoPE settings of the global (full-attention) layers, and of the sliding layers where
+    they have their own (Gemma 3), else None.
+
+    transformers v5 keeps them in ``rope_parameters`` (per layer type for Gemma 3); v4 in
+    ``rope_theta``, ``rope_scaling`` and Gemma 3's ``rope_local_base_freq``.
+    """
     params = hf.get("rope_parameters")
+    if params is not None and "full_attention" in params:
+        return params["full_attention"] or {}, params.get("sliding_attention")
     if params is None:
         params = dict(hf.get("rope_scaling") or {})
         if "rope_theta" in hf:
             params.setdefault("rope_theta", hf["rope_theta"])
-    return params
+    if hf.get("model_type") == "gemma3_text":
+        # Gemma 3's defaults, as transformers' Gemma3TextConfig sets them.
+        params.setdefault("rope_theta", 1_000_000.0)
+        return params, {"rope_theta": hf.get("rope_local_base_freq", 10_000.0)}
+    return params, None
 
 
-def _rope_scaling(rope: dict[str, Any], max_positions: int | None) -> RopeScaling | None:
+def _local_rope_theta(local: dict[str, Any] | None) -> float | None:
+    if local is None:
+        return None
+    rope_type = local.get("rope_type", "default")
+    if rope_type != "default":
+        raise UnsupportedArchitectureError(
+            f"RoPE scaling type {rope_type!r} on sliding layers is not supported; "
+            "supported there: default"
+        )
+    return float(local.get("rope_theta", 10_000.0))
+
+
+def _rope_scaling(
+    rope: dict[str, Any], max_positions: int | None
+) -> RopeScaling | LinearRopeScaling | None:
     rope_type = rope.get("rope_type", rope.get("type", "default"))
     if rope_type in (None, "default"):
         return None
+    if rope_type == "linear":
+        return LinearRopeScaling(factor=float(rope["factor"]))
     if rope_type != "llama3":
         raise UnsupportedArchitectureError(
-            f"RoPE scaling type {rope_type!r} is not supported; supported: default, llama3"
+            f"RoPE scaling type {rope_type!r} is not supported; supported: default, linear, llama3"
         )
     return RopeScaling(
         factor=float(rope["factor"]),
@@ -153,7 +285,45 @@ def _rope_scaling(rope: dict[str, Any], max_positions: int | None) -> RopeScalin
 
 
 def _sliding_window(hf: dict[str, Any]) -> int | None:
-    # Qwen2 carries a window size even when it is switched off.
-    if hf.get("model_type") == "qwen2" and not hf.get("use_sliding_window", False):
+    """The window of the sliding layers; a value that is not a positive integer is an error."""
+    # Qwen2 and Qwen3 carry a window size even when it is switched off.
+    if hf.get("model_type") in ("qwen2", "qwen3") and not hf.get("use_sliding_window", False):
         return None
-    return hf.get("sliding_window")
+    window = hf.get("sliding_window")
+    if window is not None and (
+        isinstance(window, bool) or not isinstance(window, int) or window < 1
+    ):
+        raise ConfigFieldError(
+            f"config.json: sliding_window must be a positive integer or null, got {window!r}"
+        )
+    return window
+
+
+def _sliding_layers(hf: dict[str, Any]) -> tuple[bool, ...] | None:
+    """Which layers slide, from ``layer_types``, Gemma's ``sliding_window_pattern`` (every
+    pattern-th layer is global) or Qwen's ``max_window_layers``; None: all of them."""
+    layers = hf["num_hidden_layers"]
+    types = hf.get("layer_types")
+    if types is not None:
+        if not isinstance(types, list) or len(types) != layers:
+            raise ConfigFieldError(
+                f"config.json: layer_types must list one type per layer ({layers}), got {types!r}"
+            )
+        unknown = sorted({str(t) for t in types} - _LAYER_TYPES.keys())
+        if unknown:
+            raise ConfigFieldError(
+                f"config.json: layer_types holds {', '.join(unknown)}; "
+                f"supported: {', '.join(_LAYER_TYPES)}"
+            )
+        return tuple(_LAYER_TYPES[t] for t in types)
+    if hf.get("model_type") == "gemma3_text":
+        pattern = hf.get("sliding_window_pattern", 6)
+        if isinstance(pattern, bool) or not isinstance(pattern, int) or pattern < 1:
+            raise ConfigFieldError(
+                f"config.json: sliding_window_pattern must be a positive integer, got {pattern!r}"
+            )
+        return tuple(bool((i + 1) % pattern) for i in range(layers))
+    if hf.get("model_type") in ("qwen2", "qwen3"):
+        first = hf.get("max_window_layers", 0)
+        return tuple(i >= first for i in range(layers))
+    return None

@@ -30,7 +30,13 @@ if TYPE_CHECKING:
 # install llama.cpp's package just to import ttc_jax.
 _FLOAT_TYPE_NAMES = ("F32", "F16", "BF16")
 _QUANT_TYPE_NAMES = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K")
-SUPPORTED_ARCHITECTURES = ("llama", "qwen2")
+SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3")
+# GGUF architecture -> transformers model_type, where the two differ.
+_MODEL_TYPES = {"gemma3": "gemma3_text"}
+# llama.cpp's Gemma 3: five sliding layers then a global one, the sliding ones with RoPE base
+# 1e4 (fixed in its code, not in the file's metadata), as transformers assumes too.
+_GEMMA3_SLIDING_PATTERN = 6
+_GEMMA3_LOCAL_ROPE_THETA = 10_000.0
 
 _GLOBAL_NAMES = {
     "token_embd.weight": "model.embed_tokens.weight",
@@ -54,6 +60,16 @@ _LAYER_NAMES = {
     "ffn_gate.bias": "mlp.gate_proj.bias",
     "ffn_up.bias": "mlp.up_proj.bias",
     "ffn_down.bias": "mlp.down_proj.bias",
+    "attn_q_norm.weight": "self_attn.q_norm.weight",
+    "attn_k_norm.weight": "self_attn.k_norm.weight",
+}
+# Gemma's norms: llama.cpp's ``ffn_norm`` is the norm before the MLP, which Gemma calls
+# pre_feedforward_layernorm, and its post_attention_layernorm norms the attention output.
+_GEMMA_LAYER_NAMES = {
+    **_LAYER_NAMES,
+    "ffn_norm.weight": "pre_feedforward_layernorm.weight",
+    "post_attention_norm.weight": "post_attention_layernorm.weight",
+    "post_ffw_norm.weight": "post_feedforward_layernorm.weight",
 }
 _LAYER_PATTERN = re.compile(r"blk\.(\d+)\.(.+)")
 # llama.cpp's Llama 3 frequency factors: part of the config, not a weight.
@@ -97,13 +113,14 @@ def supported_types() -> frozenset[gguf.GGMLQuantizationType]:
     return frozenset(types[name] for name in _FLOAT_TYPE_NAMES + _QUANT_TYPE_NAMES)
 
 
-def transformers_name(gguf_name: str) -> str:
+def transformers_name(gguf_name: str, architecture: str = "llama") -> str:
     """GGUF tensor name -> transformers state-dict key; unknown names are an error."""
     if gguf_name in _GLOBAL_NAMES:
         return _GLOBAL_NAMES[gguf_name]
+    layer_names = _GEMMA_LAYER_NAMES if architecture == "gemma3" else _LAYER_NAMES
     match = _LAYER_PATTERN.fullmatch(gguf_name)
-    if match and match.group(2) in _LAYER_NAMES:
-        return f"model.layers.{match.group(1)}.{_LAYER_NAMES[match.group(2)]}"
+    if match and match.group(2) in layer_names:
+        return f"model.layers.{match.group(1)}.{layer_names[match.group(2)]}"
     raise UnexpectedTensorError(f"GGUF tensor {gguf_name!r} has no place in the model")
 
 
@@ -134,7 +151,7 @@ class GGUFSource:
                     f"supported: {', '.join(sorted(t.name for t in supported))}"
                 )
             if tensor.name != _ROPE_FREQS:
-                self._tensors[transformers_name(tensor.name)] = tensor
+                self._tensors[transformers_name(tensor.name, self.architecture)] = tensor
         self.config = self._config()
 
     @property
@@ -146,6 +163,8 @@ class GGUFSource:
         return default if field is None else field.contents()
 
     def _config(self) -> ModelConfig:
+        """The config, read through `ModelConfig.from_hf_dict` from the metadata put in
+        transformers' terms, so that each family's switches are set in one place."""
         arch = self.architecture
 
         def meta(name, default=None):
@@ -153,26 +172,39 @@ class GGUFSource:
 
         heads = meta("attention.head_count")
         hidden = meta("embedding_length")
-        tokens = self._field("tokenizer.ggml.tokens")
-        rope_freqs = self._rope_freq_factors()
+        head_dim = meta("attention.key_length") or hidden // heads
         eos = self._field("tokenizer.ggml.eos_token_id")
-        return ModelConfig(
-            vocab_size=meta("vocab_size") or len(tokens),
-            hidden_size=hidden,
-            num_layers=meta("block_count"),
-            num_heads=heads,
-            num_kv_heads=meta("attention.head_count_kv", heads),
-            head_dim=meta("attention.key_length") or hidden // heads,
-            intermediate_size=meta("feed_forward_length"),
-            rms_norm_eps=float(meta("attention.layer_norm_rms_epsilon", 1e-6)),
-            rope_theta=float(meta("rope.freq_base", 10000.0)),
-            rope_freq_factors=rope_freqs,
-            max_position_embeddings=meta("context_length", 4096),
-            tie_word_embeddings="lm_head.weight" not in self._tensors,
+        hf = {
+            "model_type": _MODEL_TYPES.get(arch, arch),
+            "vocab_size": meta("vocab_size") or len(self._field("tokenizer.ggml.tokens")),
+            "hidden_size": hidden,
+            "num_hidden_layers": meta("block_count"),
+            "num_attention_heads": heads,
+            "num_key_value_heads": meta("attention.head_count_kv", heads),
+            "head_dim": head_dim,
+            "intermediate_size": meta("feed_forward_length"),
+            "rms_norm_eps": float(meta("attention.layer_norm_rms_epsilon", 1e-6)),
+            "rope_theta": float(meta("rope.freq_base", 10000.0)),
+            "max_position_embeddings": meta("context_length", 4096),
+            "tie_word_embeddings": "lm_head.weight" not in self._tensors,
+        }
+        if arch == "gemma3":
+            hf.update(
+                sliding_window=meta("attention.sliding_window"),
+                sliding_window_pattern=_GEMMA3_SLIDING_PATTERN,
+                rope_local_base_freq=_GEMMA3_LOCAL_ROPE_THETA,
+                # llama.cpp scales Gemma 3's queries by head_dim ** -0.5 (the 27B model aside).
+                query_pre_attn_scalar=head_dim,
+            )
+            if meta("rope.scaling.type") == "linear":
+                hf["rope_scaling"] = {"rope_type": "linear", "factor": meta("rope.scaling.factor")}
+        config = ModelConfig.from_hf_dict(hf)
+        return config.replace(
+            rope_freq_factors=self._rope_freq_factors(),
             qkv_bias="model.layers.0.self_attn.q_proj.bias" in self._tensors,
             o_bias="model.layers.0.self_attn.o_proj.bias" in self._tensors,
             mlp_bias="model.layers.0.mlp.gate_proj.bias" in self._tensors,
-            model_type=arch,
+            model_type=hf["model_type"],
             bos_token_id=self._field("tokenizer.ggml.bos_token_id"),
             eos_token_ids=() if eos is None else (int(eos),),
         )
@@ -193,6 +225,9 @@ class GGUFSource:
             cfg = self.config
             heads = cfg.num_heads if key.endswith("q_proj.weight") else cfg.num_kv_heads
             weight = unpermute_rope_rows(weight, heads)
+        if self.architecture == "gemma3" and key.endswith("norm.weight"):
+            # llama.cpp stores Gemma's norm weights with their unit offset added.
+            weight = weight - 1.0
         return weight
 
 

@@ -12,14 +12,20 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from ttc_jax.models.config import ModelConfig
+from ttc_jax.models.config import LinearRopeScaling, ModelConfig
 
 
-def inverse_frequencies(cfg: ModelConfig) -> np.ndarray:
-    """[head_dim // 2] float32 inverse frequencies, with Llama 3 scaling when configured."""
+def inverse_frequencies(cfg: ModelConfig, local: bool = False) -> np.ndarray:
+    """[head_dim // 2] float32 inverse frequencies with the global base and scaling, or
+    (``local``, where the config has one) the sliding layers' own base, unscaled."""
+    local = local and cfg.local_rope_theta is not None
+    theta = cfg.local_rope_theta if local else cfg.rope_theta
     exponents = np.arange(0, cfg.head_dim, 2, dtype=np.float64) / cfg.head_dim
-    inv_freq = (1.0 / cfg.rope_theta**exponents).astype(np.float32).astype(np.float64)
-    if cfg.rope_scaling is not None:
+    inv_freq = (1.0 / theta**exponents).astype(np.float32).astype(np.float64)
+    if isinstance(cfg.rope_scaling, LinearRopeScaling) and not local:
+        # Divided in float32, as transformers does.
+        inv_freq = inv_freq.astype(np.float32) / np.float32(cfg.rope_scaling.factor)
+    elif cfg.rope_scaling is not None and not local:
         inv_freq = _llama3_scaled(inv_freq, cfg)
     if cfg.rope_freq_factors is not None:
         inv_freq = inv_freq / np.asarray(cfg.rope_freq_factors, dtype=np.float64)

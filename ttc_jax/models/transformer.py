@@ -1,4 +1,5 @@
-"""The decoder-only transformer (Llama 2/3, SmolLM2, Mistral, Qwen2/2.5) as a Flax NNX module."""
+"""The decoder-only transformer (Llama 2/3, SmolLM2, Mistral, Qwen2/2.5, Qwen3, Gemma 3) as a
+Flax NNX module."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ttc_jax.models.attention import causal_mask, dense_attention
+from ttc_jax.models.attention import causal_mask, dense_attention, window_mask
 from ttc_jax.models.config import ModelConfig
-from ttc_jax.models.layers import DecoderLayer, RMSNorm, random_param
+from ttc_jax.models.layers import DecoderLayer, norm, random_param
 from ttc_jax.models.rope import inverse_frequencies, rope_angles
 
 # attend(layer_index, q [B, T, H, D], k [B, T, K, D], v [B, T, K, D]) -> [B, T, H, D]
@@ -26,30 +27,37 @@ class Transformer(nnx.Module):
             rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), dtype
         )
         self.layers = nnx.List([DecoderLayer(cfg, dtype, rngs) for _ in range(cfg.num_layers)])
-        self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
+        self.final_norm = norm(cfg, cfg.hidden_size, dtype)
         if not cfg.tie_word_embeddings:
             self.lm_head = random_param(
                 rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), dtype
             )
 
-    def rope(self, positions: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-        """cos and sin [B, T, head_dim] for integer positions [B, T]."""
-        return rope_angles(positions, inverse_frequencies(self.config))
+    def rope(self, positions: jnp.ndarray, local: bool = False):
+        """cos and sin [B, T, head_dim] for integer positions [B, T], with the global base or
+        (``local``) the sliding layers' own, `ModelConfig.local_rope_theta`."""
+        return rope_angles(positions, inverse_frequencies(self.config, local))
 
     def embed_tokens(self, tokens: jnp.ndarray) -> jnp.ndarray:
-        return jnp.take(self.embed[...], tokens, axis=0)
+        x = jnp.take(self.embed[...], tokens, axis=0)
+        if self.config.scale_embeddings:
+            # The factor is rounded to the model dtype first, as transformers does for Gemma.
+            x = x * jnp.asarray(self.config.hidden_size**0.5, x.dtype)
+        return x
 
     def run_layers(self, tokens, positions, attend: Attend) -> jnp.ndarray:
         """tokens [B, T] at RoPE positions [B, T] -> final-normed hidden states [B, T, E].
 
         ``attend(layer_index, q, k, v)`` decides what each query sees: `hidden_states` passes
-        a dense causal mask, the engine passes one that reads and writes its KV cache.
+        a dense causal mask, the engine passes one that reads and writes its KV cache. Either
+        must honour the layer's window, `ModelConfig.window`.
         """
         x = self.embed_tokens(tokens)
-        cos, sin = self.rope(positions)
+        local = [self.config.local_rope(i) for i in range(self.config.num_layers)]
+        angles = {kind: self.rope(positions, kind) for kind in set(local)}
         for index, layer in enumerate(self.layers):
             with jax.named_scope(f"layer_{index}"):
-                q, k, v = layer.attention_inputs(x, cos, sin)
+                q, k, v = layer.attention_inputs(x, *angles[local[index]])
                 x = layer.finish(x, attend(index, q, k, v))
         return self.final_norm(x)
 
@@ -57,16 +65,29 @@ class Transformer(nnx.Module):
         """Full causal forward pass over tokens [B, T] -> hidden states [B, T, E].
 
         ``key_valid`` [B, T] marks real tokens (False for padding, which no query attends to).
+        A sliding layer's query sees only keys fewer than its window of positions back.
         """
-        mask = causal_mask(key_valid)
-        return self.run_layers(tokens, positions, lambda _, q, k, v: dense_attention(q, k, v, mask))
+        full = causal_mask(key_valid)
+        windows = {self.config.window(i) for i in range(self.config.num_layers)}
+        masks = {
+            w: full if w is None else full & window_mask(positions, positions, w) for w in windows
+        }
+
+        def attend(layer, q, k, v):
+            return dense_attention(q, k, v, masks[self.config.window(layer)])
+
+        return self.run_layers(tokens, positions, attend)
 
     def logits(self, hidden: jnp.ndarray) -> jnp.ndarray:
-        """Hidden states [B, T, E] -> float32 logits [B, T, V]."""
+        """Hidden states [B, T, E] -> float32 logits [B, T, V] (soft-capped where the config
+        says so)."""
         if self.config.tie_word_embeddings:
-            return jnp.einsum(
+            logits = jnp.einsum(
                 "bte,ve->btv", hidden, self.embed[...], preferred_element_type=jnp.float32
             )
-        return jnp.einsum(
-            "bte,ev->btv", hidden, self.lm_head[...], preferred_element_type=jnp.float32
-        )
+        else:
+            logits = jnp.einsum(
+                "bte,ev->btv", hidden, self.lm_head[...], preferred_element_type=jnp.float32
+            )
+        cap = self.config.final_logit_softcapping
+        return logits if cap is None else cap * jnp.tanh(logits / cap)
