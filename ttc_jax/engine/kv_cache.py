@@ -17,6 +17,11 @@ softmax pieces are merged exactly by log-sum-exp (`ttc_jax.models.attention.merg
 Reading the prompt once per question instead of once per sample is what makes N = 256 samples
 of a 1.5k-token prompt cheap.
 
+On a sliding layer (`ModelConfig.window`) a query sees only keys fewer than ``W`` positions
+back, across the prefix and its suffix alike: each query row gets the first prefix slot and
+the first suffix slot it may read (`_window_starts`), which both attention implementations
+honour, so a sample sees exactly what a full forward pass over its tokens would show it.
+
 Every sample writes at its own position: a sample with nothing to add (finished, or paused at a
 step boundary while others are still writing) writes nothing that counts, so a suffix never
 holds holes and each sample's slots are exactly its tokens, however different the lengths of
@@ -44,6 +49,7 @@ from ttc_jax.models.attention import (
     dense_attention,
     merge_partials,
     partial_softmax,
+    window_mask,
 )
 from ttc_jax.models.transformer import Transformer
 from ttc_jax.sharding import ShardingRules
@@ -130,12 +136,14 @@ def prefill(model: Transformer, tokens, valid, num_samples: int, capacity: int) 
     """Runs prompts [B, P] (left-padded; ``valid`` marks real tokens) into a fresh cache with
     an empty suffix of ``capacity`` slots for each of ``num_samples`` samples."""
     positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)
-    mask = causal_mask(valid)
+    causal = causal_mask(valid)
     keys, values = [], []
 
-    def attend(_, q, k, v):
+    def attend(layer, q, k, v):
         keys.append(k)
         values.append(v)
+        window = model.config.window(layer)
+        mask = causal if window is None else causal & window_mask(positions, positions, window)
         return dense_attention(q, k, v, mask)
 
     model.run_layers(tokens, positions, attend)
@@ -203,6 +211,11 @@ def append(
     rows = jnp.arange(r)[:, None]
     new_k, new_v = list(cache.suffix_k), list(cache.suffix_v)
     piece = _piece_per_device(rules or ShardingRules()) if fused else None
+    cfg = model.config
+    starts = {
+        window: _window_starts(cache, positions, window)
+        for window in {cfg.window(i) for i in range(cfg.num_layers)} - {None}
+    }
 
     def attend(layer, q, k, v):
         kv_heads, head_dim = k.shape[-2], k.shape[-1]
@@ -212,12 +225,26 @@ def append(
         new_k[layer] = new_k[layer].at[rows, :, :, slots].set(k, mode="drop")
         new_v[layer] = new_v[layer].at[rows, :, slots, :].set(v, mode="drop")
         grouped = q.reshape(r, t, kv_heads, group, head_dim)
+        window_starts = starts.get(cfg.window(layer))
         if fused:
-            parts = _fused_parts(piece, grouped, cache, new_k[layer], new_v[layer], layer, start)
+            parts = _fused_parts(
+                piece, grouped, cache, new_k[layer], new_v[layer], layer, start, window_starts
+            )
         else:
+            layer_prefix_mask, layer_suffix_mask = prefix_mask, suffix_mask
+            if window_starts is not None:
+                prefix_start, suffix_start = window_starts
+                layer_prefix_mask = prefix_mask & _from_slot(
+                    prefix_start, group, cache.prefix_valid.shape[1]
+                )
+                layer_suffix_mask = suffix_mask & (
+                    jnp.arange(cache.capacity) >= suffix_start[:, None, None, :, None]
+                )
             parts = [
-                _prefix_part(grouped, cache.prefix_k[layer], cache.prefix_v[layer], prefix_mask),
-                _suffix_part(grouped, new_k[layer], new_v[layer], suffix_mask),
+                _prefix_part(
+                    grouped, cache.prefix_k[layer], cache.prefix_v[layer], layer_prefix_mask
+                ),
+                _suffix_part(grouped, new_k[layer], new_v[layer], layer_suffix_mask),
             ]
         out = merge_partials(parts)  # [R, K, G * T, D]
         out = out.reshape(r, kv_heads, group, t, head_dim).transpose(0, 3, 1, 2, 4)
@@ -232,6 +259,35 @@ def append(
         suffix_len=cache.suffix_len + jnp.sum(valid, axis=-1).astype(jnp.int32),
     )
     return hidden.reshape(b, n, t, -1), cache
+
+
+def _window_starts(cache: KVCache, positions, window: int):
+    """The first prefix slot and the first suffix slot each query may read on a layer with
+    this window: keys at positions after ``query position - window``.
+
+    ``positions`` [B, N, T] are the queries'. Prefix slot p holds position
+    ``p - (P - prefix_len)`` (prompts are left-padded), suffix slot s position
+    ``prefix_len + s``. Returns ([B, N, T], [R, T]) int32.
+    """
+    b, n, t = positions.shape
+    lowest = positions - window + 1  # the earliest position a query sees
+    padding = (cache.prefix_valid.shape[1] - cache.prefix_len)[:, None, None]
+    prefix_start = lowest + padding
+    suffix_start = lowest - cache.prefix_len[:, None, None]
+    return prefix_start.astype(jnp.int32), suffix_start.reshape(b * n, t).astype(jnp.int32)
+
+
+def _query_starts(prefix_start, group: int):
+    """Prefix starts [B, N, T] -> [B, N * G * T], one per query as `_prefix_queries` orders
+    them."""
+    b, n, t = prefix_start.shape
+    return jnp.broadcast_to(prefix_start[:, :, None, :], (b, n, group, t)).reshape(b, -1)
+
+
+def _from_slot(prefix_start, group: int, width: int):
+    """Prefix mask [B, 1, N * G * T, P]: the slots each query may read, those from its start
+    on."""
+    return jnp.arange(width) >= _query_starts(prefix_start, group)[:, None, :, None]
 
 
 def _prefix_queries(grouped, num_questions):
@@ -270,17 +326,19 @@ def _piece_per_device(rules: ShardingRules):
     if mesh.empty or mesh.size == 1:
         return piece
 
-    def per_device(q, keys_t, values, valid, end):
+    def per_device(q, keys_t, values, valid, end, first):
         # q [Bt, K, M, D], keys_t [Bt, K, D, S], values [Bt, K, S, D]: one split for all.
         split = rules.spec(("batch", "kv_heads", None, None), q.shape, mesh)
-        valid_split = PartitionSpec(split[0], None)
+        rows_split = PartitionSpec(split[0], None)
+        if first is None:
+            first = jnp.zeros((q.shape[0], q.shape[2]), jnp.int32)
         return jax.shard_map(
             piece,
             mesh=mesh,
-            in_specs=(split, split, split, valid_split, PartitionSpec()),
+            in_specs=(split, split, split, rows_split, PartitionSpec(), rows_split),
             out_specs=(split, split, split),
             check_vma=False,  # a Pallas call carries no per-device type information
-        )(q, keys_t, values, valid, end)
+        )(q, keys_t, values, valid, end, first)
 
     return per_device
 
@@ -292,16 +350,23 @@ def _interpreted(mesh) -> bool:
     return (jax.default_backend() if device is None else device.platform) == "cpu"
 
 
-def _fused_parts(piece, grouped, cache: KVCache, suffix_k, suffix_v, layer, start):
+def _fused_parts(piece, grouped, cache: KVCache, suffix_k, suffix_v, layer, start, window_starts):
     """Both pieces of a one-token step from the fused kernel: only written slots are read
-    (``start`` [R]: each row's slot of this step's token)."""
-    r = grouped.shape[0]
+    (``start`` [R]: each row's slot of this step's token), and on a sliding layer
+    (``window_starts`` from `_window_starts`) none before a query's window."""
+    r, _, _, group, _ = grouped.shape
+    prefix_first = suffix_first = None
+    if window_starts is not None:
+        prefix_start, suffix_start = window_starts
+        prefix_first = _query_starts(prefix_start, group)
+        suffix_first = jnp.broadcast_to(suffix_start, (r, group))  # one token: T = 1
     prefix = piece(
         _prefix_queries(grouped, cache.prefix_len.shape[0]),
         cache.prefix_k[layer],
         cache.prefix_v[layer],
         cache.prefix_valid,
         cache.prefix_valid.shape[1],
+        prefix_first,
     )
     suffix = piece(
         _suffix_queries(grouped),
@@ -309,6 +374,7 @@ def _fused_parts(piece, grouped, cache: KVCache, suffix_k, suffix_v, layer, star
         suffix_v,
         jnp.arange(cache.capacity) <= start[:, None],
         jnp.max(start) + 1,
+        suffix_first,
     )
     return [tuple(_prefix_rows(x, r) for x in prefix), suffix]
 

@@ -12,7 +12,9 @@ once, in blocks, up to the last written slot.
 Layouts are those of the engine's cache: keys transposed [Bt, K, D, S], values [Bt, K, S, D],
 queries [Bt, K, M, D] (M query rows per kv head), validity [Bt, S]. Both pieces fit: the shared
 prefix (Bt = questions, M = samples x group) and the sample suffixes (Bt = sample rows,
-M = group). On a CPU the kernel runs in Pallas' interpreter, which is how it is tested.
+M = group). On a sliding-window layer each query row also has a first slot it may read
+([Bt, M]); key blocks before every row's first slot are skipped. On a CPU the kernel runs in
+Pallas' interpreter, which is how it is tested.
 """
 
 from __future__ import annotations
@@ -35,13 +37,26 @@ TARGET_PROGRAMS = 264
 
 
 def _piece_kernel(
-    q_ref, k_ref, v_ref, valid_ref, end_ref, o_ref, m_ref, l_ref, *, block_k, split_blocks
+    q_ref,
+    k_ref,
+    v_ref,
+    valid_ref,
+    end_ref,
+    first_ref,
+    o_ref,
+    m_ref,
+    l_ref,
+    *,
+    block_k,
+    split_blocks,
 ):
     q = q_ref[...]  # [block_q, D]
     block_q, head_dim = q.shape
     scale = head_dim**-0.5
     end = end_ref[()]
-    first_block = pl.program_id(3) * split_blocks  # this program's share of the keys
+    first = first_ref[...]  # [block_q]: each query row's first readable slot
+    # This program's share of the keys, less the blocks before every row's first slot.
+    first_block = jnp.maximum(pl.program_id(3) * split_blocks, first.min() // block_k)
 
     def body(index, carry):
         attended, peak, total = carry
@@ -50,8 +65,9 @@ def _piece_kernel(
         # The last block may reach past ``end``: those slots are unwritten or not ours.
         in_range = index * block_k + jnp.arange(block_k) < end
         valid = (valid_ref[slots] != 0) & in_range  # [block_k]
+        visible = valid[None, :] & (index * block_k + jnp.arange(block_k) >= first[:, None])
         logits = plgpu.dot(q, keys) * scale  # [block_q, block_k] float32
-        logits = jnp.where(valid[None, :], logits, MASKED_LOGIT)
+        logits = jnp.where(visible, logits, MASKED_LOGIT)
         new_peak = jnp.maximum(peak, logits.max(axis=1))
         correction = jnp.exp(peak - new_peak)
         weights = jnp.exp(logits - new_peak[:, None])
@@ -59,7 +75,7 @@ def _piece_kernel(
         attended = attended * correction[:, None] + plgpu.dot(weights.astype(values.dtype), values)
         return attended, new_peak, total * correction + weights.sum(axis=1)
 
-    last_block = jnp.minimum(pl.cdiv(end, block_k), first_block + split_blocks)
+    last_block = jnp.minimum(pl.cdiv(end, block_k), (pl.program_id(3) + 1) * split_blocks)
     init = (
         jnp.zeros((block_q, head_dim), jnp.float32),
         jnp.full((block_q,), MASKED_LOGIT, jnp.float32),
@@ -82,12 +98,15 @@ def block_size(length: int, largest: int = 64) -> int:
 
 
 @functools.partial(jax.jit, static_argnames=("block_q", "interpret"))
-def attention_piece(q, keys_t, values, valid, end, *, block_q: int = 64, interpret: bool = False):
+def attention_piece(
+    q, keys_t, values, valid, end, first=None, *, block_q: int = 64, interpret: bool = False
+):
     """One unnormalised softmax-attention piece over the first ``end`` slots.
 
     q [Bt, K, M, D], keys_t [Bt, K, D, S], values [Bt, K, S, D], valid [Bt, S] bool,
-    end [] int32 (slots at and after ``end`` are never read) -> (attended [Bt, K, M, D],
-    max [Bt, K, M, 1], sum [Bt, K, M, 1]), all float32, as
+    end [] int32 (slots at and after ``end`` are never read), first [Bt, M] int32 or None
+    (query row m reads no slot before ``first[:, m]``: a sliding window) -> (attended
+    [Bt, K, M, D], max [Bt, K, M, 1], sum [Bt, K, M, 1]), all float32, as
     `ttc_jax.models.attention.partial_softmax` and a weighted sum would give.
     """
     batch, kv_heads, rows, head_dim = q.shape
@@ -97,6 +116,12 @@ def attention_piece(q, keys_t, values, valid, end, *, block_q: int = 64, interpr
     block_q = max(MIN_BLOCK_Q, min(block_q, pl.next_power_of_2(rows)))
     padded_rows = pl.cdiv(rows, block_q) * block_q
     q = jnp.pad(q, [(0, 0), (0, 0), (0, padded_rows - rows), (0, 0)])
+    if first is None:
+        first = jnp.zeros((batch, rows), jnp.int32)
+    # Padding rows read nothing, so they never hold back the skipping of early blocks.
+    first = jnp.pad(
+        first.astype(jnp.int32), [(0, 0), (0, padded_rows - rows)], constant_values=length
+    )
     block_k = block_size(length)
     splits = key_splits(batch * kv_heads * (padded_rows // block_q), length // block_k)
     kernel = functools.partial(
@@ -116,6 +141,7 @@ def attention_piece(q, keys_t, values, valid, end, *, block_q: int = 64, interpr
             pl.BlockSpec((None, None, length, head_dim), lambda b, h, i, split: (b, h, 0, 0)),
             pl.BlockSpec((None, length), lambda b, h, i, split: (b, 0)),
             pl.BlockSpec((), lambda b, h, i, split: ()),
+            pl.BlockSpec((None, block_q), lambda b, h, i, split: (b, i)),
         ],
         out_specs=[
             pl.BlockSpec(
@@ -133,7 +159,7 @@ def attention_piece(q, keys_t, values, valid, end, *, block_q: int = 64, interpr
         compiler_params=plgpu.CompilerParams(num_warps=4, num_stages=2),
         interpret=interpret,
         name="attention_piece",
-    )(q, keys_t, values, valid.astype(jnp.int8), jnp.asarray(end, jnp.int32))
+    )(q, keys_t, values, valid.astype(jnp.int8), jnp.asarray(end, jnp.int32), first)
     # Merge the splits' pieces by log-sum-exp; a split past ``end`` holds (0, -1e30, 0) and
     # drops out.
     merged_peak = peak.max(axis=2, keepdims=True)
