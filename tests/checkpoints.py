@@ -227,3 +227,69 @@ def _gguf_name(key: str) -> str:
         return globals_[key]
     _, _, layer, rest = key.split(".", 3)
     return f"blk.{layer}.{_GGUF_LAYER_NAMES[rest]}"
+
+
+# llama.cpp's architecture names of the families its converter writes without Llama's RoPE
+# row permutation.
+_GGUF_ARCHITECTURES = {"qwen3": "qwen3", "gemma3_text": "gemma3"}
+_GGUF_QK_NORM_NAMES = {
+    "self_attn.q_norm.weight": "attn_q_norm.weight",
+    "self_attn.k_norm.weight": "attn_k_norm.weight",
+}
+_GGUF_GEMMA_LAYER_NAMES = {
+    **_GGUF_LAYER_NAMES,
+    **_GGUF_QK_NORM_NAMES,
+    "post_attention_layernorm.weight": "post_attention_norm.weight",
+    "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+    "post_feedforward_layernorm.weight": "post_ffw_norm.weight",
+}
+
+
+def write_family_gguf(model, path: Path) -> None:
+    """Writes a Qwen3 or Gemma 3 model in float32 as llama.cpp's converter does: q and k rows
+    as they are, q/k norms as ``attn_q_norm`` / ``attn_k_norm``, and for Gemma 3 its own norm
+    names, norm weights stored with their unit offset added, and the sliding window (llama.cpp
+    assumes the rest: five local layers per global one, local RoPE base 1e4, queries scaled by
+    head_dim ** -0.5)."""
+    import gguf
+
+    cfg = model.config
+    arch = _GGUF_ARCHITECTURES[cfg.model_type]
+    gemma = arch == "gemma3"
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(cfg.num_key_value_heads)
+    writer.add_key_length(cfg.head_dim)
+    writer.add_value_length(cfg.head_dim)
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    rope = cfg.rope_parameters["full_attention"] if gemma else cfg.rope_parameters
+    writer.add_rope_freq_base(rope["rope_theta"])
+    writer.add_vocab_size(cfg.vocab_size)
+    if gemma:
+        writer.add_sliding_window(cfg.sliding_window)
+    names = _GGUF_GEMMA_LAYER_NAMES if gemma else {**_GGUF_LAYER_NAMES, **_GGUF_QK_NORM_NAMES}
+    globals_ = {
+        "model.embed_tokens.weight": "token_embd.weight",
+        "model.norm.weight": "output_norm.weight",
+        "lm_head.weight": "output.weight",
+    }
+    for key, tensor in model.state_dict().items():
+        if key == "lm_head.weight" and cfg.tie_word_embeddings:
+            continue
+        w = tensor.float().numpy()
+        if gemma and key.endswith("norm.weight"):
+            w = w + 1.0
+        if key in globals_:
+            name = globals_[key]
+        else:
+            _, _, layer, rest = key.split(".", 3)
+            name = f"blk.{layer}.{names[rest]}"
+        writer.add_tensor(name, w)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
