@@ -180,7 +180,8 @@ class ModelConfig:
         eos = hf.get("eos_token_id")
         eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
         gemma = model_type == "gemma3_text"
-        activation = hf.get("hidden_activation") or hf.get("hidden_act") or "silu"
+        default_activation = "gelu_pytorch_tanh" if gemma else "silu"
+        activation = hf.get("hidden_activation") or hf.get("hidden_act") or default_activation
         if activation not in _HF_ACTIVATIONS:
             raise UnsupportedArchitectureError(
                 f"activation {activation!r} is not supported; "
