@@ -46,8 +46,11 @@ def get_config(mode: str = "full") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.mode = mode
     config.workdir = "embedded_run"
-    # Where `export` writes the five checkpoints; "" = inside the package (what ships).
-    config.output_dir = ""
+    # Where `export` writes the five checkpoints and `evaluate` reads them (and writes
+    # evaluation.json): a relative path is under workdir, an absolute one as given. A run
+    # writes nothing outside these two; `python -m ttc_jax.embedded.ship <workdir>/export`
+    # then replaces the checkpoints shipped inside the package.
+    config.output_dir = "export"
     # Comma-separated stages to run (in pipeline order); "" = all of them.
     config.stages = ""
     config.seed = 0
@@ -246,7 +249,6 @@ def study(max_new_tokens: int) -> ml_collections.ConfigDict:
 def _make_quick(config: ml_collections.ConfigDict) -> None:
     """Toy sizes: every stage runs and writes what the next reads, in about a minute."""
     config.workdir = "embedded_quick"
-    config.output_dir = "embedded_quick/export"
     config.sft.rows = 4
     tiny = model(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
     for name in ("policy", "policy_14x"):

@@ -1,5 +1,6 @@
 """`ttc-train` in quick mode, end to end: killed mid-stage with SIGKILL, then resumed."""
 
+import hashlib
 import json
 import os
 import re
@@ -16,7 +17,12 @@ from safetensors.numpy import load_file
 import ttc_jax
 from tests.study_helpers import load_config
 from ttc_jax.embedded import task
-from ttc_jax.embedded.pipeline import CHECKPOINT_STAGES, STAGES, run_pipeline
+from ttc_jax.embedded.pipeline import (
+    CHECKPOINT_STAGES,
+    STAGES,
+    package_checkpoints_dir,
+    run_pipeline,
+)
 from ttc_jax.embedded.revision_stages import (
     chain_examples,
     copy_targets,
@@ -24,6 +30,8 @@ from ttc_jax.embedded.revision_stages import (
     warmup_phases,
     with_mends_repeated,
 )
+from ttc_jax.embedded.ship import ship
+from ttc_jax.embedded.workspace import Workspace
 from ttc_jax.training.rollouts import Grader
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,13 +45,37 @@ def train_command(workdir: Path) -> list[str]:
         "--config",
         f"{REPO / 'configs' / 'embedded.py'}:quick",
         f"--config.workdir={workdir}",
-        f"--config.output_dir={workdir / 'export'}",
     ]
 
 
+def folder_digests(folder: Path) -> dict[str, tuple[int, str]]:
+    """Every file under ``folder``: its path -> (modification time, SHA-256)."""
+    return {
+        str(path.relative_to(folder)): (
+            path.stat().st_mtime_ns,
+            hashlib.sha256(path.read_bytes()).hexdigest(),
+        )
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    """A quick run killed during the policy's training, then run again to the end."""
+def shipped_before_run() -> dict[str, tuple[int, str]]:
+    """The package's shipped checkpoints as they were before the quick run."""
+    return folder_digests(package_checkpoints_dir())
+
+
+@pytest.fixture(scope="module")
+def run_cwd(tmp_path_factory) -> Path:
+    """The quick run's current directory, empty."""
+    return tmp_path_factory.mktemp("cwd")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, shipped_before_run, run_cwd):
+    """A quick run killed during the policy's training, then run again to the end, from an
+    empty current directory and with no output_dir given."""
     workdir = tmp_path_factory.mktemp("quick")
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
     first = subprocess.Popen(
@@ -52,7 +84,7 @@ def quick_run(tmp_path_factory):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        cwd=REPO,
+        cwd=run_cwd,
     )
     killed_after = []
     for line in first.stdout:
@@ -65,7 +97,7 @@ def quick_run(tmp_path_factory):
     assert first.returncode == -signal.SIGKILL, "".join(killed_after)
     assert not (workdir / "policy" / "done.json").exists()
     second = subprocess.run(
-        train_command(workdir), env=env, capture_output=True, text=True, cwd=REPO, timeout=600
+        train_command(workdir), env=env, capture_output=True, text=True, cwd=run_cwd, timeout=600
     )
     assert second.returncode == 0, second.stdout + second.stderr
     return workdir, second.stdout + second.stderr
@@ -76,6 +108,52 @@ def test_killed_run_resumes_and_finishes(quick_run):
     assert "data: done already" in log
     assert "policy: resumed at step" in log
     assert all((workdir / stage / "done.json").exists() for stage in STAGES)
+
+
+def test_quick_run_writes_nothing_outside_its_workdir(quick_run, run_cwd, shipped_before_run):
+    workdir, _ = quick_run
+    assert list(run_cwd.iterdir()) == []
+    assert folder_digests(package_checkpoints_dir()) == shipped_before_run
+    # The models are in the default export folder (the export stage's own), where evaluate
+    # read them and wrote its figures.
+    export = workdir / "export"
+    assert {p.name for p in export.iterdir()} == {
+        *CHECKPOINT_STAGES,
+        "evaluation.json",
+        "done.json",
+    }
+
+
+def test_ship_replaces_a_checkpoints_folder_with_an_evaluated_export(quick_run, tmp_path):
+    export = quick_run[0] / "export"
+    destination = tmp_path / "checkpoints"
+    (destination / "policy").mkdir(parents=True)
+    (destination / "policy" / "stale.json").write_text("{}")
+    assert ship(export, destination) == destination
+
+    def contents(folder):
+        return {path: digest for path, (_, digest) in folder_digests(folder).items()}
+
+    # The stale file went with the folder it was in; nothing else is left behind.
+    shipped = contents(export)
+    del shipped["done.json"]  # the export stage's marker, not a shipped file
+    assert contents(destination) == shipped
+    (tmp_path / "unevaluated").mkdir()
+    shutil.copytree(export / "policy", tmp_path / "unevaluated" / "policy")
+    with pytest.raises(FileNotFoundError, match=r"lacks policy_14x, prm, .*evaluation\.json"):
+        ship(tmp_path / "unevaluated", destination)
+
+
+def test_export_folder_is_under_the_workdir_unless_absolute(tmp_path):
+    config = load_config("embedded", "quick")
+    config.workdir = str(tmp_path / "run")
+    assert Workspace(config, "ttc-train").export_dir == tmp_path / "run" / "export"
+    config.output_dir = str(tmp_path / "elsewhere")
+    assert Workspace(config, "ttc-train").export_dir == tmp_path / "elsewhere"
+    config.output_dir = ""  # once "the package"; shipping is now its own step
+    with pytest.raises(ValueError, match=r"output_dir must name the export folder.*ship"):
+        run_pipeline(config, "ttc-train")
+    assert not (tmp_path / "run").exists()
 
 
 def test_exported_models_load_with_their_records(quick_run):

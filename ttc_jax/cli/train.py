@@ -5,7 +5,9 @@
     ttc-train --config configs/embedded.py --config.stages=evaluate --config.workdir=run
 
 Stages already done in the work folder are skipped and an interrupted stage resumes, so the
-same command restarts a killed run. Progress (loss, tokens/s) is logged as it trains.
+same command restarts a killed run. Progress (loss, tokens/s) is logged as it trains. Every
+output lies in the work folder (the finished models in its ``export``); shipping them into the
+package is a step of its own: ``python -m ttc_jax.embedded.ship <workdir>/export``.
 """
 
 from __future__ import annotations

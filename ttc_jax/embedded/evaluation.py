@@ -27,7 +27,6 @@ import numpy as np
 
 from ttc_jax.embedded import task
 from ttc_jax.embedded.fine_tuning import sampling_settings
-from ttc_jax.embedded.pipeline import output_dir
 from ttc_jax.embedded.revision_stages import chain_grades, revision_chains
 from ttc_jax.embedded.verifier_stages import prm_kind
 from ttc_jax.embedded.workspace import Workspace, machine_description, write_atomically
@@ -232,7 +231,7 @@ def _fourth_revision_gain(by_level: dict) -> float:
 def stage_evaluate(ws: Workspace) -> None:
     """Measures the exported checkpoints; writes ``evaluation.json`` beside them."""
     section = ws.config.evaluate
-    folder = output_dir(ws.config)
+    folder = ws.export_dir
     started = time.perf_counter()
     models = {
         "policy": load_lm(folder / "policy"),

@@ -9,6 +9,10 @@ Each stage reads what earlier stages wrote (trained models through `ttc_jax.load
 where it stopped: finished stages are skipped, training resumes from its last orbax
 checkpoint, sampling from its last finished chunk.
 
+Everything a run writes lies in its work directory (`export` writes to ``output_dir``, under
+it unless absolute). Replacing the checkpoints shipped inside the package is a step of its
+own, ``python -m ttc_jax.embedded.ship <export folder>`` (`ttc_jax.embedded.ship`).
+
 The two policies are trained on the same stream of reference solutions (the same batches,
 step for step), so they see the same data and the same tokens.
 """
@@ -60,9 +64,18 @@ def package_checkpoints_dir() -> Path:
     return Path(str(resources.files("ttc_jax.embedded"))) / "checkpoints"
 
 
-def output_dir(config) -> Path:
-    """Where `export` writes the finished checkpoints ("" in the config: the package)."""
-    return Path(config.output_dir) if config.output_dir else package_checkpoints_dir()
+def replace_folders(sources: dict[str, Path], destination: Path) -> None:
+    """Copies each ``sources[name]`` folder to ``destination / name``, replacing what was
+    there; each is copied under a temporary name and renamed, so a copy killed midway never
+    leaves a half-copied model under its name."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for name, source in sources.items():
+        target = destination / name
+        staging = destination / f"{name}.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
 
 
 def parameter_count(params) -> int:
@@ -104,17 +117,10 @@ def train_policy(ws: Workspace, stage: str) -> None:
 
 
 def stage_export(ws: Workspace) -> None:
-    """Copies the five trained models into the output folder (the package by default)."""
-    destination = output_dir(ws.config)
-    destination.mkdir(parents=True, exist_ok=True)
-    for name, stage in CHECKPOINT_STAGES.items():
-        target = destination / name
-        staging = destination / f"{name}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(ws.model_dir(stage), staging)
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    log.info("export: checkpoints written to %s", destination)
+    """Copies the five trained models into the export folder (`Workspace.export_dir`)."""
+    sources = {name: ws.model_dir(stage) for name, stage in CHECKPOINT_STAGES.items()}
+    replace_folders(sources, ws.export_dir)
+    log.info("export: checkpoints written to %s", ws.export_dir)
 
 
 def stage_functions():

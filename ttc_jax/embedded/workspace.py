@@ -8,6 +8,8 @@ Layout (under ``config.workdir``)::
     <stage>/model/              a trained model in Hugging Face layout, read by load_lm/load_prm
     <stage>/training.json       what trained it: command, config, seed, tokens, time, machine
     <stage>/chunks/NNNNN.jsonl  a sampling stage's results, one file per chunk of questions
+    export/                     the five finished models and evaluation.json (by default:
+                                ``output_dir`` may name another folder)
 
 Every file is written to a temporary name and renamed, so a run killed at any moment leaves
 either the whole file or none, and a restart redoes only what is missing.
@@ -69,10 +71,21 @@ class Workspace:
         self.config = config
         self.command = command
         self.root = Path(config.workdir)
+        if not config.output_dir:
+            raise ValueError(
+                "output_dir must name the export folder (relative: under workdir); the "
+                "package's checkpoints are replaced by `python -m ttc_jax.embedded.ship`"
+            )
         self._tokenizer = None
 
     def stage_dir(self, stage: str) -> Path:
         return self.root / stage
+
+    @property
+    def export_dir(self) -> Path:
+        """Where `export` writes the finished models and `evaluate` reads them: ``output_dir``
+        under the work directory, or as given if absolute."""
+        return self.root / self.config.output_dir
 
     # -- completion markers ---------------------------------------------------------------
 
