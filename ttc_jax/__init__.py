@@ -11,6 +11,7 @@ from ttc_jax.errors import (
     UnsupportedArchitectureError,
     UnsupportedQuantizationError,
 )
+from ttc_jax.gemma3_270m import gemma3_270m_path
 from ttc_jax.lm import LanguageModel, load_lm
 from ttc_jax.models.config import ModelConfig
 from ttc_jax.prm import PRM, load_prm
@@ -33,6 +34,7 @@ __all__ = [
     "UnsupportedArchitectureError",
     "UnsupportedQuantizationError",
     "default_engine",
+    "gemma3_270m_path",
     "generate",
     "load_lm",
     "load_prm",
