@@ -8,6 +8,7 @@ import pytest
 import ttc_jax
 from tests import checkpoints, family_checks
 from ttc_jax.models.config import ModelConfig
+from ttc_jax.models.export import hf_config
 
 TOKENS = np.random.RandomState(0).randint(0, checkpoints.BASE["vocab_size"], (2, 21))
 
@@ -74,3 +75,9 @@ def test_unsupported_qwen3_variants_name_themselves_and_the_supported_list(model
     with pytest.raises(ttc_jax.UnsupportedArchitectureError, match=model_type) as error:
         ModelConfig.from_hf_dict(config)
     assert "qwen3, gemma3_text" in str(error.value)
+
+
+def test_export_refuses_what_it_cannot_write(qwen3):
+    # Exporting would drop the q/k norms: refused, not written wrong.
+    with pytest.raises(NotImplementedError, match="exporting qwen3 models"):
+        hf_config(qwen3[1].config)

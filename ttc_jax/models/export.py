@@ -30,6 +30,12 @@ CAUSAL_LM_ARCHITECTURES = {
 
 def hf_config(cfg: ModelConfig, architecture: str | None = None) -> dict[str, Any]:
     """A transformers ``config.json`` that `ModelConfig.from_hf_dict` reads back as ``cfg``."""
+    if cfg.model_type not in CAUSAL_LM_ARCHITECTURES or cfg.sliding_layers is not None:
+        # Their extra tensors (q/k and Gemma's norms) and per-layer windows are not written.
+        raise NotImplementedError(
+            f"exporting {cfg.model_type} models is not supported; "
+            f"supported: {', '.join(CAUSAL_LM_ARCHITECTURES)} with one window for every layer"
+        )
     if cfg.rope_scaling is not None or cfg.rope_freq_factors is not None:
         raise NotImplementedError("exporting RoPE scaling or frequency factors is not supported")
     if cfg.qkv_bias != cfg.o_bias and cfg.model_type != "qwen2":
