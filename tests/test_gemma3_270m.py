@@ -143,3 +143,35 @@ def test_sampled_first_tokens_follow_softmax_of_logits_over_temperature(ours):
     for token in np.argsort(probs)[-5:]:  # the likeliest tokens: binomial, within 4 sigma
         sigma = np.sqrt(draws * probs[token] * (1 - probs[token]))
         assert abs(counts[token] - draws * probs[token]) <= 4 * sigma + 1, token
+
+
+@pytest.mark.parametrize("name", ["best_of_n", "beam"])
+def test_search_with_the_real_gemma_as_policy_on_two_math500_questions(ours, name):
+    from ttc_jax.math import load_math500
+    from ttc_jax.search import run, strategy_config
+
+    prm_shape = ttc_jax.ModelConfig(
+        vocab_size=ours.config.vocab_size,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=2,
+        head_dim=8,
+        intermediate_size=64,
+        max_position_embeddings=4096,
+    )
+    prm = ttc_jax.PRM.random(prm_shape, "ttc_value", ours.tokenizer, seed=0)
+    problems = load_math500()[:2]
+    config = strategy_config(name)
+    config.max_new_tokens = 24
+    config.prompt.style = "plain"  # a base model: no chat template
+    if name == "beam":
+        config.beam_width = 2
+        config.max_rounds = 3
+        config.max_step_tokens = 12
+    results = run(config, ours, prm, problems, budget=2, seed=0)
+    assert [r.problem_id for r in results] == [p.id for p in problems]
+    for result in results:
+        assert 1 <= len(result.candidates) <= 2 and all(c.text for c in result.candidates)
+        assert result.accounting.policy_decode_tokens > 0 and result.accounting.verifier_tokens > 0
+        assert result.correct in (True, False)
