@@ -14,9 +14,11 @@ Values the paper leaves open (UNSTATED in ../PAPER.md terms) are marked so below
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import ml_collections
 
+from ttc_jax.engine.sampling import SamplingConfig
 from ttc_jax.search.aggregation import SELECTIONS, STEP_AGGREGATIONS, check_choice
 
 STRATEGIES = ("majority", "best_of_n", "beam", "lookahead", "dvts", "revisions")
@@ -127,11 +129,13 @@ def check_strategy(config, budget: int, has_prm: bool) -> ml_collections.ConfigD
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ValueError(f"budget must be an integer >= 1, got {budget!r}")
     _positive(config, "max_new_tokens")
+    _check_sampling(config)
     if not config.step_delimiter or not isinstance(config.step_delimiter, str):
         raise ValueError("step_delimiter must be a non-empty string")
     check_choice(config.aggregation, tuple(STEP_AGGREGATIONS), "step aggregation")
     check_choice(config.selection, SELECTIONS, "answer selection")
     check_choice(config.prompt.style, PROMPT_STYLES, "prompt style")
+    check_shots_file(config.prompt)
     needs_prm = name in STEPWISE or (name == "best_of_n" and config.selection != "majority")
     if name in STEPWISE:
         _positive(config, "max_rounds")
@@ -160,6 +164,22 @@ def check_strategy(config, budget: int, has_prm: bool) -> ml_collections.ConfigD
     if needs_prm and not has_prm:
         raise ValueError(f"strategy {name!r} as configured needs a PRM (verifier); got None")
     return config
+
+
+def check_shots_file(prompt) -> None:
+    """A few-shot prompt's examples file exists (it is read when the search starts)."""
+    if prompt.num_shots and not prompt.shots_file:
+        raise ValueError(
+            f"prompt.num_shots={prompt.num_shots} needs prompt.shots_file, a JSONL of solved "
+            "problems to draw the examples from"
+        )
+    if prompt.shots_file and not Path(prompt.shots_file).expanduser().is_file():
+        raise ValueError(f"prompt.shots_file {prompt.shots_file} does not exist")
+
+
+def _check_sampling(config) -> None:
+    """The sampling settings, checked where the sampler checks them (`SamplingConfig`)."""
+    SamplingConfig(temperature=config.temperature, top_p=config.top_p, top_k=config.top_k)
 
 
 def _positive(config, field: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ttc_jax.math.datasets import Problem, load_jsonl
 from ttc_jax.math.prompts import FewShotPrompt, PromptConfig
+from ttc_jax.search.configs import check_shots_file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,13 +44,7 @@ def build_prompter(prompt, step_delimiter: str, tokenizer: Any = None) -> Prompt
         solution_header=prompt.solution_header,
         attempts_first=prompt.attempts_first,
     )
-    if prompt.num_shots and not prompt.shots_file:
-        raise ValueError(
-            f"prompt.num_shots={prompt.num_shots} needs prompt.shots_file, a JSONL of solved "
-            "problems to draw the examples from"
-        )
-    if prompt.shots_file and not Path(prompt.shots_file).expanduser().is_file():
-        raise ValueError(f"prompt.shots_file {prompt.shots_file} does not exist")
+    check_shots_file(prompt)
     if prompt.style == "chat" and not getattr(tokenizer, "chat_template", None):
         raise ValueError("the chat prompt style needs a tokenizer with a chat template")
     if prompt.num_shots:

@@ -48,6 +48,8 @@ def run(
     ``on_batch`` receives each batch's `BatchStats` as it finishes (progress, benchmarks).
     """
     check_strategy(strategy, budget, prm is not None)
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+        raise ValueError(f"max_rows must be an integer >= 1 (sample rows a call), got {max_rows!r}")
     problems = _check_problems(problems)
     if lm.tokenizer is None:
         raise ValueError("search needs a policy with a tokenizer")

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import ml_collections
 
-from ttc_jax.search.configs import PROMPT_STYLES, prompt_config
-from ttc_jax.study.specs import BASE_LABELS, check_labels
+from ttc_jax.prm.kinds import format_class
+from ttc_jax.search.configs import PROMPT_STYLES, check_strategy, prompt_config
+from ttc_jax.study.specs import BASE_LABELS, check_labels, grid, labels_of
 
 SOURCES = ("embedded", "math500", "jsonl")
 EMBEDDED_PREFIX = "embedded:"
@@ -102,10 +103,13 @@ def resolve_path(path: str) -> Path:
 
 
 def check_study_config(
-    config: ml_collections.ConfigDict, check_models: bool = True
+    config: ml_collections.ConfigDict,
+    check_models: bool = True,
+    has_revisions: bool | None = None,
 ) -> ml_collections.ConfigDict:
     """``config`` if it describes a study that can run; otherwise one ValueError naming the
-    field. Model paths must exist (unless ``check_models`` is False: models given loaded)."""
+    field. Model paths must exist (unless ``check_models`` is False: models given loaded).
+    ``has_revisions``: whether a revision model is at hand (default: one is configured)."""
     data = config.data
     if data.source not in SOURCES:
         raise ValueError(f"data.source {data.source!r} is not one of {', '.join(SOURCES)}")
@@ -122,11 +126,6 @@ def check_study_config(
     prompt = config.search.prompt
     if prompt.style not in PROMPT_STYLES:
         raise ValueError(f"search.prompt.style must be one of {', '.join(PROMPT_STYLES)}")
-    if prompt.num_shots and not Path(prompt.shots_file).expanduser().is_file():
-        raise ValueError(
-            f"search.prompt.num_shots={prompt.num_shots} needs search.prompt.shots_file, a "
-            f"JSONL of solved problems (got {prompt.shots_file!r})"
-        )
     difficulty = config.difficulty
     if difficulty.samples < 2 or difficulty.bins < 1:
         raise ValueError("difficulty.samples must be >= 2 and difficulty.bins >= 1")
@@ -136,12 +135,43 @@ def check_study_config(
         raise ValueError("exchange_ratios must be positive")
     if config.strategy_table_file and not Path(config.strategy_table_file).is_file():
         raise ValueError(f"strategy_table_file {config.strategy_table_file!r} is not a file")
+    max_rows = config.max_rows
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+        raise ValueError(f"max_rows must be an integer >= 1 (sample rows a call), got {max_rows!r}")
+    if has_revisions is None:
+        has_revisions = bool(config.models.revision)
+    check_search(config, has_revisions)
+    check_model_kinds(config.models)
     if check_models:
-        _check_models(config.models)
+        check_model_paths(config.models)
     return config
 
 
-def _check_models(models) -> None:
+def check_search(config: ml_collections.ConfigDict, has_revisions: bool) -> None:
+    """Every search the study would run is valid (``search.*`` settings at every budget),
+    so a bad setting fails here, not after the models load."""
+    labels = labels_of(config, has_revisions)
+    for cell in grid(labels, config.budgets, ml_collections.ConfigDict(config.search.to_dict())):
+        try:
+            check_strategy(cell.config, cell.search_budget, has_prm=True)
+        except ValueError as e:
+            raise ValueError(f"search: {e} ({cell.label} at budget {cell.budget})") from e
+
+
+def check_model_kinds(models) -> None:
+    """The PRM kinds name known formats (checked before any model loads)."""
+    for field in ("prm_kind", "revision_verifier_kind"):
+        try:
+            format_class(models[field])
+        except ValueError as e:
+            raise ValueError(f"models.{field}: {e}") from e
+
+
+def check_model_paths(models, needs_revision: bool = False) -> None:
+    """The policy and PRM are set, every set path exists, and a revision model comes with
+    its verifier (and is set when ``needs_revision``)."""
+    if needs_revision and not models.revision:
+        raise ValueError("revisions need models.revision and models.revision_verifier")
     if not models.policy:
         raise ValueError("models.policy is required")
     if not models.prm:

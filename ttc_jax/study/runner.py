@@ -19,7 +19,6 @@ prompt), so a row does not depend on which other rows were computed, or when.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -35,10 +34,17 @@ from ttc_jax.prm import PRM
 from ttc_jax.search import run
 from ttc_jax.search.candidates import choose
 from ttc_jax.search.results import SearchResult
-from ttc_jax.study import analysis
+from ttc_jax.study import analysis, provenance
 from ttc_jax.study.config import check_study_config, resolve_path
 from ttc_jax.study.difficulty import mean_final_score, pass_rate
-from ttc_jax.study.specs import SHARED_RUNS, Cell, configured, grid, sequential_lengths
+from ttc_jax.study.specs import (
+    SHARED_RUNS,
+    Cell,
+    configured,
+    derived_seed,
+    grid,
+    labels_of,
+)
 from ttc_jax.study.store import RowStore
 
 log = logging.getLogger(__name__)
@@ -96,20 +102,6 @@ def load_problems(config: ml_collections.ConfigDict) -> list[Problem]:
     return problems
 
 
-def derived_seed(*parts) -> int:
-    """A 32-bit seed from any parts (strategy family, budget, study seed, ...)."""
-    text = "\x00".join(str(p) for p in parts)
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "little")
-
-
-def labels_of(config: ml_collections.ConfigDict, has_revisions: bool) -> list[str]:
-    labels = list(config.strategies)
-    if config.revision_ratios and has_revisions:
-        lengths = sorted({s for b in config.budgets for s in sequential_lengths(b)})
-        labels += [f"revisions_s{s}" for s in lengths]
-    return labels
-
-
 def _base_search(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(config.search.to_dict())
 
@@ -121,12 +113,26 @@ def _chunks(problems: Sequence[Problem], size: int) -> list[list[Problem]]:
 class Study:
     """One study's data, models and stores; `run` does every stage."""
 
-    def __init__(self, config, models: StudyModels, problems, progress: bool = True):
+    def __init__(
+        self,
+        config,
+        models: StudyModels,
+        problems,
+        progress: bool = True,
+        model_digests: dict[str, str | None] | None = None,
+    ):
+        """``model_digests``: each model's digest (`ttc_jax.study.provenance`), by default
+        from the loaded parameters. A work directory holding rows of other settings is a
+        `StudyMismatchError` here, before any compute."""
         self.config = config
         self.models = models
         self.problems = problems
         self.workdir = Path(config.workdir).expanduser()
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        provenance.check_or_record(
+            self.workdir,
+            provenance.row_settings(config),
+            provenance.model_digests_of(models) if model_digests is None else model_digests,
+        )
         self.results = RowStore(self.workdir / "results.jsonl", RESULT_KEY)
         self.difficulty = RowStore(self.workdir / "difficulty.jsonl", DIFFICULTY_KEY)
         self.progress = progress
@@ -177,7 +183,8 @@ class Study:
 
     def cells(self) -> list[Cell]:
         labels = self.labels()
-        shared = set(SHARED_RUNS)  # labels computed from another label's run
+        # Labels computed from another label's run, when that label runs too.
+        shared = {label for label, source in SHARED_RUNS.items() if source in labels}
         return [
             c
             for c in grid(labels, self.config.budgets, _base_search(self.config))
@@ -193,7 +200,11 @@ class Study:
         lm, prm = self.models.policy, self.models.prm
         if cell.uses_revision_model:
             lm, prm = self.models.revision, self.models.revision_verifier
-        also = [label for label, source in SHARED_RUNS.items() if source == cell.label]
+        also = [
+            label
+            for label, source in SHARED_RUNS.items()
+            if source == cell.label and label in self.labels()
+        ]
         family = "parallel" if cell.config.name == "best_of_n" else cell.label
         seed = derived_seed(family, cell.budget, config.seed)
         per_call = max(1, config.max_rows // cell.search_budget)
@@ -251,7 +262,7 @@ class Study:
         items = list(items)
         if not self.progress:
             return items
-        return tqdm(items, desc=stage, unit="step", leave=False)
+        return tqdm(items, desc=stage, unit="call" if stage != "sweep" else "cell")
 
     # -- everything ---------------------------------------------------------------------------
 
@@ -288,12 +299,22 @@ def run_study(
 ) -> dict:
     """Runs (or resumes) the study ``config`` describes; returns its summary. ``models``
     (already loaded, e.g. in a notebook) replace the config's model paths."""
-    check_study_config(config, check_models=models is None)
+    check_study_config(
+        config,
+        check_models=models is None,
+        has_revisions=None if models is None else models.revision is not None,
+    )
     problems = load_problems(config)
+    digests = None
     if models is None:
+        # Checked against the work directory's record before the models load.
+        digests = provenance.model_digests_from_paths(config.models, resolve_path)
+        provenance.check_or_record(
+            Path(config.workdir).expanduser(), provenance.row_settings(config), digests
+        )
         echo(f"{len(problems)} questions; loading models")
         models = load_models(config)
-    study = Study(config, models, problems, progress)
+    study = Study(config, models, problems, progress, model_digests=digests)
     (study.workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     summary = study.run()
     echo(f"wrote {study.workdir / 'report.md'}")

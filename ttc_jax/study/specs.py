@@ -11,7 +11,7 @@ of generations a question may cost):
 ``lookahead_k1``       lookahead k = 1 with M = sqrt(N), N = B / 2 beams (it costs N (k + 1))
 ``lookahead_k3``       lookahead k = 3 with M = sqrt(N), N = B / 4 beams
 ``dvts_m4``            DVTS, N = B, subtrees of width 4
-``revisions_s{S}``     B / S parallel chains of S sequential revisions (S divides B)
+``revisions_s{S}``     B / S parallel chains of S sequential revisions (every S dividing B)
 =====================  ==========================================================================
 
 ``majority`` and ``best_of_n_weighted`` at one budget share their samples (one run, selected
@@ -22,6 +22,7 @@ B = 2) is skipped there.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 
 import ml_collections
@@ -75,14 +76,20 @@ def check_labels(labels) -> list[str]:
 
 
 def sequential_lengths(budget: int) -> list[int]:
-    """Revision chain lengths S the study tries at ``budget``: every power of two up to it
-    (the paper's sequential:parallel ratios from 1:B to B:1)."""
-    lengths, s = [], 1
-    while s <= budget:
-        if budget % s == 0:
-            lengths.append(s)
-        s *= 2
-    return lengths
+    """Revision chain lengths S the study tries at ``budget``: every divisor of it (the
+    paper's sequential:parallel ratios from 1:B to B:1; at a power of two, its powers of two,
+    at B = 12 also 3 and 6)."""
+    return [s for s in range(1, budget + 1) if budget % s == 0]
+
+
+def labels_of(config: ml_collections.ConfigDict, has_revisions: bool) -> list[str]:
+    """A study config's labels: its strategies, then a revision label for every chain
+    length of every budget (when it asks for revision ratios and has a revision model)."""
+    labels = list(config.strategies)
+    if config.revision_ratios and has_revisions:
+        lengths = sorted({s for b in config.budgets for s in sequential_lengths(b)})
+        labels += [f"revisions_s{s}" for s in lengths]
+    return labels
 
 
 def cell(label: str, budget: int, base: ml_collections.ConfigDict) -> Cell | None:
@@ -121,6 +128,12 @@ def cell(label: str, budget: int, base: ml_collections.ConfigDict) -> Cell | Non
         config.beam_width = sqrt_width(beams)
         return Cell(label, budget, beams, config)
     raise ValueError(f"unknown strategy label {label!r}")
+
+
+def derived_seed(*parts) -> int:
+    """A 32-bit seed from any parts (strategy family, budget, study seed, ...)."""
+    text = "\x00".join(str(p) for p in parts)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "little")
 
 
 def configured(name: str, base: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
