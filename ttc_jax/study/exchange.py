@@ -9,7 +9,9 @@ small model may spend
 
 times its single-sample inference on each question, where R = D_inference / D_pretrain is how
 much inference the model will serve over its life. The budget spent is the largest budget of
-the study's grid within that multiple (reported, since a grid of powers of two rounds down).
+the study's grid within [multiple / 2, multiple]: a grid of powers of two rounds down, by at
+most half. With no budget there, the point is not measured (a budget far below the matched
+compute would compare the small model at a fraction of what it may spend).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def matched_multiplier(ratio: float, size_ratio: float) -> float:
 class ExchangePoint:
     ratio: float  # R = D_inference / D_pretrain
     multiplier: float  # matched test-time compute, in single samples
-    budget: int | None  # the largest budget of the grid within it (None: none is)
+    budget: int | None  # the largest budget of the grid in [multiplier / 2, multiplier], or None
     small: dict[int, float]  # bin -> the small model's compute-optimal accuracy at ``budget``
     large: dict[int, float]  # bin -> the larger model's accuracy (one greedy sample)
     small_overall: float | None
@@ -60,7 +62,7 @@ def exchange(
     points = []
     for ratio in ratios:
         multiplier = matched_multiplier(ratio, size_ratio)
-        within = [b for b in budgets if b <= multiplier and b in small_overall]
+        within = [b for b in budgets if multiplier / 2 <= b <= multiplier and b in small_overall]
         budget = max(within) if within else None
         points.append(
             ExchangePoint(

@@ -41,17 +41,34 @@ def _budget_axis(axis, budgets) -> None:
     axis.grid(alpha=0.3)
 
 
-def _plot_labels(axis, accuracy: dict, labels) -> None:
+def _plot_labels(axis, accuracy: dict, labels) -> int:
+    """Draws each label's curve; returns how many it drew."""
+    drawn = 0
     for label in labels:
         if label not in accuracy or label.startswith("revisions_s"):
             continue
+        budgets, values = _series(accuracy[label])
+        if not budgets:
+            continue
         color, marker = STYLE.get(label, ("black", "."))
-        axis.plot(*_series(accuracy[label]), marker=marker, color=color, label=label)
+        axis.plot(budgets, values, marker=marker, color=color, label=label)
+        drawn += 1
+    return drawn
 
 
-def accuracy_vs_budget(summary: dict, path: Path) -> None:
+def _legend_below(figure, axis, panels_height: float = 0.85) -> None:
+    """One legend under the panels, where it covers no data."""
+    handles, labels = axis.get_legend_handles_labels()
+    rows = -(-len(labels) // 4)
+    figure.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
+    figure.tight_layout(rect=(0, min(0.3, 0.06 * rows + 0.02), 1, panels_height + 0.1))
+
+
+def accuracy_vs_budget(summary: dict, path: Path) -> bool:
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    _plot_labels(axis, summary["accuracy"], summary["labels"])
+    if not _plot_labels(axis, summary["accuracy"], summary["labels"]):
+        plt.close(figure)
+        return False
     _budget_axis(axis, summary["budgets"])
     axis.set_ylabel("accuracy")
     axis.set_title("Accuracy against test-time budget, by strategy")
@@ -59,12 +76,19 @@ def accuracy_vs_budget(summary: dict, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+    return True
 
 
-def accuracy_by_bin(summary: dict, path: Path) -> None:
-    per_label = summary["accuracy_by_bin"]["oracle"]
+def accuracy_by_bin(summary: dict, path: Path) -> bool:
+    per_label = {
+        label: per
+        for label, per in summary["accuracy_by_bin"]["oracle"].items()
+        if not label.startswith("revisions_s")
+    }
     bins = sorted({b for per in per_label.values() for acc in per.values() for b in acc}, key=int)
-    figure, axes = plt.subplots(1, len(bins), figsize=(3.2 * len(bins), 3.6), sharey=True)
+    if not bins:
+        return False
+    figure, axes = plt.subplots(1, len(bins), figsize=(3.2 * len(bins), 4.2), sharey=True)
     axes = [axes] if len(bins) == 1 else list(axes)
     for axis, b in zip(axes, bins, strict=True):
         view = {
@@ -75,14 +99,16 @@ def accuracy_by_bin(summary: dict, path: Path) -> None:
         _budget_axis(axis, summary["budgets"])
         axis.set_title(f"difficulty bin {b}" + (" (easiest)" if b == bins[0] else ""))
     axes[0].set_ylabel("accuracy")
-    axes[-1].legend(fontsize=7)
     figure.suptitle("Accuracy by oracle difficulty bin")
-    figure.tight_layout()
+    _legend_below(figure, axes[0])
     figure.savefig(path, dpi=120)
     plt.close(figure)
+    return True
 
 
-def compute_optimal(summary: dict, path: Path) -> None:
+def compute_optimal(summary: dict, path: Path) -> bool:
+    if not any(summary["compute_optimal"].values()):
+        return False
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for label in ("majority", "best_of_n_weighted"):
         if label in summary["accuracy"]:
@@ -106,6 +132,7 @@ def compute_optimal(summary: dict, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+    return True
 
 
 def revision_ratios(summary: dict, path: Path) -> bool:
@@ -173,16 +200,23 @@ def exchange(summary: dict, path: Path) -> bool:
     return True
 
 
+# Each figure's file and the function that draws it (False: nothing to show).
+FIGURES = {
+    "accuracy_vs_budget.png": accuracy_vs_budget,
+    "accuracy_by_bin.png": accuracy_by_bin,
+    "compute_optimal.png": compute_optimal,
+    "revision_ratios.png": revision_ratios,
+    "exchange.png": exchange,
+}
+
+
 def draw_all(summary: dict, directory: Path) -> list[str]:
-    """Writes every figure the summary has data for; returns their file names."""
+    """Writes every figure the summary has data for; returns their file names (a figure
+    with nothing to show is skipped, and an old copy of it removed)."""
     written = []
-    for name, draw in (
-        ("accuracy_vs_budget.png", accuracy_vs_budget),
-        ("accuracy_by_bin.png", accuracy_by_bin),
-        ("compute_optimal.png", compute_optimal),
-        ("revision_ratios.png", revision_ratios),
-        ("exchange.png", exchange),
-    ):
-        if draw(summary, directory / name) is not False:
+    for name, draw in FIGURES.items():
+        if draw(summary, directory / name):
             written.append(name)
+        else:
+            (directory / name).unlink(missing_ok=True)
     return written
