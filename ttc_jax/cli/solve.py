@@ -12,9 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
+from ttc_jax.cli import apps
 from ttc_jax.errors import CheckpointError
 
 CONFIG = config_flags.DEFINE_config_file("config", None, "a study config file")
@@ -55,20 +56,25 @@ def with_search(table: dict, search) -> dict:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         sys.exit(f"ttc-solve: unexpected arguments {' '.join(argv[1:])}")
-    if CONFIG.value is None or not QUESTION.value:
-        sys.exit("ttc-solve: --config and --question are required")
+    if CONFIG.value is None or not QUESTION.value or not QUESTION.value.strip():
+        sys.exit("ttc-solve: --config and a non-empty --question are required")
     import ttc_jax
-    from ttc_jax.solver import check_table
-    from ttc_jax.study.config import resolve_path, study_section
+    from ttc_jax.solver import check_table, needs_revision_model
+    from ttc_jax.study.config import (
+        check_model_kinds,
+        check_model_paths,
+        resolve_path,
+        study_section,
+    )
 
     config = study_section(CONFIG.value)
     models = config.models
     try:
+        # Everything is checked before any model loads.
         table = with_search(table_of(config, REVISIONS.value), config.search)
         check_table(table)
-        for field in ("policy", "prm"):
-            if not models[field]:
-                raise ValueError(f"models.{field} is required")
+        check_model_kinds(models)
+        check_model_paths(models, needs_revision=needs_revision_model(table))
         policy = ttc_jax.load_lm(resolve_path(models.policy), models.dtype)
         prm = ttc_jax.load_prm(resolve_path(models.prm), models.prm_kind, models.dtype)
         revision = verifier = None
@@ -82,11 +88,17 @@ def main(argv: list[str]) -> None:
         )
     except (ValueError, FileNotFoundError, CheckpointError) as e:
         sys.exit(f"ttc-solve: {e}")
+    if result.budget != result.requested_budget:
+        print(
+            f"ttc-solve: budget {result.requested_budget} rounded down to {result.budget}, the "
+            f"largest of the table's budgets for difficulty bin {result.difficulty_bin} within it",
+            file=sys.stderr,
+        )
     print(json.dumps(dataclasses.asdict(result), indent=2))
 
 
 def entry() -> None:
-    app.run(main)
+    apps.run(main, "ttc-solve")
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import sys
 
-from absl import app
 from ml_collections import config_flags
 
+from ttc_jax.cli import apps
 from ttc_jax.errors import CheckpointError
 
 CONFIG = config_flags.DEFINE_config_file(
@@ -36,7 +36,11 @@ def main(argv: list[str]) -> None:
 
 
 def entry() -> None:
-    app.run(main)
+    apps.run(
+        main,
+        "ttc-study",
+        on_interrupt="every finished row is kept, and the same command resumes the study",
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,71 @@
+"""How the config-driven commands (``ttc-study``, ``ttc-solve``, ``ttc-train``) start and stop.
+
+* A bad ``--config.x=...`` override (an unknown field, a value of the wrong type) is one line
+  naming it, not a traceback from inside the flag parser.
+* A field overridden twice is refused: ml_collections appends the second value of a tuple to
+  the first (``--config.budgets='(1,4)' --config.budgets='(16,)'`` would run 1, 4 and 16).
+* Library chatter (absl INFO lines, JAX's backend probing, "loaded N parameters") stays at
+  WARNING unless ``--verbosity`` (or ``-v``) asks for more, so progress lines read cleanly.
+* Ctrl-C ends the command with one line saying what it left and how to go on.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import sys
+from collections.abc import Callable
+
+from absl import app, flags
+from absl import logging as absl_logging
+
+OVERRIDE_PREFIX = "--config."
+
+
+def repeated_overrides(argv: list[str]) -> list[str]:
+    """The ``--config.<field>`` overrides given more than once."""
+    fields = collections.Counter(
+        arg[len(OVERRIDE_PREFIX) :].split("=", 1)[0]
+        for arg in argv
+        if arg.startswith(OVERRIDE_PREFIX)
+    )
+    return sorted(field for field, count in fields.items() if count > 1)
+
+
+def _parser(name: str) -> Callable[[list[str]], list[str]]:
+    def parse(argv: list[str]) -> list[str]:
+        repeated = repeated_overrides(argv[1:])
+        if repeated:
+            sys.exit(
+                f"{name}: --config.{repeated[0]} is given more than once (a repeated tuple "
+                "override would be appended to the first); give each field once"
+            )
+        try:
+            rest = flags.FLAGS(argv)
+        except flags.Error as e:
+            sys.exit(f"{name}: {e}")
+        except (AttributeError, KeyError) as e:
+            # ml_collections' word for an override of a field the config lacks.
+            field = str(e.args[0] if e.args else e).strip("'\"")
+            sys.exit(f"{name}: bad --config override: the config has no field {field!r}")
+        except (TypeError, ValueError) as e:  # a value the field cannot take
+            sys.exit(f"{name}: bad --config override: {e}")
+        if not flags.FLAGS["verbosity"].present:
+            absl_logging.set_verbosity(absl_logging.WARNING)
+            logging.getLogger().setLevel(logging.WARNING)
+        return rest
+
+    return parse
+
+
+def run(main: Callable[[list[str]], None], name: str, on_interrupt: str = "") -> None:
+    """``app.run(main)`` with the behaviour in the module docstring; ``on_interrupt`` is
+    what Ctrl-C's line adds (what was kept, how to resume)."""
+
+    def guarded(argv: list[str]) -> None:
+        try:
+            main(argv)
+        except KeyboardInterrupt:
+            sys.exit(f"{name}: stopped (Ctrl-C)" + (f"; {on_interrupt}" if on_interrupt else ""))
+
+    app.run(guarded, flags_parser=_parser(name))
