@@ -236,7 +236,7 @@ def test_bad_study_configs_fail_with_one_clear_error(override, message):
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--config", "configs/palm2_math.py"], "num_shots=4 needs search.prompt.shots_file"),
+        (["--config", "configs/palm2_math.py"], "prompt.num_shots=4 needs prompt.shots_file"),
         (["--config", "configs/math500_hf.py"], "models.policy is required"),
         (
             [

@@ -140,5 +140,5 @@ def test_solve_runs_the_tables_strategy_for_each_bin():
         assert result.difficulty_bin == expected_bin
         assert result.strategy == per_bin[str(expected_bin)]["4"]
         assert result.accounting.generations == 2 + 4
-    with pytest.raises(ValueError, match="below the table's smallest budget"):
+    with pytest.raises(ValueError, match="budget must be an integer >= 1"):
         ttc_jax.solve("q", 0, policy, prm, table)
