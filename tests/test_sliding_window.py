@@ -2,6 +2,9 @@
 kernel show a sample exactly what a full forward pass shows it, with a window shorter than the
 prompt; and a Mistral whose window is shorter than the input matches transformers."""
 
+import re
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -9,9 +12,11 @@ import pytest
 import ttc_jax
 from tests import checkpoints, engine_helpers
 from tests.test_kv_cache import CachedModel
-from ttc_jax.engine import Engine, SamplingConfig, default_engine
+from tests.test_pallas_attention import _search_rounds
+from ttc_jax.engine import Engine, SamplingConfig, default_engine, kv_cache
 from ttc_jax.engine.pallas_attention import attention_piece
 from ttc_jax.models.attention import partial_softmax
+from ttc_jax.sharding import make_mesh
 
 WINDOW = 4
 # Layer 0 slides with its own RoPE base, layer 1 is global (as Gemma 3 interleaves them).
@@ -141,3 +146,31 @@ def test_mistral_with_a_window_shorter_than_the_input_matches_transformers(tmp_p
     np.testing.assert_allclose(
         np.asarray(lm.logits(tokens)), checkpoints.torch_logits(model, tokens), atol=1e-4
     )
+
+
+def test_the_kernel_on_a_mesh_honours_the_window_as_xla_does():
+    # Questions over 2 devices, kv heads over 4: each device's kernel gets its rows' starts.
+    mesh = make_mesh(2, 4, devices=jax.devices("cpu"))
+    lm = engine_helpers.tiny_lm(mesh=mesh, scale_logits=False, head_dim=16, **WINDOWED)
+    xla_tokens, xla_logprob, _ = _search_rounds(lm, "xla")
+    tokens, logprob, _ = _search_rounds(lm, "pallas")
+    assert tokens == xla_tokens
+    np.testing.assert_allclose(logprob, xla_logprob, atol=1e-4)
+
+
+@pytest.mark.parametrize("mesh_shape", [(1, 1), (2, 2)])
+def test_the_decode_program_with_windows_lowers_for_cuda(monkeypatch, mesh_shape):
+    """The kernel's window starts pass Pallas' Triton lowering (no GPU needed to check)."""
+    mesh = make_mesh(*mesh_shape, devices=jax.devices("cpu"))
+    lm = engine_helpers.tiny_lm(
+        mesh=mesh, head_dim=64, num_heads=4, num_kv_heads=2, hidden_size=128, **WINDOWED
+    )
+    engine = Engine(lm, attention="pallas")
+    state = engine.start(engine.layout(engine_helpers.prompts(16, [9])), 4, 64, seed=0)
+    args, static = engine.extend_arguments(
+        state, max_tokens=8, token_limit=8, sampling=SamplingConfig()
+    )
+    monkeypatch.setattr(kv_cache, "_interpreted", lambda mesh: False)
+    with jax.set_mesh(lm.mesh):
+        text = engine._extend.trace(*args, **static).lower(lowering_platforms=("cuda",)).as_text()
+    assert len(re.findall(r"call @(attention_piece\w*)", text)) == 2 * lm.config.num_layers
