@@ -213,3 +213,25 @@ def test_unsupported_variants_name_themselves(changes, message):
     config = {**checkpoints.hf_model("gemma3").config.to_dict(), **changes}
     with pytest.raises(ttc_jax.UnsupportedArchitectureError, match=message):
         ModelConfig.from_hf_dict(config)
+
+
+def test_gemma_rmsnorm_in_bfloat16_equals_transformers_and_not_llamas_order():
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
+
+    from ttc_jax.models.layers import RMSNorm
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 256)).astype(np.float32) * 3
+    weight = rng.normal(size=(256,)).astype(np.float32)
+    reference = Gemma3RMSNorm(256, eps=1e-6).to(torch.bfloat16)  # a bfloat16 model's norm
+    with torch.no_grad():
+        reference.weight.copy_(torch.tensor(weight))
+        expected = reference(torch.tensor(x).bfloat16()).float().numpy()
+    ours = RMSNorm(256, 1e-6, jnp.bfloat16, unit_offset=True)
+    ours.scale[...] = jnp.asarray(weight, jnp.bfloat16)
+    got = np.asarray(ours(jnp.asarray(x, jnp.bfloat16)).astype(jnp.float32))
+    np.testing.assert_array_equal(got, expected)
+    # Llama's order (cast the normed input back, then scale) rounds twice: it differs.
+    llama = RMSNorm(256, 1e-6, jnp.bfloat16)
+    llama.scale[...] = 1 + jnp.asarray(weight, jnp.bfloat16)
+    assert (np.asarray(llama(jnp.asarray(x, jnp.bfloat16)).astype(jnp.float32)) != expected).any()

@@ -81,3 +81,17 @@ def test_export_refuses_what_it_cannot_write(qwen3):
     # Exporting would drop the q/k norms: refused, not written wrong.
     with pytest.raises(NotImplementedError, match="exporting qwen3 models"):
         hf_config(qwen3[1].config)
+
+
+def test_a_switched_on_window_slides_from_max_window_layers_on():
+    config = {
+        **checkpoints.BASE,
+        "model_type": "qwen3",
+        "num_hidden_layers": 4,
+        "use_sliding_window": True,
+        "sliding_window": 8,
+        "max_window_layers": 2,
+    }
+    assert ModelConfig.from_hf_dict(config).sliding_layers == (False, False, True, True)
+    switched_off = ModelConfig.from_hf_dict({**config, "use_sliding_window": False})
+    assert switched_off.sliding_window is None and switched_off.window(3) is None

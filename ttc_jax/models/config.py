@@ -325,6 +325,6 @@ def _sliding_layers(hf: dict[str, Any]) -> tuple[bool, ...] | None:
             )
         return tuple(bool((i + 1) % pattern) for i in range(layers))
     if hf.get("model_type") in ("qwen2", "qwen3"):
-        first = hf.get("max_window_layers", 0)
+        first = hf.get("max_window_layers", 28)  # transformers' default
         return tuple(i >= first for i in range(layers))
     return None
