@@ -110,18 +110,13 @@ class ModelConfig:
                 f"MLP activation {self.mlp_activation!r} is not supported; "
                 f"supported: {', '.join(MLP_ACTIVATIONS)}"
             )
-        if self.sliding_window is not None and (
-            isinstance(self.sliding_window, bool)
-            or not isinstance(self.sliding_window, int)
-            or self.sliding_window < 1
-        ):
+        if self.sliding_window is not None and not _is_positive_int(self.sliding_window):
             raise ConfigFieldError(
                 f"sliding_window must be a positive integer or null, got {self.sliding_window!r}"
             )
         if self.sliding_layers is not None and len(self.sliding_layers) != self.num_layers:
             raise ConfigFieldError(
-                f"the config names {len(self.sliding_layers)} layer types for "
-                f"{self.num_layers} layers"
+                f"layer_types names {len(self.sliding_layers)} types for {self.num_layers} layers"
             )
 
     @property
@@ -285,19 +280,16 @@ def _rope_scaling(
     )
 
 
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def _sliding_window(hf: dict[str, Any]) -> int | None:
-    """The window of the sliding layers; a value that is not a positive integer is an error."""
+    """The window of the sliding layers (`ModelConfig` checks that it is a positive integer)."""
     # Qwen2 and Qwen3 carry a window size even when it is switched off.
     if hf.get("model_type") in ("qwen2", "qwen3") and not hf.get("use_sliding_window", False):
         return None
-    window = hf.get("sliding_window")
-    if window is not None and (
-        isinstance(window, bool) or not isinstance(window, int) or window < 1
-    ):
-        raise ConfigFieldError(
-            f"config.json: sliding_window must be a positive integer or null, got {window!r}"
-        )
-    return window
+    return hf.get("sliding_window")
 
 
 def _sliding_layers(hf: dict[str, Any]) -> tuple[bool, ...] | None:
@@ -306,10 +298,8 @@ def _sliding_layers(hf: dict[str, Any]) -> tuple[bool, ...] | None:
     layers = hf["num_hidden_layers"]
     types = hf.get("layer_types")
     if types is not None:
-        if not isinstance(types, list) or len(types) != layers:
-            raise ConfigFieldError(
-                f"config.json: layer_types must list one type per layer ({layers}), got {types!r}"
-            )
+        if not isinstance(types, list):  # `ModelConfig` checks there is one per layer
+            raise ConfigFieldError(f"config.json: layer_types must be a list, got {types!r}")
         unknown = sorted({str(t) for t in types} - _LAYER_TYPES.keys())
         if unknown:
             raise ConfigFieldError(
@@ -319,7 +309,7 @@ def _sliding_layers(hf: dict[str, Any]) -> tuple[bool, ...] | None:
         return tuple(_LAYER_TYPES[t] for t in types)
     if hf.get("model_type") == "gemma3_text":
         pattern = hf.get("sliding_window_pattern", 6)
-        if isinstance(pattern, bool) or not isinstance(pattern, int) or pattern < 1:
+        if not _is_positive_int(pattern):
             raise ConfigFieldError(
                 f"config.json: sliding_window_pattern must be a positive integer, got {pattern!r}"
             )
