@@ -77,6 +77,9 @@ def study_config() -> ml_collections.ConfigDict:
             },
             # FLOPs exchange: R = inference tokens / pretraining tokens (the paper's three).
             "exchange_ratios": (0.16, 0.79, 22.0),
+            # 95% intervals: bootstrap over questions (stratified by oracle bin), every
+            # figure and every paired effect on the same resamples (ttc_jax.study.intervals).
+            "bootstrap": {"replicates": 1000, "seed": 0},
             # Sample rows (questions x samples) a device call holds.
             "max_rows": 1024,
             # A fitted strategy_table.json to deploy (ttc-solve) instead of the config's own.
@@ -131,6 +134,8 @@ def check_study_config(
         raise ValueError("difficulty.samples must be >= 2 and difficulty.bins >= 1")
     if not 1 <= difficulty.charged_samples <= difficulty.samples:
         raise ValueError("difficulty.charged_samples must be in [1, difficulty.samples]")
+    if config.bootstrap.replicates < 10:
+        raise ValueError(f"bootstrap.replicates must be >= 10, got {config.bootstrap.replicates}")
     if any(r <= 0 for r in config.exchange_ratios):
         raise ValueError("exchange_ratios must be positive")
     if config.strategy_table_file and not Path(config.strategy_table_file).is_file():

@@ -41,8 +41,26 @@ def _budget_axis(axis, budgets) -> None:
     axis.grid(alpha=0.3)
 
 
-def _plot_labels(axis, accuracy: dict, labels) -> int:
-    """Draws each label's curve; returns how many it drew."""
+def _band(axis, intervals: dict | None, color) -> None:
+    """The 95% intervals of a curve (budget -> [low, high]) as a shaded band."""
+    points = sorted(
+        (int(b), bounds)
+        for b, bounds in (intervals or {}).items()
+        if bounds and bounds[0] == bounds[0]
+    )
+    if points:
+        axis.fill_between(
+            [b for b, _ in points],
+            [low for _, (low, _) in points],
+            [high for _, (_, high) in points],
+            color=color,
+            alpha=0.12,
+            linewidth=0,
+        )
+
+
+def _plot_labels(axis, accuracy: dict, labels, intervals: dict | None = None) -> int:
+    """Draws each label's curve (and its interval band); returns how many it drew."""
     drawn = 0
     for label in labels:
         if label not in accuracy or label.startswith("revisions_s"):
@@ -52,6 +70,7 @@ def _plot_labels(axis, accuracy: dict, labels) -> int:
             continue
         color, marker = STYLE.get(label, ("black", "."))
         axis.plot(budgets, values, marker=marker, color=color, label=label)
+        _band(axis, (intervals or {}).get(label), color)
         drawn += 1
     return drawn
 
@@ -66,7 +85,9 @@ def _legend_below(figure, axis, panels_height: float = 0.85) -> None:
 
 def accuracy_vs_budget(summary: dict, path: Path) -> bool:
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    if not _plot_labels(axis, summary["accuracy"], summary["labels"]):
+    if not _plot_labels(
+        axis, summary["accuracy"], summary["labels"], summary.get("accuracy_interval")
+    ):
         plt.close(figure)
         return False
     _budget_axis(axis, summary["budgets"])
@@ -95,7 +116,12 @@ def accuracy_by_bin(summary: dict, path: Path) -> bool:
             label: {budget: acc.get(b) for budget, acc in per.items()}
             for label, per in per_label.items()
         }
-        _plot_labels(axis, view, summary["labels"])
+        bounds = summary.get("accuracy_by_bin_interval", {}).get("oracle", {})
+        bands = {
+            label: {budget: acc.get(b) for budget, acc in per.items()}
+            for label, per in bounds.items()
+        }
+        _plot_labels(axis, view, summary["labels"], bands)
         _budget_axis(axis, summary["budgets"])
         axis.set_title(f"difficulty bin {b}" + (" (easiest)" if b == bins[0] else ""))
     axes[0].set_ylabel("accuracy")
@@ -110,10 +136,12 @@ def compute_optimal(summary: dict, path: Path) -> bool:
     if not any(summary["compute_optimal"].values()):
         return False
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for label in ("majority", "best_of_n_weighted"):
-        if label in summary["accuracy"]:
-            color, marker = STYLE[label]
-            axis.plot(*_series(summary["accuracy"][label]), marker=marker, color=color, label=label)
+    _plot_labels(
+        axis,
+        summary["accuracy"],
+        ("majority", "best_of_n_weighted"),
+        summary.get("accuracy_interval"),
+    )
     styles = {"oracle": "-", "predicted": "--", "predicted_charged": ":"}
     for measure, line in styles.items():
         curve = summary["compute_optimal"].get(measure, {})
@@ -125,6 +153,8 @@ def compute_optimal(summary: dict, path: Path) -> bool:
                 color="black",
                 label=f"compute-optimal ({measure.replace('_', ', ')} bins)",
             )
+    # The oracle curve's interval (its selection bootstrapped too); the others overlap it.
+    _band(axis, summary.get("compute_optimal_interval", {}).get("oracle"), "black")
     _budget_axis(axis, summary["budgets"])
     axis.set_ylabel("accuracy")
     axis.set_title("Compute-optimal strategy selection against best-of-N")
@@ -161,6 +191,16 @@ def revision_ratios(summary: dict, path: Path) -> bool:
     return True
 
 
+def _errors(values: dict, intervals: dict | None, bins) -> list[list[float]] | None:
+    """Matplotlib's asymmetric error bars from 95% intervals (None without them)."""
+    if not intervals:
+        return None
+    return [
+        [max(0.0, values.get(b, 0) - intervals[b][0]) for b in bins],
+        [max(0.0, intervals[b][1] - values.get(b, 0)) for b in bins],
+    ]
+
+
 def exchange(summary: dict, path: Path) -> bool:
     data = summary.get("exchange")
     if not data:
@@ -176,12 +216,16 @@ def exchange(summary: dict, path: Path) -> bool:
         axis.bar(
             [x - 0.2 for x in positions],
             [point["small_by_bin"].get(b, 0) for b in bins],
+            yerr=_errors(point["small_by_bin"], point.get("small_by_bin_interval"), bins),
+            capsize=3,
             width=0.4,
             label=f"small + test-time compute (budget {point['budget']})",
         )
         axis.bar(
             [x + 0.2 for x in positions],
             [point["large_by_bin"][b] for b in bins],
+            yerr=_errors(point["large_by_bin"], point.get("large_by_bin_interval"), bins),
+            capsize=3,
             width=0.4,
             label=f"{data['size_ratio']:.1f}x larger, greedy",
         )

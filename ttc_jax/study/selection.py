@@ -13,7 +13,7 @@ simpler ones come first in a study's label order).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ttc_jax.study.difficulty import balanced_folds
 
@@ -49,9 +49,12 @@ def select(
     budget: int,
     labels: Sequence[str],
     salt: str = "",
+    fold_of: Callable[[str], str] | None = None,
 ) -> Selection | None:
     """Cross-validated compute-optimal accuracy and table at one budget (None when no label
-    has results at it). ``labels`` in preference order for ties; ``salt`` varies the folds."""
+    has results at it). ``labels`` in preference order for ties; ``salt`` varies the folds.
+    ``fold_of`` maps a question to the one whose fold it shares (a bootstrap's copies of one
+    question stay in one fold, so no copy is picked on and scored on together)."""
     available = [
         label
         for label in labels
@@ -62,11 +65,15 @@ def select(
     right, table, picks, by_bin = 0, {}, {}, {}
     for bin_ in sorted(set(bins.values())):
         questions = sorted(q for q, b in bins.items() if b == bin_)
-        folds = balanced_folds(questions, f"{salt}:{bin_}:{budget}")
+        folds = _folds(questions, f"{salt}:{bin_}:{budget}", fold_of)
         halves = [[q for q in questions if folds[q] == f] for f in (0, 1)]
         picked, bin_right = [], 0
         for held_out, trained_on in ((halves[0], halves[1]), (halves[1], halves[0])):
-            label = _best(correct, available, budget, trained_on or held_out)
+            if not trained_on:
+                # A bin whose questions all fall in one fold (one question; a bootstrap's
+                # copies of one): pick on the other bins, never on the questions scored.
+                trained_on = [q for q in bins if bins[q] != bin_] or held_out
+            label = _best(correct, available, budget, trained_on)
             picked.append(label)
             bin_right += sum(correct[label][budget][q] for q in held_out)
         right += bin_right
@@ -74,6 +81,13 @@ def select(
         picks[bin_] = (picked[1], picked[0])  # picked on fold 0, then on fold 1
         table[bin_] = _best(correct, available, budget, questions)
     return Selection(budget, right / len(bins), by_bin, table, picks)
+
+
+def _folds(questions, salt: str, fold_of) -> dict[str, int]:
+    if fold_of is None:
+        return balanced_folds(questions, salt)
+    shared = balanced_folds(sorted({fold_of(q) for q in questions}), salt)
+    return {q: shared[fold_of(q)] for q in questions}
 
 
 def efficiency(
