@@ -245,12 +245,12 @@ _GGUF_GEMMA_LAYER_NAMES = {
 }
 
 
-def write_family_gguf(model, path: Path) -> None:
+def write_family_gguf(model, path: Path, sliding_window_pattern=None) -> None:
     """Writes a Qwen3 or Gemma 3 model in float32 as llama.cpp's converter does: q and k rows
     as they are, q/k norms as ``attn_q_norm`` / ``attn_k_norm``, and for Gemma 3 its own norm
     names, norm weights stored with their unit offset added, and the sliding window (llama.cpp
-    assumes the rest: five local layers per global one, local RoPE base 1e4, queries scaled by
-    head_dim ** -0.5)."""
+    assumes the rest: five local layers per global one unless ``sliding_window_pattern`` is
+    written, local RoPE base 1e4, queries scaled by head_dim ** -0.5)."""
     import gguf
 
     cfg = model.config
@@ -271,6 +271,8 @@ def write_family_gguf(model, path: Path) -> None:
     writer.add_vocab_size(cfg.vocab_size)
     if gemma:
         writer.add_sliding_window(cfg.sliding_window)
+    if sliding_window_pattern is not None:
+        writer.add_sliding_window_pattern(sliding_window_pattern)
     names = _GGUF_GEMMA_LAYER_NAMES if gemma else {**_GGUF_LAYER_NAMES, **_GGUF_QK_NORM_NAMES}
     globals_ = {
         "model.embed_tokens.weight": "token_embd.weight",

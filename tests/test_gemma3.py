@@ -110,6 +110,19 @@ def test_gguf_matches_transformers(tied, tmp_path):
     )
 
 
+def test_gguf_with_a_sliding_window_pattern_in_its_metadata(tmp_path):
+    layer_types = ["sliding_attention", "full_attention", "sliding_attention"]
+    model = checkpoints.hf_model("gemma3", query_pre_attn_scalar=16, rope_parameters=None)
+    assert model.config.layer_types == layer_types
+    path = tmp_path / "gemma3.gguf"
+    checkpoints.write_family_gguf(model, path, sliding_window_pattern=[True, False, True])
+    lm = ttc_jax.load_lm(path)
+    assert lm.config.sliding_layers == (True, False, True)
+    np.testing.assert_allclose(
+        np.asarray(lm.logits(TOKENS)), checkpoints.torch_logits(model, TOKENS), atol=1e-4
+    )
+
+
 def _multimodal_model():
     text = transformers.Gemma3TextConfig(
         **{**checkpoints.BASE, **checkpoints.FAMILIES["gemma3"][1]}

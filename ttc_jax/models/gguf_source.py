@@ -34,7 +34,8 @@ SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3")
 # GGUF architecture -> transformers model_type, where the two differ.
 _MODEL_TYPES = {"gemma3": "gemma3_text"}
 # llama.cpp's Gemma 3: five sliding layers then a global one, the sliding ones with RoPE base
-# 1e4 (fixed in its code, not in the file's metadata), as transformers assumes too.
+# 1e4 (fixed in its code, not in the file's metadata, unless the file carries a
+# ``attention.sliding_window_pattern``), as transformers assumes too.
 _GEMMA3_SLIDING_PATTERN = 6
 _GEMMA3_LOCAL_ROPE_THETA = 10_000.0
 
@@ -189,9 +190,16 @@ class GGUFSource:
             "tie_word_embeddings": "lm_head.weight" not in self._tensors,
         }
         if arch == "gemma3":
+            # A pattern in the file is a period (int) or one flag per layer (True: sliding).
+            pattern = meta("attention.sliding_window_pattern", _GEMMA3_SLIDING_PATTERN)
+            if isinstance(pattern, list):
+                hf["layer_types"] = [
+                    "sliding_attention" if sliding else "full_attention" for sliding in pattern
+                ]
+            else:
+                hf["sliding_window_pattern"] = pattern
             hf.update(
                 sliding_window=meta("attention.sliding_window"),
-                sliding_window_pattern=_GEMMA3_SLIDING_PATTERN,
                 rope_local_base_freq=_GEMMA3_LOCAL_ROPE_THETA,
                 # llama.cpp scales Gemma 3's queries by head_dim ** -0.5 (the 27B model aside).
                 query_pre_attn_scalar=head_dim,
