@@ -1,11 +1,17 @@
 """Uncertainty on a study's figures: the bootstrap's intervals cover what they should, verdicts
 follow them (an effect of zero is inconclusive, a large one reproduces), the compute-optimal
 curve's interval repeats its selection, and the exchange gives no verdict away from its
-matched budget."""
+matched budget; problems come through a registry of sources."""
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+from ttc_jax import problem_sources
+from ttc_jax.math import Problem
+from ttc_jax.study.config import check_study_config, study_config
 from ttc_jax.study.exchange import exchange
 from ttc_jax.study.intervals import Bootstrap, origin, side
 from ttc_jax.study.selection import select
@@ -89,3 +95,24 @@ def test_the_exchange_takes_only_a_budget_near_the_matched_compute():
     # 279.5, 68.7 and 17.0 samples: only 16 lies within [matched / 2, matched].
     assert [p.budget for p in points] == [None, None, 16]
     assert points[0].small == {} and points[0].small_overall is None
+
+
+def test_problem_sources_are_a_registry_the_study_reads_without_importing_tasks():
+    # Loading the study touches no task: the embedded world registers itself on first use.
+    probe = (
+        "import sys, ttc_jax.study, ttc_jax.study.runner; "
+        "print(any(m.startswith('ttc_jax.embedded') for m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr
+    config = study_config()
+    config.data.source = "no_such_source"
+    with pytest.raises(ValueError, match=r"data\.source 'no_such_source' is not one of embedded"):
+        check_study_config(config, check_models=False)
+    problems = [Problem("a", "What is 1 + 1?", "2")]
+    problem_sources.register(problem_sources.ProblemSource("two_plus", load=lambda data: problems))
+    config.data.source = "two_plus"
+    check_study_config(config, check_models=False)
+    assert problem_sources.get("two_plus").load(config.data) == problems
+    assert "two_plus" in problem_sources.names()
+    assert len(problem_sources.get("embedded").load(study_config().data)) == 100

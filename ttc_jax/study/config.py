@@ -17,11 +17,11 @@ from pathlib import Path
 
 import ml_collections
 
+from ttc_jax import problem_sources
 from ttc_jax.prm.kinds import format_class
 from ttc_jax.search.configs import PROMPT_STYLES, check_strategy, prompt_config
 from ttc_jax.study.specs import BASE_LABELS, check_labels, grid, labels_of
 
-SOURCES = ("embedded", "math500", "jsonl")
 EMBEDDED_PREFIX = "embedded:"
 
 
@@ -32,8 +32,9 @@ def study_config() -> ml_collections.ConfigDict:
             "workdir": "ttc_study",
             "seed": 0,
             "data": {
-                # "embedded": fresh questions of the embedded world; "math500": the shipped
-                # MATH-500 test split; "jsonl": any JSONL of MATH-style problems.
+                # A problem source (ttc_jax.problem_sources): "embedded": fresh questions of
+                # the embedded world; "math500": the shipped MATH-500 test split; "jsonl":
+                # any JSONL of MATH-style problems; or one a task registers.
                 "source": "embedded",
                 "levels": (1, 2, 3, 4, 5),
                 "per_level": 20,  # embedded: questions per level
@@ -113,13 +114,7 @@ def check_study_config(
     """``config`` if it describes a study that can run; otherwise one ValueError naming the
     field. Model paths must exist (unless ``check_models`` is False: models given loaded).
     ``has_revisions``: whether a revision model is at hand (default: one is configured)."""
-    data = config.data
-    if data.source not in SOURCES:
-        raise ValueError(f"data.source {data.source!r} is not one of {', '.join(SOURCES)}")
-    if data.source == "jsonl" and not Path(data.path).expanduser().is_file():
-        raise ValueError(f"data.path {data.path!r} is not a file (data.source is 'jsonl')")
-    if data.source == "embedded" and (data.per_level < 1 or not data.levels):
-        raise ValueError("data.per_level must be >= 1 and data.levels non-empty")
+    problem_sources.get(config.data.source).check(config.data)
     budgets = list(config.budgets)
     if not budgets or any(not isinstance(b, int) or b < 1 for b in budgets):
         raise ValueError(f"budgets must be integers >= 1, got {budgets}")
