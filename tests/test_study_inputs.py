@@ -420,3 +420,14 @@ def test_verbosity_brings_the_library_lines_back(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "loaded 14 parameters" in done.stderr
     assert json.loads(done.stdout)["budget"] == 1
+
+
+def test_ttc_train_reports_an_unknown_override_in_one_line():
+    done = subprocess.run(
+        [tool("ttc-train"), "--config=configs/embedded.py:quick", "--config.no_such_field=1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "ttc-train: bad --config override: the config has no field 'no_such_field'"
+    ]

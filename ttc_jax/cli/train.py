@@ -19,6 +19,8 @@ import sys
 from absl import app
 from ml_collections import config_flags
 
+from ttc_jax.cli import apps
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Pipeline config file (configs/embedded.py[:quick]).", lock_config=True
 )
@@ -41,7 +43,11 @@ def _main(argv: list[str]) -> None:
 
 
 def main() -> None:
-    app.run(_main)
+    apps.run(
+        _main,
+        "ttc-train",
+        on_interrupt="finished stages and checkpoints are kept, and the same command resumes",
+    )
 
 
 if __name__ == "__main__":
