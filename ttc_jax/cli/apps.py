@@ -7,6 +7,11 @@
 * Library chatter (absl INFO lines, JAX's backend probing, "loaded N parameters") stays at
   WARNING unless ``--verbosity`` (or ``-v``) asks for more, so progress lines read cleanly.
 * Ctrl-C ends the command with one line saying what it left and how to go on.
+* ``--coordinator_address HOST:PORT --num_processes N --process_id K`` (JAX's names) or
+  ``--distributed`` (detected: TPU pod slices, Slurm, Open MPI) run the command as one of
+  several JAX processes (`ttc_jax.distributed`), joined after the flags are read and before
+  any JAX work; bad settings or an unreachable coordinator are one line. Without them the
+  command is one process. A process that loses the others ends in one line, not a hang.
 """
 
 from __future__ import annotations
@@ -20,6 +25,18 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 OVERRIDE_PREFIX = "--config."
+
+COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "HOST:PORT of process 0, to run as one of several processes"
+)
+NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "how many processes run the job")
+PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index, 0 to N-1")
+DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "join the other processes as JAX detects them (TPU pod, Slurm, MPI)"
+)
+DISTRIBUTED_TIMEOUT = flags.DEFINE_integer(
+    "distributed_timeout", 300, "seconds to wait for the other processes to join"
+)
 
 
 def repeated_overrides(argv: list[str]) -> list[str]:
@@ -53,6 +70,18 @@ def _parser(name: str) -> Callable[[list[str]], list[str]]:
         if not flags.FLAGS["verbosity"].present:
             absl_logging.set_verbosity(absl_logging.WARNING)
             logging.getLogger().setLevel(logging.WARNING)
+        from ttc_jax import distributed
+
+        try:
+            distributed.initialize(
+                COORDINATOR.value,
+                NUM_PROCESSES.value,
+                PROCESS_ID.value,
+                auto=DISTRIBUTED.value,
+                timeout_s=DISTRIBUTED_TIMEOUT.value,
+            )
+        except distributed.DistributedError as e:
+            sys.exit(f"{name}: {e}")
         return rest
 
     return parse
@@ -63,9 +92,13 @@ def run(main: Callable[[list[str]], None], name: str, on_interrupt: str = "") ->
     what Ctrl-C's line adds (what was kept, how to resume)."""
 
     def guarded(argv: list[str]) -> None:
+        from ttc_jax import distributed
+
         try:
             main(argv)
         except KeyboardInterrupt:
             sys.exit(f"{name}: stopped (Ctrl-C)" + (f"; {on_interrupt}" if on_interrupt else ""))
+        except distributed.PeerLostError as e:
+            distributed.exit_lost(e, name)
 
     app.run(guarded, flags_parser=_parser(name))
