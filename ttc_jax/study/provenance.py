@@ -28,6 +28,8 @@ import jax
 import ml_collections
 import numpy as np
 
+from ttc_jax import distributed, problem_sources
+
 RECORD = "study.json"
 ROW_FILES = ("results.jsonl", "difficulty.jsonl")
 MODEL_FIELDS = ("policy", "prm", "policy_14x", "revision", "revision_verifier")
@@ -45,16 +47,13 @@ def row_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
     settings = {
         "seed": config.seed,
         "data.source": data.source,
-        "data.seed": data.seed,
-        "data.path": data.path if data.source == "jsonl" else "",
+        **problem_sources.get(data.source).identity(data),
         "difficulty.samples": config.difficulty.samples,
         "difficulty.charged_samples": config.difficulty.charged_samples,
         "models.prm_kind": config.models.prm_kind,
         "models.revision_verifier_kind": config.models.revision_verifier_kind,
         "models.dtype": config.models.dtype,
     }
-    if data.source == "jsonl":
-        settings["data.digest"] = file_digest(Path(data.path).expanduser())
     settings.update(_flatten("search", config.search.to_dict()))
     return _jsonable(settings)
 
@@ -135,17 +134,41 @@ def differences(recorded: Mapping, current: Mapping) -> list[str]:
 def check_or_record(workdir: Path, settings: dict, digests: Mapping[str, str | None]) -> None:
     """Records the settings and model digests of a new study in ``workdir``; for a study
     already there, raises `StudyMismatchError` unless the run only extends it (see the
-    module docstring), and records models it adds."""
+    module docstring), and records models it adds.
+
+    With several processes (`ttc_jax.distributed`) the work directory is process 0's: it
+    reads the record and sends it to the others, every process checks its own settings
+    against it (so all reach the same decision) and process 0 alone writes."""
+    distributed.check_same("settings or models", [settings, dict(digests)])
     path = workdir / RECORD
+    on_disk = None
+    if distributed.is_primary():
+        on_disk = {
+            "record": json.loads(path.read_text()) if path.exists() else None,
+            "unrecorded": [name for name in ROW_FILES if (workdir / name).exists()],
+        }
+    on_disk = distributed.broadcast(on_disk)
+    record = _checked(workdir, on_disk["record"], on_disk["unrecorded"], settings, digests)
+    if record is not None and distributed.is_primary():
+        workdir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def _checked(
+    workdir: Path,
+    record: dict | None,
+    unrecorded: list[str],
+    settings: dict,
+    digests: Mapping[str, str | None],
+) -> dict | None:
+    """The record to write (None when the one there stands), or `StudyMismatchError`."""
     current_models = {field: digests.get(field) for field in MODEL_FIELDS}
-    unrecorded = [name for name in ROW_FILES if (workdir / name).exists()]
-    if unrecorded and not path.exists():
+    if unrecorded and record is None:
         raise StudyMismatchError(
             f"{workdir} holds {' and '.join(unrecorded)} but no {RECORD}, so what made its "
             "rows cannot be checked: choose another work directory (or delete that one)"
         )
-    if path.exists():
-        record = json.loads(path.read_text())
+    if record is not None:
         recorded_models = record["models"]
         changed = differences(record["settings"], settings)
         for field in MODEL_FIELDS:
@@ -166,8 +189,6 @@ def check_or_record(workdir: Path, settings: dict, digests: Mapping[str, str | N
             if d is not None and recorded_models.get(f) is None
         }
         if not added:
-            return
+            return None
         current_models = {**recorded_models, **added}
-    workdir.mkdir(parents=True, exist_ok=True)
-    record = {"settings": settings, "models": current_models}
-    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return {"settings": settings, "models": current_models}

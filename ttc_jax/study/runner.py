@@ -14,6 +14,13 @@ Stages, each skipped where its rows are already in the work directory:
 
 Seeds derive from (strategy family, budget, study seed) and the question itself (through its
 prompt), so a row does not depend on which other rows were computed, or when.
+
+On several JAX processes (`ttc_jax.distributed`) each stage's chunks - the same chunks one
+process would run - are dealt round-robin: in round r, process p runs chunk r * P + p on its
+own devices (no collective inside a search), then every process gathers the round's rows in
+chunk order. Process 0 alone reads and writes the work directory: it sends the rows already
+there to the others at the start, so every process skips the same chunks and ends with the
+same rows, summary and strategy table.
 """
 
 from __future__ import annotations
@@ -24,16 +31,19 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import jax
 import ml_collections
 from tqdm import tqdm
 
 import ttc_jax
+from ttc_jax import distributed, problem_sources
 from ttc_jax.lm import LanguageModel
-from ttc_jax.math.datasets import Problem, load_jsonl, load_math500
+from ttc_jax.math.datasets import Problem
 from ttc_jax.prm import PRM
 from ttc_jax.search import run
 from ttc_jax.search.candidates import choose
 from ttc_jax.search.results import SearchResult
+from ttc_jax.sharding import make_mesh
 from ttc_jax.study import analysis, provenance
 from ttc_jax.study.config import check_study_config, resolve_path
 from ttc_jax.study.difficulty import mean_final_score, pass_rate
@@ -65,13 +75,18 @@ class StudyModels:
 
 def load_models(config: ml_collections.ConfigDict) -> StudyModels:
     models = config.models
+    # This process's own first device: with several processes, jax.devices() starts with
+    # process 0's.
+    mesh = make_mesh(1, 1, jax.local_devices())
 
     def lm(field):
-        return ttc_jax.load_lm(resolve_path(models[field]), models.dtype) if models[field] else None
+        if not models[field]:
+            return None
+        return ttc_jax.load_lm(resolve_path(models[field]), models.dtype, mesh)
 
     def prm(field, kind):
         path = models[field]
-        return ttc_jax.load_prm(resolve_path(path), kind, models.dtype) if path else None
+        return ttc_jax.load_prm(resolve_path(path), kind, models.dtype, mesh) if path else None
 
     return StudyModels(
         policy=lm("policy"),
@@ -84,16 +99,7 @@ def load_models(config: ml_collections.ConfigDict) -> StudyModels:
 
 def load_problems(config: ml_collections.ConfigDict) -> list[Problem]:
     data = config.data
-    if data.source == "embedded":
-        from ttc_jax.embedded import make_problems
-
-        problems = [
-            p for level in data.levels for p in make_problems(data.per_level, level, data.seed)
-        ]
-    elif data.source == "math500":
-        problems = load_math500()
-    else:
-        problems = load_jsonl(Path(data.path).expanduser())
+    problems = problem_sources.get(data.source).load(data)
     if data.limit:
         problems = problems[: data.limit]
     ids = [p.id for p in problems]
@@ -108,6 +114,28 @@ def _base_search(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
 
 def _chunks(problems: Sequence[Problem], size: int) -> list[list[Problem]]:
     return [list(problems[i : i + size]) for i in range(0, len(problems), size)]
+
+
+class HeldRows(RowStore):
+    """The rows of a process other than 0: process 0's, kept in memory (its disk is not
+    necessarily process 0's), and extended as process 0's are."""
+
+    def __init__(self, key_fields: Sequence[str], rows: list[dict]):
+        self.path = None
+        self.key_fields = tuple(key_fields)
+        self.rows = {}
+        self.append(rows)
+
+    def append(self, rows) -> None:
+        for row in rows:
+            self.rows.setdefault(self.key(row), row)
+
+
+def shared_store(path: Path, key_fields: Sequence[str]) -> RowStore:
+    """Process 0's rows at ``path``, on every process."""
+    store = RowStore(path, key_fields) if distributed.is_primary() else None
+    rows = distributed.broadcast(store.values() if store is not None else None)
+    return store if store is not None else HeldRows(key_fields, rows)
 
 
 class Study:
@@ -128,14 +156,14 @@ class Study:
         self.models = models
         self.problems = problems
         self.workdir = Path(config.workdir).expanduser()
-        provenance.check_or_record(
-            self.workdir,
-            provenance.row_settings(config),
-            provenance.model_digests_of(models) if model_digests is None else model_digests,
-        )
-        self.results = RowStore(self.workdir / "results.jsonl", RESULT_KEY)
-        self.difficulty = RowStore(self.workdir / "difficulty.jsonl", DIFFICULTY_KEY)
-        self.progress = progress
+        digests = provenance.model_digests_of(models) if model_digests is None else model_digests
+        # Where a process would write is its own: only process 0's work directory is used.
+        shared = {k: v for k, v in config.to_dict().items() if k != "workdir"}
+        distributed.check_same("config or questions", [shared, [p.id for p in problems]])
+        provenance.check_or_record(self.workdir, provenance.row_settings(config), digests)
+        self.results = shared_store(self.workdir / "results.jsonl", RESULT_KEY)
+        self.difficulty = shared_store(self.workdir / "difficulty.jsonl", DIFFICULTY_KEY)
+        self.progress = progress and distributed.is_primary()
 
     # -- stages -------------------------------------------------------------------------------
 
@@ -147,7 +175,8 @@ class Study:
         strategy = configured("best_of_n", _base_search(self.config))
         seed = derived_seed("difficulty", k, self.config.seed)
         todo = [p for p in self.problems if (p.id, self.config.seed) not in self.difficulty]
-        for chunk in self._progress(_chunks(todo, max(1, self.config.max_rows // k)), "difficulty"):
+
+        def compute(chunk: list[Problem]) -> list[dict]:
             results = run(
                 strategy,
                 self.models.policy,
@@ -175,7 +204,10 @@ class Study:
                         "charged_flops": fraction * result.accounting.flops,
                     }
                 )
-            self.difficulty.append(rows)
+            return rows
+
+        chunks = _chunks(todo, max(1, self.config.max_rows // k))
+        self._run_chunks(chunks, compute, self.difficulty, "difficulty")
 
     def labels(self) -> list[str]:
         """Every strategy label this study measures, cheaper and simpler ones first."""
@@ -192,8 +224,12 @@ class Study:
         ]
 
     def run_sweep(self) -> None:
-        for cell in self._progress(self.cells(), "sweep"):
+        cells = self.cells()
+        bar = self._bar(len(cells), "sweep", "cell")
+        for cell in cells:
             self._run_cell(cell)
+            bar.update()
+        bar.close()
 
     def _run_cell(self, cell: Cell) -> None:
         config = self.config
@@ -208,14 +244,16 @@ class Study:
         family = "parallel" if cell.config.name == "best_of_n" else cell.label
         seed = derived_seed(family, cell.budget, config.seed)
         per_call = max(1, config.max_rows // cell.search_budget)
-        for chunk in _chunks(self.problems, per_call):
+
+        def done(chunk: list[Problem]) -> bool:
             keys = [
                 (p.id, label, cell.budget, config.seed)
                 for p in chunk
                 for label in [cell.label, *also]
             ]
-            if all(key in self.results for key in keys):
-                continue
+            return all(key in self.results for key in keys)
+
+        def compute(chunk: list[Problem]) -> list[dict]:
             results = run(
                 cell.config, lm, prm, chunk, cell.search_budget, seed, max_rows=config.max_rows
             )
@@ -225,7 +263,10 @@ class Study:
                     self._row(p, label, cell, _reselected(r, label, p))
                     for p, r in zip(chunk, results, strict=True)
                 ]
-            self.results.append(rows)
+            return rows
+
+        todo = [chunk for chunk in _chunks(self.problems, per_call) if not done(chunk)]
+        self._run_chunks(todo, compute, self.results)
 
     def run_larger(self) -> None:
         """The larger policy's greedy answer to each question (one sample, no verifier)."""
@@ -235,13 +276,15 @@ class Study:
         strategy.temperature = 0.0
         todo = [p for p in self.problems if (p.id, LARGER, 1, self.config.seed) not in self.results]
         cell = Cell(LARGER, 1, 1, strategy)
-        for chunk in self._progress(_chunks(todo, self.config.max_rows), "larger policy"):
+
+        def compute(chunk: list[Problem]) -> list[dict]:
             results = run(
                 strategy, self.models.policy_14x, None, chunk, 1, 0, max_rows=self.config.max_rows
             )
-            self.results.append(
-                [self._row(p, LARGER, cell, r) for p, r in zip(chunk, results, strict=True)]
-            )
+            return [self._row(p, LARGER, cell, r) for p, r in zip(chunk, results, strict=True)]
+
+        chunks = _chunks(todo, self.config.max_rows)
+        self._run_chunks(chunks, compute, self.results, "larger policy")
 
     def _row(self, problem: Problem, label: str, cell: Cell, result: SearchResult) -> dict:
         accounting = dataclasses.asdict(result.accounting)
@@ -258,11 +301,28 @@ class Study:
             **accounting,
         }
 
-    def _progress(self, items, stage: str):
-        items = list(items)
-        if not self.progress:
-            return items
-        return tqdm(items, desc=stage, unit="call" if stage != "sweep" else "cell")
+    def _run_chunks(
+        self,
+        chunks: list[list[Problem]],
+        compute: Callable[[list[Problem]], list[dict]],
+        store: RowStore,
+        stage: str | None = None,
+    ) -> None:
+        """``compute``s each chunk's rows and appends them to ``store``, the chunks dealt
+        round-robin over the processes (see the module docstring); ``stage`` names a
+        progress bar of every process's calls."""
+        count, index = distributed.process_count(), distributed.process_index()
+        bar = self._bar(len(chunks) if stage else 0, stage, "call")
+        for start in range(0, len(chunks), count):
+            mine = chunks[start + index] if start + index < len(chunks) else None
+            gathered = distributed.allgather(compute(mine) if mine else [])
+            store.append([row for rows in gathered for row in rows])
+            bar.update(min(count, len(chunks) - start))
+        bar.close()
+
+    def _bar(self, total: int, stage: str | None, unit: str) -> tqdm:
+        """A progress bar on process 0 (a silent one elsewhere, or for no stage)."""
+        return tqdm(total=total, desc=stage, unit=unit, disable=not (self.progress and stage))
 
     # -- everything ---------------------------------------------------------------------------
 
@@ -271,9 +331,10 @@ class Study:
         self.run_sweep()
         self.run_larger()
         summary = analysis.analyse(self)
-        from ttc_jax.study import report
+        if distributed.is_primary():
+            from ttc_jax.study import report
 
-        report.write_outputs(self, summary)
+            report.write_outputs(self, summary)
         return summary
 
 
@@ -312,10 +373,13 @@ def run_study(
         provenance.check_or_record(
             Path(config.workdir).expanduser(), provenance.row_settings(config), digests
         )
-        echo(f"{len(problems)} questions; loading models")
+        if distributed.is_primary():
+            echo(f"{len(problems)} questions; loading models")
         models = load_models(config)
     study = Study(config, models, problems, progress, model_digests=digests)
-    (study.workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    if distributed.is_primary():
+        (study.workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     summary = study.run()
-    echo(f"wrote {study.workdir / 'report.md'}")
+    if distributed.is_primary():
+        echo(f"wrote {study.workdir / 'report.md'}")
     return summary

@@ -1,0 +1,200 @@
+"""The study on several JAX processes, for real: 2 processes of 4 CPU devices each on
+127.0.0.1, joined by `ttc_jax.distributed`, write what one process writes; a killed process
+ends the other with a clear error, and a rerun resumes to the rows of an uninterrupted run;
+bad settings are clear errors before anything starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ttc_jax import distributed
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUTS = ("difficulty.jsonl", "summary.json", "strategy_table.json")
+# What a process says when it loses the others: ours, or JAX's when its heartbeat sees it.
+LOST = ("lost the others", "another task died")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory):
+    """Every process compiles through one persistent cache, so reruns skip compiling."""
+    cache = tmp_path_factory.mktemp("compilation_cache")
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "JAX_COMPILATION_CACHE_DIR": str(cache),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
+
+
+def start(environment, workdirs, outs) -> list[subprocess.Popen]:
+    """One process per work directory (one alone, or joined at a free port)."""
+    command = [sys.executable, "-m", "tests.distributed_helpers"]
+    if len(workdirs) == 1:
+        commands = [[*command, str(workdirs[0]), str(outs[0])]]
+    else:
+        address = f"127.0.0.1:{free_port()}"
+        commands = [
+            [*command, str(w), str(o), address, str(len(workdirs)), str(k)]
+            for k, (w, o) in enumerate(zip(workdirs, outs, strict=True))
+        ]
+    return [
+        subprocess.Popen(
+            c, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for c in commands
+    ]
+
+
+def finish(children: list[subprocess.Popen], timeout: float = 600) -> None:
+    try:
+        for child in children:
+            _, stderr = child.communicate(timeout=timeout)
+            assert child.returncode == 0, stderr[-3000:]
+    finally:
+        stop(children)
+
+
+def stop(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def rows(path: Path) -> list[str]:
+    """The rows, in file order, without their wall-clock times."""
+    out = []
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        row.pop("wall_s")
+        out.append(json.dumps(row, sort_keys=True))
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(environment, tmp_path_factory):
+    """The tiny study on one process: its work directory and what it ended with."""
+    base = tmp_path_factory.mktemp("one_process")
+    workdir, out = base / "study", base / "out.json"
+    finish(start(environment, [workdir], [out]))
+    return workdir, json.loads(out.read_text())
+
+
+def test_two_processes_write_what_one_writes_and_end_with_its_table(
+    reference, environment, tmp_path
+):
+    ref_dir, ref_out = reference
+    # Resuming a study process 0 holds part of (one chunk, and 3 rows of the next): process 1
+    # learns the done rows from it.
+    workdir, other = tmp_path / "process0", tmp_path / "process1"
+    workdir.mkdir()
+    shutil.copy(ref_dir / "study.json", workdir)
+    done = (ref_dir / "results.jsonl").read_text().splitlines(keepends=True)[:11]
+    (workdir / "results.jsonl").write_text("".join(done))
+    outs = [tmp_path / "out0.json", tmp_path / "out1.json"]
+    finish(start(environment, [workdir, other], outs))
+
+    assert rows(workdir / "results.jsonl") == rows(ref_dir / "results.jsonl")
+    for name in OUTPUTS:
+        assert (workdir / name).read_text() == (ref_dir / name).read_text(), name
+    assert (workdir / "report.md").is_file()
+    # Every process ends with the same summary and table; only process 0 writes.
+    for out in outs:
+        assert json.loads(out.read_text()) == ref_out
+    assert not other.exists()
+
+
+def test_a_killed_process_ends_the_other_and_a_rerun_resumes(reference, environment, tmp_path):
+    ref_dir, ref_out = reference
+    workdir = tmp_path / "study"
+    outs = [tmp_path / "out0.json", tmp_path / "out1.json"]
+    children = start(environment, [workdir, tmp_path / "process1"], outs)
+    try:
+        results = workdir / "results.jsonl"
+        deadline = time.time() + 600
+        while time.time() < deadline and children[0].poll() is None:
+            if results.exists() and results.read_text().count("\n") >= 2:
+                break
+            time.sleep(0.2)
+        assert children[0].poll() is None, "the study ended before it could be killed"
+        children[1].send_signal(signal.SIGKILL)
+        killed_at = time.time()
+        _, stderr = children[0].communicate(timeout=120)
+        waited = time.time() - killed_at
+    finally:
+        stop(children)
+    assert children[0].returncode != 0
+    assert any(message in stderr for message in LOST), stderr[-3000:]
+    assert waited < 60  # the heartbeat timeout of the helper is 10 s
+    assert not outs[0].exists()
+    partial = rows(results)
+    assert 0 < len(partial) < len(rows(ref_dir / "results.jsonl"))
+
+    finish(start(environment, [workdir], [outs[0]]))
+    assert sorted(rows(results)) == sorted(rows(ref_dir / "results.jsonl"))
+    assert json.loads(outs[0].read_text()) == ref_out
+
+
+# -- bad settings ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (("127.0.0.1:1234", 2, 2), "process_id 2 is outside [0, 2)"),
+        (("127.0.0.1:1234", 2, -1), "process_id -1 is outside [0, 2)"),
+        (("127.0.0.1:1234", None, 1), "num_processes missing"),
+        (("127.0.0.1", 2, 1), "coordinator_address '127.0.0.1' is not HOST:PORT"),
+    ],
+)
+def test_bad_settings_are_refused_before_anything_starts(arguments, message):
+    with pytest.raises(distributed.DistributedError, match=re.escape(message)):
+        distributed.initialize(*arguments)
+
+
+def test_an_unreachable_coordinator_is_an_error_naming_it_within_the_timeout():
+    address = f"127.0.0.1:{free_port()}"
+    began = time.monotonic()
+    expected = re.escape(f"could not reach the coordinator at {address} within 1 s")
+    with pytest.raises(distributed.DistributedError, match=expected):
+        distributed.initialize(address, 2, 1, timeout_s=1)
+    assert time.monotonic() - began < 10
+
+
+def test_nothing_to_join_is_one_process():
+    distributed.initialize()
+    distributed.initialize("127.0.0.1:1234", 1, 0)
+    assert distributed.process_count() == 1 and distributed.is_primary()
+    assert distributed.allgather({"a": 1}) == [{"a": 1}]
+    assert distributed.broadcast([1, 2]) == [1, 2]
+
+
+def test_the_commands_refuse_a_bad_process_id_in_one_line():
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "ttc-study"), "--config=configs/embedded.py",
+         "--coordinator_address=127.0.0.1:1234", "--num_processes=2", "--process_id=2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "ttc-study: process_id 2 is outside [0, 2) for 2 processes"
+    ]
