@@ -8,8 +8,8 @@
 #   launch/tpu_vm.sh run COMMAND...    # run in the checkout there, e.g. the main job:
 #   launch/tpu_vm.sh run ttc-study --config configs/embedded.py
 #   launch/tpu_vm.sh start COMMAND...  # the same, detached; its output goes to run.log there
-#   launch/tpu_vm.sh log               # the last lines of run.log
-#   launch/tpu_vm.sh fetch REMOTE_DIR LOCAL_DIR   # e.g. fetch embedded_study results/
+#   launch/tpu_vm.sh log               # the last lines of run.log (worker 0's)
+#   launch/tpu_vm.sh fetch REMOTE_DIR LOCAL_DIR   # from worker 0, e.g. fetch embedded_study .
 #   launch/tpu_vm.sh delete
 #
 # Settings (environment): TPU_NAME (default ttc-jax), ZONE (default us-central2-b),
@@ -18,10 +18,12 @@
 # VM, LINES_SHOWN (default 40) for `log`. DRY_RUN=1 prints the gcloud commands instead of
 # running them.
 #
-# One host only: ttc_jax runs in one process and shards over that host's chips (4 chips of
-# a v4-8 or v5p-8, 8 of a v5litepod-8 or v6e-8: `make_mesh` sees them all). A slice of
-# several hosts (v4-16 and up, v5litepod-16 and up) needs one process per host joined by
-# `jax.distributed.initialize`, which ttc_jax does not do yet, so `create` refuses it.
+# One host (v4-8, v5p-8, v5litepod-8, v6e-8): one process shards over the host's chips. A
+# slice of several hosts (v4-16, v5p-16, v5litepod-16, v6e-16 and up) runs one process per
+# host: setup, run and start go to every worker (--worker=all), and run and start add
+# --distributed to ttc-study and ttc-solve, so each worker joins the others as JAX detects
+# them and process 0 (worker 0) writes the results (docs/distributed.md). So `log` and
+# `fetch` read worker 0. ACCELERATOR must be the slice's for run and start too.
 set -euo pipefail
 
 name=${TPU_NAME:-ttc-jax}
@@ -47,23 +49,19 @@ run() {
   fi
 }
 
-# The number after the last dash of an accelerator type is its TensorCores (v4, v5p) or
-# chips (v5e, v6e); up to 8 of either is one host.
-check_single_host() {
-  local cores=${accelerator##*-}
-  if ! [[ $cores =~ ^[0-9]+$ ]]; then
-    echo "tpu_vm.sh: ACCELERATOR must look like v4-8 or v5litepod-8, got '$accelerator'" >&2
+# Whether the slice has several hosts (exits on an accelerator type it does not know). The
+# number after the dash is TensorCores (v4, v5p) or chips (v5e, v6e); up to 8 is one host.
+multi_host() {
+  if ! [[ $accelerator =~ ^(v4|v5p|v5litepod|v6e)-([0-9]+)$ ]]; then
+    echo "tpu_vm.sh: unknown ACCELERATOR '$accelerator': use v4-N, v5p-N, v5litepod-N or" \
+      "v6e-N (e.g. v4-8, v4-32)" >&2
     exit 2
   fi
-  if ((cores > 8)); then
-    echo "tpu_vm.sh: $accelerator has several hosts; ttc_jax runs on one host (up to 8 chips)" \
-      "for now: use v4-8, v5p-8, v5litepod-8 or v6e-8" >&2
-    exit 2
-  fi
+  ((BASH_REMATCH[2] > 8))
 }
 
-ssh_all() {
-  run gcloud compute tpus tpu-vm ssh "$name" --zone="$zone" --worker=all --command="$1"
+ssh_on() {
+  run gcloud compute tpus tpu-vm ssh "$name" --zone="$zone" --worker="$1" --command="$2"
 }
 
 command=${1:-}
@@ -71,7 +69,7 @@ command=${1:-}
 shift
 case "$command" in
   create)
-    check_single_host
+    multi_host || true # refuses an unknown type before anything runs
     spot=()
     [[ ${SPOT:-0} == 1 ]] && spot=(--spot)
     run gcloud compute tpus tpu-vm create "$name" --zone="$zone" \
@@ -86,7 +84,7 @@ case "$command" in
       --worker=all
     # The TPU VM images are Ubuntu 22.04, whose python3 is 3.10; ttc_jax needs 3.11 or 3.12.
     # jax[tpu] brings libtpu; everything else comes from the package index.
-    ssh_all "set -e; mkdir -p $remote_dir && tar -xzf ttc_jax.tar.gz -C $remote_dir
+    ssh_on all "set -e; mkdir -p $remote_dir && tar -xzf ttc_jax.tar.gz -C $remote_dir
 command -v python3.11 >/dev/null || { sudo apt-get update -qq \
 && sudo apt-get install -y -qq python3.11 python3.11-venv; }
 python3.11 -m venv $venv && $venv/bin/pip install --quiet --upgrade pip
@@ -95,6 +93,9 @@ $venv/bin/python -c 'import jax; print(jax.devices())'"
     ;;
   run | start)
     (($# > 0)) || usage
+    if multi_host && [[ $1 == ttc-study || $1 == ttc-solve ]]; then
+      set -- "$@" --distributed
+    fi
     printf -v remote '%q ' "$@"
     remote="source \$HOME/$venv/bin/activate && cd $remote_dir && ${remote% }"
     if [[ $command == start ]]; then
@@ -102,10 +103,10 @@ $venv/bin/python -c 'import jax; print(jax.devices())'"
       # where they stopped if it is started again.
       remote="nohup bash -c $(printf '%q' "$remote") > $remote_dir/run.log 2>&1 < /dev/null &"
     fi
-    ssh_all "$remote"
+    ssh_on all "$remote"
     ;;
   log)
-    ssh_all "tail -n ${LINES_SHOWN:-40} $remote_dir/run.log"
+    ssh_on 0 "tail -n ${LINES_SHOWN:-40} $remote_dir/run.log"
     ;;
   fetch)
     (($# == 2)) || usage
