@@ -13,8 +13,10 @@ from tests.test_prm import CANDIDATES, INCREMENTAL_TOLERANCE, QUESTIONS, TOLERAN
 from ttc_jax import PRM, ModelConfig
 from ttc_jax.search import run, strategy_config
 
-# The PRM scorer still refuses inputs longer than a window (the engine honours windows; the
-# scorer's own check predates them), so the Gemma 3 backbones' window exceeds the inputs.
+# The Gemma 3 backbones' window (8 tokens) is shorter than every PRM input, so the loaded
+# PRMs' scores against transformers and the step-by-step scores against full passes both
+# cross the window.
+WINDOW = 8
 BACKBONES = {
     "qwen3": (transformers.Qwen3Config, {"head_dim": 16}),
     "gemma3": (
@@ -22,7 +24,7 @@ BACKBONES = {
         {
             "head_dim": 16,
             "query_pre_attn_scalar": 24,
-            "sliding_window": 256,
+            "sliding_window": WINDOW,
             "layer_types": ["sliding_attention", "full_attention"],
         },
     ),
@@ -89,6 +91,10 @@ def test_random_prms_score_step_by_step_as_in_full(kind, backbone):
         state, scores = prm.score_step(state, [[c[step] for c in candidates]])
         expected = [steps[step] for steps in full]
         np.testing.assert_allclose(scores[0], expected, atol=INCREMENTAL_TOLERANCE, rtol=0)
+    if backbone == "gemma3":
+        # The question alone is longer than the window: every step score crossed it.
+        assert prm.backbone.config.window(0) == WINDOW
+        assert len(prm.format.question_ids(QUESTIONS[0])) > WINDOW
 
 
 def _gemma3_policy():

@@ -502,17 +502,13 @@ class PRM:
     # -- helpers ------------------------------------------------------------------------------
 
     def _check_length(self, length: int) -> None:
-        """A clear error, before any compute, for a sequence past the PRM's context."""
+        """A clear error, before any compute, for a sequence past the PRM's context (a sliding
+        window shorter than the input is fine: the full pass and the cache honour it)."""
         config = self.backbone.config
         if length > config.max_position_embeddings:
             raise ValueError(
                 f"a PRM input of {length} tokens exceeds the PRM's context of "
                 f"{config.max_position_embeddings} tokens"
-            )
-        if config.sliding_window is not None and length > config.sliding_window:
-            raise NotImplementedError(
-                f"a sequence of {length} tokens exceeds the sliding window "
-                f"({config.sliding_window}); sliding-window attention is not implemented"
             )
 
 
