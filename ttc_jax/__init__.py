@@ -4,6 +4,7 @@ from ttc_jax.engine.engine import Engine, default_engine
 from ttc_jax.engine.generate import Sample, generate
 from ttc_jax.errors import (
     CheckpointError,
+    ConfigFieldError,
     CorruptCheckpointError,
     MissingTensorError,
     ShapeMismatchError,
@@ -21,6 +22,7 @@ from ttc_jax.smollm2 import smollm2_path
 __all__ = [
     "PRM",
     "CheckpointError",
+    "ConfigFieldError",
     "CorruptCheckpointError",
     "Engine",
     "LanguageModel",

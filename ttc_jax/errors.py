@@ -9,6 +9,11 @@ class CheckpointError(ValueError):
     """A checkpoint (safetensors folder or GGUF file) cannot be loaded."""
 
 
+class ConfigFieldError(CheckpointError):
+    """A config field (config.json or GGUF metadata) has a value this package cannot read; the
+    error names the field."""
+
+
 class CorruptCheckpointError(CheckpointError):
     """A checkpoint file is truncated or its header cannot be parsed."""
 

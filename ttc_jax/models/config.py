@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ttc_jax.errors import CheckpointError, UnsupportedArchitectureError
+from ttc_jax.errors import ConfigFieldError, UnsupportedArchitectureError
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,6 @@ MLP_ACTIVATIONS = ("silu", "gelu_tanh")
 # transformers' names of the activations above.
 _HF_ACTIVATIONS = {"silu": "silu", "gelu_pytorch_tanh": "gelu_tanh"}
 _LAYER_TYPES = {"sliding_attention": True, "full_attention": False}
-
-
-class ConfigFieldError(CheckpointError):
-    """A config field has a value this package cannot read (it names the field)."""
 
 
 @dataclasses.dataclass(frozen=True)
