@@ -188,13 +188,25 @@ def test_nothing_to_join_is_one_process():
     assert distributed.broadcast([1, 2]) == [1, 2]
 
 
-def test_the_commands_refuse_a_bad_process_id_in_one_line():
+@pytest.mark.parametrize(
+    ("command", "arguments", "message"),
+    [
+        (
+            "ttc-study",
+            ["--coordinator_address=127.0.0.1:1234", "--num_processes=2", "--process_id=2"],
+            "ttc-study: process_id 2 is outside [0, 2) for 2 processes",
+        ),
+        (
+            "ttc-solve",
+            ["--num_processes=2", "--question=1+1"],
+            "ttc-solve: runs as one process for now; --num_processes is for ttc-study",
+        ),
+    ],
+)
+def test_the_commands_refuse_bad_joining_flags_in_one_line(command, arguments, message):
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "ttc-study"), "--config=configs/embedded.py",
-         "--coordinator_address=127.0.0.1:1234", "--num_processes=2", "--process_id=2"],
+        [str(Path(sys.executable).parent / command), "--config=configs/embedded.py", *arguments],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [
-        "ttc-study: process_id 2 is outside [0, 2) for 2 processes"
-    ]
+    assert done.stderr.strip().splitlines() == [message]

@@ -12,6 +12,8 @@
   several JAX processes (`ttc_jax.distributed`), joined after the flags are read and before
   any JAX work; bad settings or an unreachable coordinator are one line. Without them the
   command is one process. A process that loses the others ends in one line, not a hang.
+  Only a command that splits its work over processes (``ttc-study``) takes them; the others
+  refuse them in one line rather than repeat the whole job on every process.
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ def repeated_overrides(argv: list[str]) -> list[str]:
     return sorted(field for field, count in fields.items() if count > 1)
 
 
-def _parser(name: str) -> Callable[[list[str]], list[str]]:
+JOINING_FLAGS = ("coordinator_address", "num_processes", "process_id", "distributed")
+
+
+def _parser(name: str, multi_process: bool) -> Callable[[list[str]], list[str]]:
     def parse(argv: list[str]) -> list[str]:
         repeated = repeated_overrides(argv[1:])
         if repeated:
@@ -70,6 +75,9 @@ def _parser(name: str) -> Callable[[list[str]], list[str]]:
         if not flags.FLAGS["verbosity"].present:
             absl_logging.set_verbosity(absl_logging.WARNING)
             logging.getLogger().setLevel(logging.WARNING)
+        given = [f"--{flag}" for flag in JOINING_FLAGS if flags.FLAGS[flag].present]
+        if given and not multi_process:
+            sys.exit(f"{name}: runs as one process for now; {', '.join(given)} is for ttc-study")
         from ttc_jax import distributed
 
         try:
@@ -87,9 +95,15 @@ def _parser(name: str) -> Callable[[list[str]], list[str]]:
     return parse
 
 
-def run(main: Callable[[list[str]], None], name: str, on_interrupt: str = "") -> None:
+def run(
+    main: Callable[[list[str]], None],
+    name: str,
+    on_interrupt: str = "",
+    multi_process: bool = False,
+) -> None:
     """``app.run(main)`` with the behaviour in the module docstring; ``on_interrupt`` is
-    what Ctrl-C's line adds (what was kept, how to resume)."""
+    what Ctrl-C's line adds (what was kept, how to resume); ``multi_process``: the command
+    splits its work over several processes, so it takes the joining flags."""
 
     def guarded(argv: list[str]) -> None:
         from ttc_jax import distributed
@@ -101,4 +115,4 @@ def run(main: Callable[[list[str]], None], name: str, on_interrupt: str = "") ->
         except distributed.PeerLostError as e:
             distributed.exit_lost(e, name)
 
-    app.run(guarded, flags_parser=_parser(name))
+    app.run(guarded, flags_parser=_parser(name, multi_process))

@@ -40,6 +40,7 @@ def entry() -> None:
         main,
         "ttc-study",
         on_interrupt="every finished row is kept, and the same command resumes the study",
+        multi_process=True,
     )
 
 
