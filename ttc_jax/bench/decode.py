@@ -250,6 +250,7 @@ def run_decode_benchmark(
     profile_dir: Path | None = None,
     log: Callable[[str], None] = lambda message: None,
     on_cell: Callable[[DecodeReport], None] = lambda report: None,
+    models: tuple[LanguageModel, torch.nn.Module] | None = None,
 ) -> DecodeReport:
     """Builds both models once, checks they agree, then measures every cell.
 
@@ -258,13 +259,21 @@ def run_decode_benchmark(
     (default ``repeats``) times transformers' calls, which on a GPU are slow enough that one
     run says all there is to say. ``attention`` is our engine's (`ttc_jax.engine.Engine`).
     With ``profile_dir``, one more call of ours per cell runs under the profiler and leaves
-    its trace there (`ttc_jax.bench.profile`).
+    its trace there (`ttc_jax.bench.profile`). ``models`` (ours and transformers', from
+    `reference.checkpoint_models`) replaces the random weights of ``cfg``'s shape with a real
+    checkpoint's; the plain loop, which attends to its whole cache, is skipped in cells whose
+    sequences would outgrow the model's sliding window.
     """
     load_before = os.getloadavg()[0]
     log("measuring copy bandwidth")
     bandwidth = roofline.copy_bandwidth(copy_bytes)
-    log(f"  {bandwidth / 1e9:.1f} GB/s; building random {shape_name} weights ({dtype})")
-    lm, model = reference.random_models(cfg, dtype)
+    if models is None:
+        log(f"  {bandwidth / 1e9:.1f} GB/s; building random {shape_name} weights ({dtype})")
+        lm, model = reference.random_models(cfg, dtype)
+    else:
+        log(f"  {bandwidth / 1e9:.1f} GB/s; {shape_name} ({dtype})")
+        lm, model = models
+        cfg = lm.config
     parity = reference.greedy_parity(lm, model, random_prompt(cfg, parity_tokens, seed=1))
     log(f"  parity: {parity}")
     engine = Engine(lm, attention=attention)
@@ -300,7 +309,12 @@ def run_decode_benchmark(
             profile.capture(traced_call, profile_dir, name)
             log(f"  traced: {profile_dir / name}.*")
         plain = theirs = None
-        if cell.plain_loop:
+        plain_loop_exact = cfg.sliding_window is None or (
+            cell.prompt_len + new_tokens <= cfg.sliding_window
+        )
+        if cell.plain_loop and not plain_loop_exact:
+            log(f"{where}: plain loop skipped (it ignores the sliding window)")
+        if cell.plain_loop and plain_loop_exact:
             log(f"{where}: plain loop")
             plain = measure_plain_loop(lm, prompt, cell.samples, new_tokens, repeats, bandwidth)
             log(f"  {plain.tokens_per_s:,.0f} tok/s")

@@ -1,4 +1,5 @@
-"""The reference side of the benchmarks: transformers' PyTorch Llama with the weights we use.
+"""The reference side of the benchmarks: transformers' PyTorch Llama with the weights we use
+(random ones of a benchmark shape, or a real checkpoint both sides load, `checkpoint_models`).
 
 Weights are drawn once, by transformers' own initialiser, and loaded into our model through
 the same strict loader that reads real checkpoints (`ttc_jax.models.checkpoint.load_params`),
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
 
 from ttc_jax.bench.shapes import transformers_config
-from ttc_jax.lm import LanguageModel
+from ttc_jax.lm import LanguageModel, load_lm
 from ttc_jax.models.checkpoint import load_params
 from ttc_jax.models.config import ModelConfig
 from ttc_jax.models.params import resolve_dtype
@@ -66,6 +68,28 @@ def random_models(
     mesh, rules = make_mesh(1, 1), ShardingRules()
     params = load_params(TorchStateSource(model), cfg, dtype, mesh, rules)
     return LanguageModel(cfg, params, mesh, rules, resolve_dtype(dtype)), model
+
+
+def checkpoint_models(path: Path, dtype: str) -> tuple[LanguageModel, torch.nn.Module]:
+    """Our model and transformers' loaded from the same real checkpoint (an HF folder or a
+    GGUF file, which transformers dequantises itself), EOS off on our side so that every
+    sample runs its full token budget (`sample_with_transformers` turns it off on theirs).
+
+    transformers computes in float32 on a CPU whatever ``dtype`` is, as for random weights.
+    """
+    path = Path(path)
+    lm = load_lm(path, dtype=dtype)
+    lm = LanguageModel(
+        lm.config.replace(eos_token_ids=()), lm.params, lm.mesh, lm.rules, lm.dtype, lm.tokenizer
+    )
+    torch_dtype = torch.float32 if torch_device() == "cpu" else TORCH_DTYPES[dtype]
+    if path.is_file():
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            path.parent, gguf_file=path.name, dtype=torch_dtype
+        )
+    else:
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    return lm, model.to(torch_device()).eval()
 
 
 @dataclasses.dataclass(frozen=True)

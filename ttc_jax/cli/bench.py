@@ -31,6 +31,11 @@ with all three, N=64 x prompt 256 and N=64 x prompt 1536 ours only. Giving --sam
 --prompt-lengths or --full-grid on a CPU runs the full cross product (transformers included
 unless --skip-transformers: hours on a CPU at N=256). With --json the report is rewritten
 after every cell, so a run cut short keeps what it finished.
+
+Real weights. --model gemma3-270m (or smollm2, or --checkpoint PATH) loads one real checkpoint
+into our engine and into transformers (which dequantises the same GGUF file) instead of random
+weights of a shape; the plain loop, which ignores sliding windows, is skipped in cells whose
+sequences outgrow the model's window.
 """
 
 
@@ -48,6 +53,13 @@ SEARCH_HELP = (
     "prints wall time per generated token (PRM included), verifier tokens per generated "
     "token, slot utilisation and where the time goes."
 )
+
+
+# --model's real checkpoints: how to find each one's file.
+DECODE_MODELS = {
+    "gemma3-270m": "gemma3_270m_path",
+    "smollm2": "smollm2_path",
+}
 
 
 def _int_list(text: str) -> list[int]:
@@ -89,6 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--shape",
         choices=["smollm2", "llama3.2-1b"],
         help="model shape, random weights (default: llama3.2-1b on a GPU, smollm2 on a CPU)",
+    )
+    decode.add_argument(
+        "--model",
+        choices=sorted(DECODE_MODELS),
+        help="a real installed checkpoint instead of random weights (our engine and "
+        "transformers both load its GGUF file)",
+    )
+    decode.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="a real HF folder or GGUF file instead of random weights (both sides load it)",
     )
     decode.add_argument(
         "--dtype",
@@ -193,10 +216,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def decode_checkpoint(args: argparse.Namespace) -> Path | None:
+    """The real checkpoint --model or --checkpoint names (None: random weights); exits with
+    one line when the options clash or the model is not installed."""
+    given = [
+        flag
+        for flag, value in (
+            ("--model", args.model),
+            ("--checkpoint", args.checkpoint),
+            ("--shape", args.shape),
+        )
+        if value is not None
+    ]
+    if len(given) > 1:
+        sys.exit(f"ttc-bench decode: {' and '.join(given)} exclude each other")
+    if args.checkpoint is not None:
+        if not args.checkpoint.exists():
+            sys.exit(f"ttc-bench decode: no checkpoint at {args.checkpoint}")
+        return args.checkpoint
+    if args.model is None:
+        return None
+    import ttc_jax
+
+    try:
+        return getattr(ttc_jax, DECODE_MODELS[args.model])()
+    except FileNotFoundError as e:
+        sys.exit(f"ttc-bench decode: {e}")
+
+
 def run_decode(args: argparse.Namespace) -> None:
+    checkpoint = decode_checkpoint(args)
+
     import jax
 
-    from ttc_jax.bench import decode
+    from ttc_jax.bench import decode, reference
     from ttc_jax.bench.shapes import SHAPES
 
     on_gpu = jax.default_backend() != "cpu"
@@ -221,13 +274,21 @@ def run_decode(args: argparse.Namespace) -> None:
         if args.json:
             args.json.write_text(json.dumps(report.to_json_dict(), indent=2) + "\n")
 
+    models = None
+    weights = "random weights"
+    if checkpoint is not None:
+        print(f"loading {checkpoint.name} (ours and transformers')", file=sys.stderr, flush=True)
+        models = reference.checkpoint_models(checkpoint, dtype)
+        shape = checkpoint.name
+        weights = "real weights"
     report = decode.run_decode_benchmark(
-        SHAPES[shape],
+        SHAPES[shape] if models is None else models[0].config,
         dtype,
         cells,
         new_tokens=args.new_tokens,
         repeats=repeats,
         shape_name=shape,
+        models=models,
         transformers_repeats=1 if on_gpu else None,
         attention=args.attention,
         profile_dir=args.profile,
@@ -236,7 +297,7 @@ def run_decode(args: argparse.Namespace) -> None:
     )
     print(
         f"ttc-bench decode: {report.shape} ({report.dtype}, {report.attention} attention), "
-        "random weights, "
+        f"{weights}, "
         f"{args.new_tokens} new tokens, best of {repeats}; {report.device}; {report.date}"
     )
     print(
