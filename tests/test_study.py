@@ -19,6 +19,7 @@ from ttc_jax.study.analysis import bin_edges, bin_of
 from ttc_jax.study.config import check_study_config, study_config
 from ttc_jax.study.difficulty import balanced_folds, quantile_bins
 from ttc_jax.study.exchange import matched_multiplier
+from ttc_jax.study.report import load_summary
 from ttc_jax.study.selection import efficiency, select
 from ttc_jax.study.store import RowStore
 
@@ -177,6 +178,23 @@ def test_a_tiny_study_runs_end_to_end(tiny_study):
     assert "## Findings" in report and "best-of-N weighted" in report
     table = json.loads((workdir / "strategy_table.json").read_text())
     assert len(table["difficulty"]["edges"]) == 4 and table["budgets"] == [1, 2, 4]
+
+
+def test_the_summary_round_trips_with_an_interval_on_every_accuracy(tiny_study):
+    workdir, summary = tiny_study
+    assert load_summary(workdir) == json.loads(json.dumps(summary))
+    for label, per in summary["accuracy"].items():
+        for budget, value in per.items():
+            low, high = summary["accuracy_interval"][label][budget]
+            assert low <= value <= high
+    for measure, per in summary["compute_optimal"].items():
+        assert set(summary["compute_optimal_interval"][measure]) == set(per)
+    assert summary["bootstrap"]["replicates"] == 1000
+    for found in summary["effects"].values():
+        low, high = found["interval"]
+        assert low <= high
+    measured = [p for p in summary["exchange"]["points"] if p["budget"] is not None]
+    assert measured and all("effect_by_bin" in p and "small_interval" in p for p in measured)
 
 
 def test_a_study_killed_at_any_moment_resumes_to_the_same_rows(tiny_study, tmp_path):
