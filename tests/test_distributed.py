@@ -123,31 +123,36 @@ def test_two_processes_write_what_one_writes_and_end_with_its_table(
     assert not other.exists()
 
 
-def test_a_killed_process_ends_the_other_and_a_rerun_resumes(reference, environment, tmp_path):
+@pytest.mark.parametrize("victim", [1, 0])
+def test_a_killed_process_ends_the_other_and_a_rerun_resumes(
+    victim, reference, environment, tmp_path
+):
+    """Killing process 1 fails process 0's next gather; killing process 0, the coordinator,
+    makes JAX end process 1. Either way the survivor exits, and one process resumes."""
     ref_dir, ref_out = reference
     workdir = tmp_path / "study"
     outs = [tmp_path / "out0.json", tmp_path / "out1.json"]
     children = start(environment, [workdir, tmp_path / "process1"], outs)
+    survivor = children[1 - victim]
     try:
         results = workdir / "results.jsonl"
         deadline = time.time() + 600
-        while time.time() < deadline and children[0].poll() is None:
+        while time.time() < deadline and survivor.poll() is None:
             if results.exists() and results.read_text().count("\n") >= 2:
                 break
             time.sleep(0.2)
-        assert children[0].poll() is None, "the study ended before it could be killed"
-        children[1].send_signal(signal.SIGKILL)
+        assert survivor.poll() is None, "the study ended before it could be killed"
+        children[victim].send_signal(signal.SIGKILL)
         killed_at = time.time()
-        _, stderr = children[0].communicate(timeout=120)
+        _, stderr = survivor.communicate(timeout=120)
         waited = time.time() - killed_at
     finally:
         stop(children)
-    assert children[0].returncode != 0
+    assert survivor.returncode != 0
     assert any(message in stderr for message in LOST), stderr[-3000:]
     assert waited < 60  # the heartbeat timeout of the helper is 10 s
-    assert not outs[0].exists()
-    partial = rows(results)
-    assert 0 < len(partial) < len(rows(ref_dir / "results.jsonl"))
+    assert not any(out.exists() for out in outs)
+    assert 0 < len(results.read_text().splitlines()) < len(rows(ref_dir / "results.jsonl"))
 
     finish(start(environment, [workdir], [outs[0]]))
     assert sorted(rows(results)) == sorted(rows(ref_dir / "results.jsonl"))
