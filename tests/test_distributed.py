@@ -176,6 +176,13 @@ def test_bad_settings_are_refused_before_anything_starts(arguments, message):
         distributed.initialize(*arguments)
 
 
+def test_detection_outside_a_cluster_says_what_to_give_instead(monkeypatch):
+    for name in ("JAX_COORDINATOR_ADDRESS", "SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(distributed.DistributedError, match="no cluster detected"):
+        distributed.initialize(auto=True, timeout_s=5)
+
+
 def test_an_unreachable_coordinator_is_an_error_naming_it_within_the_timeout():
     address = f"127.0.0.1:{free_port()}"
     began = time.monotonic()

@@ -67,16 +67,23 @@ def initialize(
             # JAX aborts the whole process (no exception) when it cannot reach the
             # coordinator, with a message that does not name it; so it is reached first here.
             _wait_for(coordinator_address, timeout_s)
-    # CPU processes need a collectives implementation to reach each other; on TPU and GPU
-    # the setting is unused, so it is turned on whatever the platform.
+    try:
+        jax.distributed.initialize(
+            coordinator_address,
+            num_processes,
+            process_id,
+            initialization_timeout=timeout_s,
+            heartbeat_timeout_seconds=heartbeat_timeout_s,
+        )
+    except ValueError as e:  # what detection could not find
+        raise DistributedError(
+            f"no cluster detected ({e}): outside a TPU pod slice, Slurm or Open MPI job, give "
+            "coordinator_address, num_processes and process_id"
+        ) from e
+    # CPU processes need a collectives implementation to reach each other (set before the
+    # backend starts, and only once joined); on TPU and GPU it is unused, so it is turned on
+    # whatever the platform.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        coordinator_address,
-        num_processes,
-        process_id,
-        initialization_timeout=timeout_s,
-        heartbeat_timeout_seconds=heartbeat_timeout_s,
-    )
 
 
 def _wait_for(address: str, timeout_s: float) -> None:
