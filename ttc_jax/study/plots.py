@@ -208,7 +208,9 @@ def exchange(summary: dict, path: Path) -> bool:
     points = [p for p in data["points"] if p["budget"] is not None]
     if not points:
         return False
-    figure, axes = plt.subplots(1, len(points), figsize=(4 * len(points), 3.8), sharey=True)
+    figure, axes = plt.subplots(
+        1, len(points), figsize=(max(7.5, 4 * len(points)), 3.8), sharey=True
+    )
     axes = [axes] if len(points) == 1 else list(axes)
     for axis, point in zip(axes, points, strict=True):
         bins = sorted(point["large_by_bin"], key=int)
