@@ -38,11 +38,13 @@ DEFAULT_RULES: tuple[tuple[str, str | None], ...] = (
 
 
 def make_mesh(data: int = 1, model: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A (data, model) mesh over the first data * model devices.
+    """A (data, model) mesh over the first data * model of ``devices`` (by default this
+    process's own: with several JAX processes each searches on its own devices; pass
+    ``jax.devices()`` for a mesh across every process).
 
     -1 for one axis means "all devices left over by the other axis".
     """
-    devices = list(jax.devices() if devices is None else devices)
+    devices = list(jax.local_devices() if devices is None else devices)
     if data == -1 and model == -1:
         raise ValueError("at most one mesh axis may be -1")
     if data == -1:
