@@ -387,6 +387,8 @@ def test_ctrl_c_stops_a_study_in_one_line_without_library_chatter(tmp_path):
     child = subprocess.Popen(
         [tool("ttc-study"), *TINY_STUDY, f"--config.study.workdir={tmp_path}"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A test runner's worker may ignore SIGINT, and a child inherits that: restore it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.time() + 300
     while time.time() < deadline and not (tmp_path / "study.json").exists():
