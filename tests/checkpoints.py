@@ -132,6 +132,20 @@ _GGUF_LAYER_NAMES = {
 }
 
 
+def _add_decoder_metadata(writer, cfg, rope_theta: float) -> None:
+    """The metadata every decoder architecture's GGUF file carries, from a transformers
+    config."""
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(cfg.num_key_value_heads)
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    writer.add_rope_freq_base(rope_theta)
+    writer.add_vocab_size(cfg.vocab_size)
+
+
 def write_gguf(
     model,
     path: Path,
@@ -148,15 +162,7 @@ def write_gguf(
     writer = gguf.GGUFWriter(str(path), "llama")
     if tokenizer is not None:
         _add_byte_level_tokenizer(writer, tokenizer)
-    writer.add_block_count(cfg.num_hidden_layers)
-    writer.add_context_length(cfg.max_position_embeddings)
-    writer.add_embedding_length(cfg.hidden_size)
-    writer.add_feed_forward_length(cfg.intermediate_size)
-    writer.add_head_count(cfg.num_attention_heads)
-    writer.add_head_count_kv(cfg.num_key_value_heads)
-    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
-    writer.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
-    writer.add_vocab_size(cfg.vocab_size)
+    _add_decoder_metadata(writer, cfg, cfg.rope_parameters["rope_theta"])
     qtype = gguf.GGMLQuantizationType[quantization]
     expected = {}
     for key, tensor in model.state_dict().items():
@@ -257,18 +263,10 @@ def write_family_gguf(model, path: Path, sliding_window_pattern=None) -> None:
     arch = _GGUF_ARCHITECTURES[cfg.model_type]
     gemma = arch == "gemma3"
     writer = gguf.GGUFWriter(str(path), arch)
-    writer.add_block_count(cfg.num_hidden_layers)
-    writer.add_context_length(cfg.max_position_embeddings)
-    writer.add_embedding_length(cfg.hidden_size)
-    writer.add_feed_forward_length(cfg.intermediate_size)
-    writer.add_head_count(cfg.num_attention_heads)
-    writer.add_head_count_kv(cfg.num_key_value_heads)
+    rope = cfg.rope_parameters["full_attention"] if gemma else cfg.rope_parameters
+    _add_decoder_metadata(writer, cfg, rope["rope_theta"])
     writer.add_key_length(cfg.head_dim)
     writer.add_value_length(cfg.head_dim)
-    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
-    rope = cfg.rope_parameters["full_attention"] if gemma else cfg.rope_parameters
-    writer.add_rope_freq_base(rope["rope_theta"])
-    writer.add_vocab_size(cfg.vocab_size)
     if gemma:
         writer.add_sliding_window(cfg.sliding_window)
     if sliding_window_pattern is not None:
