@@ -13,8 +13,9 @@
 #   launch/tpu_vm.sh delete
 #
 # Settings (environment): TPU_NAME (default ttc-jax), ZONE (default us-central2-b),
-# ACCELERATOR (default v4-8), RUNTIME (the TPU VM image; default tpu-ubuntu2204-base, the
-# image of v4 and v5p; v5e wants v2-alpha-tpuv5-lite, v6e v2-alpha-tpuv6e), SPOT=1 for a spot
+# ACCELERATOR (default v4-8), RUNTIME (the TPU VM image; by default the accelerator's:
+# tpu-ubuntu2204-base for v4 and v5p, v2-alpha-tpuv5-lite for v5e, v2-alpha-tpuv6e for v6e;
+# v5e and v6e live in other zones than v4, e.g. ZONE=us-west4-a for v5e), SPOT=1 for a spot
 # VM, LINES_SHOWN (default 40) for `log`. DRY_RUN=1 prints the gcloud commands instead of
 # running them.
 #
@@ -29,7 +30,12 @@ set -euo pipefail
 name=${TPU_NAME:-ttc-jax}
 zone=${ZONE:-us-central2-b}
 accelerator=${ACCELERATOR:-v4-8}
-runtime=${RUNTIME:-tpu-ubuntu2204-base}
+case "$accelerator" in  # each generation's TPU VM image
+  v5litepod-*) default_runtime=v2-alpha-tpuv5-lite ;;
+  v6e-*) default_runtime=v2-alpha-tpuv6e ;;
+  *) default_runtime=tpu-ubuntu2204-base ;;
+esac
+runtime=${RUNTIME:-$default_runtime}
 remote_dir=ttc_jax  # the checkout's folder in the VM user's home
 venv=ttc_jax_venv  # its virtual environment, beside it
 root=$(cd "$(dirname "$0")/.." && pwd)
