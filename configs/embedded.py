@@ -2,8 +2,10 @@
 its compute-optimal study (``ttc-study --config configs/embedded.py``, the ``study`` section).
 
 ``--config configs/embedded.py:quick`` is the same pipeline at toy sizes (a minute on two
-CPU cores; the tests run it). Any field can be overridden on the command line, e.g.
-``--config.workdir=/tmp/run --config.stages=evaluate``.
+CPU cores; the tests run it). ``:harder`` (and ``:harder_quick``) is the same pipeline on
+task version 2, the harder world, whose larger policy is not perfect (docs/embedded.md).
+Any field can be overridden on the command line, e.g. ``--config.workdir=/tmp/run
+--config.stages=evaluate``.
 
 Where PAPER.md says a value is UNSTATED, the choice is commented here.
 """
@@ -41,11 +43,16 @@ def train(**settings):
 def get_config(mode: str = "full") -> ml_collections.ConfigDict:
     from ttc_jax.embedded import SAMPLING_TEMPERATURE
 
-    if mode not in ("full", "quick"):
-        raise ValueError(f"mode must be 'full' or 'quick', got {mode!r}")
+    modes = ("full", "quick", "harder", "harder_quick")
+    if mode not in modes:
+        raise ValueError(f"mode must be one of {modes}, got {mode!r}")
     config = ml_collections.ConfigDict()
     config.mode = mode
     config.workdir = "embedded_run"
+    # The task (ttc_jax.embedded.task.TASK_VERSIONS): 1, the world first shipped; 2, the
+    # harder world, with compound steps from level 2 on. Recorded in every model's
+    # training.json, so the shipped models are asked their own task.
+    config.task = dict(version=1)
     # Where `export` writes the five checkpoints and `evaluate` reads them (and writes
     # evaluation.json): a relative path is under workdir, an absolute one as given. A run
     # writes nothing outside these two; `python -m ttc_jax.embedded.ship <workdir>/export`
@@ -217,9 +224,24 @@ def get_config(mode: str = "full") -> ml_collections.ConfigDict:
 
     config.study = study(config.max_new_tokens)
 
-    if mode == "quick":
+    if mode.startswith("harder"):
+        _make_harder(config)
+    if mode.endswith("quick"):
         _make_quick(config)
+        if mode == "harder_quick":
+            config.workdir = "embedded_v2_quick"
+            config.study.workdir = "embedded_v2_quick/study"
     return config
+
+
+def _make_harder(config: ml_collections.ConfigDict) -> None:
+    """Task version 2 (`ttc_jax.embedded.task.HARDER_LEVEL_SPECS`), everything else as the
+    full run's; level 1, the one level without compound steps, drawn twice as often in the
+    reference stream, so that the small policy still learns it while compound steps take
+    most of its capacity elsewhere."""
+    config.task.version = 2
+    config.workdir = "embedded_v2"
+    config.sft.level_weights = [2, 1, 1, 1, 1]
 
 
 def study(max_new_tokens: int) -> ml_collections.ConfigDict:

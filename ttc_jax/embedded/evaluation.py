@@ -4,7 +4,8 @@ Every model is read back with `ttc_jax.load_lm` / `ttc_jax.load_prm` from the ex
 checkpoints, sampled with `ttc_jax.generate` at the world's temperature, graded with
 `ttc_jax.math`, and answers are selected with `ttc_jax.search.select`. Per level:
 
-* both policies: pass@1 (mean over samples) and pass@N;
+* both policies: pass@1 (mean over samples) and pass@N, and greedy accuracy (one solution
+  decoded at temperature 0);
 * the PRM: AUROC of the last step's score, correct against incorrect samples, beside the
   free baseline of the policy's summed log-probability (and, for a ``ttc_likelihood`` PRM,
   beside the AUROC of the likelihood it reads, alone); best-of-N weighted by the PRM, naive
@@ -19,6 +20,7 @@ checkpoints, sampled with `ttc_jax.generate` at the world's temperature, graded 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -92,6 +94,12 @@ def policy_figures(lm: LanguageModel, problems, num_samples: int, settings, seed
     return samples, correct, figures
 
 
+def greedy_accuracy(lm: LanguageModel, problems, settings, seed, grader) -> float:
+    """The share of ``problems`` whose greedy solution (temperature 0) is right."""
+    greedy = dataclasses.replace(settings, temperature=0.0)
+    return policy_figures(lm, problems, 1, greedy, seed, grader)[2]["pass@1"]
+
+
 def selection_accuracy(problems, samples, scores, method: str, grader: Grader) -> float:
     hits = []
     for q, (problem, row) in enumerate(zip(problems, samples, strict=True)):
@@ -113,6 +121,9 @@ def evaluate_level(models: dict, level: int, section, settings, grader: Grader) 
         )
     with _logged(level, "14x policy samples"):
         _, _, bigger = policy_figures(models["policy_14x"], problems, n, settings, seed, grader)
+    with _logged(level, "greedy solutions"):
+        policy["greedy"] = greedy_accuracy(models["policy"], problems, settings, seed, grader)
+        bigger["greedy"] = greedy_accuracy(models["policy_14x"], problems, settings, seed, grader)
     texts = [[s.text for s in row] for row in samples]
     with _logged(level, "PRM scores"):
         scores = final_step_scores(models["prm"], questions, texts)
@@ -207,6 +218,16 @@ def goals(levels: dict, n: int) -> dict:
             ("3", "4", "5"),
             lambda level: [level["policy"][f"majority@{n}"], level["policy"][f"prm_weighted@{n}"]],
             lambda v: all(weighted > majority for majority, weighted in v.values()),
+        ),
+        "policy_14x greedy accuracy >= 0.95 on level 1": (
+            ("1",),
+            lambda level: level["policy_14x"].get("greedy", float("nan")),
+            lambda v: v["1"] >= 0.95,
+        ),
+        "policy_14x greedy accuracy <= 0.7 on level 5": (
+            ("5",),
+            lambda level: level["policy_14x"].get("greedy", float("nan")),
+            lambda v: v["5"] <= 0.7,
         ),
         "revision pass@1: 4th revision (attempt 5) > first attempt, over all levels": (
             tuple(levels),

@@ -28,6 +28,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from ttc_jax.embedded import task
 from ttc_jax.embedded.fine_tuning import reference_solution_batches
 from ttc_jax.embedded.workspace import Workspace
 from ttc_jax.models.params import abstract_model, random_params
@@ -163,14 +164,16 @@ def run_pipeline(config, command: str) -> Workspace:
     ws = Workspace(config, command)
     functions = stage_functions()
     started = time.perf_counter()
-    for stage in stages:
-        if ws.is_done(stage):
-            log.info("%s: done already (%.0f s), skipped", stage, ws.stage_seconds(stage))
-            continue
-        log.info("%s: starting", stage)
-        stage_start = time.perf_counter()
-        functions[stage](ws)
-        ws.mark_done(stage, time.perf_counter() - stage_start)
-        log.info("%s: done in %.0f s", stage, time.perf_counter() - stage_start)
+    # Every stage draws its problems from the task version the config names.
+    with task.using_version(task.config_version(config)):
+        for stage in stages:
+            if ws.is_done(stage):
+                log.info("%s: done already (%.0f s), skipped", stage, ws.stage_seconds(stage))
+                continue
+            log.info("%s: starting", stage)
+            stage_start = time.perf_counter()
+            functions[stage](ws)
+            ws.mark_done(stage, time.perf_counter() - stage_start)
+            log.info("%s: done in %.0f s", stage, time.perf_counter() - stage_start)
     log.info("pipeline: finished in %.0f s this run", time.perf_counter() - started)
     return ws

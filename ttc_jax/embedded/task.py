@@ -27,8 +27,13 @@ Problems are split into train, validation and test by a hash of their text, so e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
+import json
+import re
+from pathlib import Path
 
 import numpy as np
 
@@ -102,10 +107,12 @@ OPERATION_KINDS = {
 @dataclasses.dataclass(frozen=True)
 class LevelSpec:
     """How a level's problems are drawn: how many steps, and the kinds of their operations
-    with their relative frequencies."""
+    with their relative frequencies; ``compound_steps`` of the steps (task version 2) are
+    compound operations instead (`CompoundOperation`), at places drawn per problem."""
 
     num_steps: int
     kind_weights: dict[str, float]
+    compound_steps: int = 0
 
 
 EASY = {"add": 1, "sub": 1, "mul": 1}
@@ -122,6 +129,29 @@ LEVEL_SPECS = {
         6, {**EASY, "add_other": 1, "sub_other": 1, "add_twice_other": 2, "add_other_add": 2}
     ),
 }
+
+# Task version 2, "the harder world": level 1 is version 1's, and from level 2 on one more
+# step of a level is a compound operation, ``x=((x+A)*B+C)*D`` computed in one token with
+# no intermediate result written (1 of 3 steps at level 2, up to 4 of 6 at level 5). Every
+# simple step is a table a model learns whole, so a model that has learnt them answers every
+# question right greedily however long its chain; a compound step is four such steps at
+# once, over some 90,000 combinations of operands, which the policies learn only in part,
+# the larger one more (docs/embedded.md, "The harder world").
+HARDER_LEVEL_SPECS = {
+    1: LEVEL_SPECS[1],
+    2: dataclasses.replace(LEVEL_SPECS[2], compound_steps=1),
+    3: dataclasses.replace(LEVEL_SPECS[3], compound_steps=2),
+    4: dataclasses.replace(LEVEL_SPECS[4], compound_steps=3),
+    5: dataclasses.replace(LEVEL_SPECS[5], compound_steps=4),
+}
+# The task's versions: the level specs each draws its problems from. Version 1 is the world
+# first shipped; a run's config names its version (``task.version``), recorded with every
+# model it trains.
+TASK_VERSIONS = {1: LEVEL_SPECS, 2: HARDER_LEVEL_SPECS}
+# Compound operations ``t=((t+A)*B+C)*D``: A and C a digit or the other register, B and D
+# units (so, as with "mul", every result stays equally likely).
+COMPOUND_ADDENDS = tuple(range(1, 10))
+COMPOUND_FACTORS = (3, 7, 9)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +189,99 @@ class Operation:
             f"{label}{LABEL_CLOSING}{self.target}={restated}{values[self.target]}{self.symbol}"
             f"{operands}={self.apply(values)}"
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class CompoundOperation:
+    """``target = ((target + addend) * factor + offset) * outer``, in one step: the addend and
+    the offset are digits or the other register, the factors units. Its solution line shows
+    the operands' values and the result only (``d) x=((4+8)*7+3)*9=5``), never restated:
+    the three intermediate results are computed in the one result token."""
+
+    target: str
+    addend: int | str
+    factor: int
+    offset: int | str
+    outer: int
+
+    def _value(self, operand: int | str, values: dict[str, int]) -> int:
+        return values[operand] if isinstance(operand, str) else operand
+
+    def apply(self, values: dict[str, int]) -> int:
+        inner = values[self.target] + self._value(self.addend, values)
+        return ((inner * self.factor + self._value(self.offset, values)) * self.outer) % MODULUS
+
+    def _expression(self, target, addend, offset) -> str:
+        return f"(({target}+{addend})*{self.factor}+{offset})*{self.outer}"
+
+    @property
+    def text(self) -> str:
+        return f"{self.target}=" + self._expression(self.target, self.addend, self.offset)
+
+    def step_text(self, label: str, values: dict[str, int], restate: bool) -> str:
+        """``d) x=((4+8)*7+3)*9=5``; ``restate`` spells the operation out first, as for
+        `Operation` (the task's solutions never do)."""
+        restated = f"{self.text[len(self.target) + 1 :]}=" if restate else ""
+        expression = self._expression(
+            values[self.target],
+            self._value(self.addend, values),
+            self._value(self.offset, values),
+        )
+        return f"{label}{LABEL_CLOSING}{self.target}={restated}{expression}={self.apply(values)}"
+
+
+Step = Operation | CompoundOperation
+
+
+# -- the task's version --------------------------------------------------------------------
+
+_version_in_use: list[int] = []
+
+
+@functools.cache
+def shipped_version() -> int:
+    """The task version of the checkpoints shipped inside the package (their policy's
+    ``training.json``; 1 where it names none, or where none is shipped)."""
+    record = Path(__file__).parent / "checkpoints" / "policy" / "training.json"
+    try:
+        config = json.loads(record.read_text()).get("config", {})
+    except (OSError, ValueError):
+        return 1
+    return int((config.get("task") or {}).get("version", 1))
+
+
+def current_version() -> int:
+    """The task version problems are drawn from: the one `using_version` sets, else that of
+    the shipped checkpoints, so the shipped models are always asked their own task."""
+    return _version_in_use[-1] if _version_in_use else shipped_version()
+
+
+def _check_version(number: int) -> int:
+    if number not in TASK_VERSIONS:
+        raise ValueError(f"task version must be one of {tuple(TASK_VERSIONS)}, got {number!r}")
+    return number
+
+
+@contextlib.contextmanager
+def using_version(number: int):
+    """Within the block, problems are drawn from task version ``number`` (a pipeline run
+    uses its config's ``task.version``)."""
+    _version_in_use.append(_check_version(int(number)))
+    try:
+        yield
+    finally:
+        _version_in_use.pop()
+
+
+def config_version(config) -> int:
+    """The task version a run's config names (``task.version``; 1 in configs without it)."""
+    section = config.get("task") if hasattr(config, "get") else None
+    return _check_version(int(section.get("version", 1))) if section else 1
+
+
+def level_specs(number: int | None = None) -> dict[int, LevelSpec]:
+    """The level specs of task version ``number`` (default: `current_version()`)."""
+    return TASK_VERSIONS[_check_version(current_version() if number is None else number)]
 
 
 def question_text(start: dict[str, int], operations: list[Operation]) -> str:
@@ -200,9 +323,11 @@ def split_of(question: str) -> str:
     return SPLITS[2] if bucket == 0 else SPLITS[1] if bucket == 1 else SPLITS[0]
 
 
-def draw_problem(rng: np.random.Generator, level: int) -> Problem:
-    """One problem of ``level`` drawn from ``rng`` (any split)."""
-    spec = LEVEL_SPECS[level]
+def draw_problem(rng: np.random.Generator, level: int, version: int | None = None) -> Problem:
+    """One problem of ``level`` drawn from ``rng`` (any split), of task ``version`` (default:
+    `current_version()`)."""
+    number = current_version() if version is None else _check_version(version)
+    spec = TASK_VERSIONS[number][level]
     names = list(spec.kind_weights)
     weights = np.array([spec.kind_weights[name] for name in names], float)
     start = {name: int(rng.integers(MODULUS)) for name in REGISTERS}
@@ -221,18 +346,34 @@ def draw_problem(rng: np.random.Generator, level: int) -> Problem:
         else:
             operands = (constant,)
         operations.append(Operation(target, kind.symbol, operands))
+    if spec.compound_steps:
+        places = rng.choice(spec.num_steps, size=spec.compound_steps, replace=False)
+        for index in sorted(int(place) for place in places):
+            operations[index] = draw_compound(rng, operations[index].target)
     question = question_text(start, operations)
     restated = list(rng.random(len(operations)) < RESTATE_PROBABILITY)
+    restated = [r and isinstance(op, Operation) for r, op in zip(restated, operations, strict=True)]
     steps, answer = run(start, operations, restated)
     digest = hashlib.blake2b(question.encode(), digest_size=6).hexdigest()
+    prefix = "embedded" if number == 1 else f"embedded-v{number}"
     return Problem(
-        id=f"embedded/level{level}/{digest}",
+        id=f"{prefix}/level{level}/{digest}",
         problem=question,
         answer=str(answer),
         solution="\n".join(steps),
         subject=SUBJECT,
         level=level,
     )
+
+
+def draw_compound(rng: np.random.Generator, target: str) -> CompoundOperation:
+    """A compound operation on ``target``: its addend and offset each the other register
+    one time in ten, else a digit 1-9; its two factors units."""
+    other = REGISTERS[1 - REGISTERS.index(target)]
+    choices = [other, *COMPOUND_ADDENDS]
+    addend, offset = (choices[int(i)] for i in rng.integers(len(choices), size=2))
+    factor, outer = (int(f) for f in rng.choice(COMPOUND_FACTORS, size=2))
+    return CompoundOperation(target, addend, factor, offset, outer)
 
 
 def _check_level(level: int) -> None:
@@ -245,20 +386,25 @@ def _check_level(level: int) -> None:
 DRAW_PATIENCE = 5000 * HASH_BUCKETS
 
 
-def question_count(level: int) -> int:
+def question_count(level: int, version: int | None = None) -> int:
     """How many questions ``level`` can draw over all splits (starting values times the
     operations each step can draw): a bound no split's count can exceed."""
-    spec = LEVEL_SPECS[level]
+    spec = level_specs(version)[level]
     choices = sum(
         1 if OPERATION_KINDS[name].constants is None else len(OPERATION_KINDS[name].constants)
         for name, weight in spec.kind_weights.items()
         if weight > 0
     )
-    return MODULUS ** len(REGISTERS) * choices**spec.num_steps
+    compound = (1 + len(COMPOUND_ADDENDS)) ** 2 * len(COMPOUND_FACTORS) ** 2
+    simple_steps = spec.num_steps - spec.compound_steps
+    return MODULUS ** len(REGISTERS) * choices**simple_steps * compound**spec.compound_steps
 
 
-def problems_of_split(num: int, level: int, seed: int, split: str) -> list[Problem]:
-    """``num`` distinct problems of ``level`` from ``split``, the same for the same seed.
+def problems_of_split(
+    num: int, level: int, seed: int, split: str, version: int | None = None
+) -> list[Problem]:
+    """``num`` distinct problems of ``level`` from ``split``, the same for the same seed, of
+    task ``version`` (default: `current_version()`).
 
     Raises ValueError when ``num`` is above `question_count` (at once) or the split runs out
     of distinct problems (level 1's test split holds about fifteen hundred).
@@ -268,16 +414,17 @@ def problems_of_split(num: int, level: int, seed: int, split: str) -> list[Probl
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if num < 0:
         raise ValueError(f"num must be >= 0, got {num}")
-    if num > question_count(level):
+    number = current_version() if version is None else _check_version(version)
+    if num > question_count(level, number):
         raise ValueError(
-            f"level {level} has at most {question_count(level)} distinct problems over all "
-            f"splits; ask for fewer than {num}"
+            f"level {level} has at most {question_count(level, number)} distinct problems "
+            f"over all splits; ask for fewer than {num}"
         )
     rng = np.random.default_rng([seed, level, SPLITS.index(split)])
     problems: dict[str, Problem] = {}
     misses = 0
     while len(problems) < num:
-        problem = draw_problem(rng, level)
+        problem = draw_problem(rng, level, number)
         if split_of(problem.problem) == split and problem.problem not in problems:
             problems[problem.problem] = problem
             misses = 0
@@ -291,10 +438,12 @@ def problems_of_split(num: int, level: int, seed: int, split: str) -> list[Probl
     return list(problems.values())
 
 
-def make_problems(num: int, level: int, seed: int = 0) -> list[Problem]:
+def make_problems(num: int, level: int, seed: int = 0, version: int | None = None) -> list[Problem]:
     """``num`` fresh problems of ``level`` (1-5): from the test split, which no training
-    stage draws from, distinct from each other, and the same for the same ``seed``."""
-    return problems_of_split(num, level, seed, "test")
+    stage draws from, distinct from each other, and the same for the same ``seed``; of task
+    ``version`` (default: `current_version()`: the shipped models' task unless a run sets
+    another)."""
+    return problems_of_split(num, level, seed, "test", version)
 
 
 # -- how the world's models see a problem -------------------------------------------------
@@ -318,7 +467,14 @@ MAX_NEW_TOKENS = 128
 # -- reading problems and solutions back ----------------------------------------------------
 
 
-def parse_question(question: str) -> tuple[dict[str, int], list[Operation]]:
+COMPOUND_PATTERN = re.compile(r"([xy])=\(\(([xy])\+([xy]|\d)\)\*(\d)\+([xy]|\d)\)\*(\d)")
+
+
+def _operand(text: str) -> int | str:
+    return text if text in REGISTERS else int(text)
+
+
+def parse_question(question: str) -> tuple[dict[str, int], list[Step]]:
     """The starting registers and the operations of a question `question_text` wrote.
 
     Raises ValueError naming what does not fit the template.
@@ -331,9 +487,20 @@ def parse_question(question: str) -> tuple[dict[str, int], list[Operation]]:
     x, _, y = head.partition(QUESTION_SECOND)
     if not (x.isdigit() and y.isdigit() and applied):
         raise ValueError(f"not a question of this task: {question!r}")
-    operations = []
+    operations: list[Step] = []
     for label, item in zip(STEP_LABELS, applied.split(OPERATION_JOINER), strict=False):
         text = item.removeprefix(f"{label}{LABEL_CLOSING}")
+        compound = COMPOUND_PATTERN.fullmatch(text)
+        if compound:
+            target, inner, addend, factor, offset, outer = compound.groups()
+            if inner != target or target in (addend, offset):
+                raise ValueError(f"operation {label} of {question!r} is not of this task: {item!r}")
+            operations.append(
+                CompoundOperation(
+                    target, _operand(addend), int(factor), _operand(offset), int(outer)
+                )
+            )
+            continue
         target, symbol, operands = text[:1], text[3:4], text[4:].split("+")
         if target not in REGISTERS or text[1:3] != f"={target}" or symbol not in "+-*":
             raise ValueError(f"operation {label} of {question!r} is not of this task: {item!r}")
