@@ -5,6 +5,11 @@
 joins the other processes (none without the last three arguments), runs the study on 4 CPU
 devices of its own and writes the summary and fitted strategy table it ends with to ``OUT``
 (every process, so the test can compare them). A lost peer ends it as the commands do.
+
+    python -m tests.distributed_helpers global-mesh OUT [COORDINATOR NUM_PROCESSES PROCESS_ID]
+
+runs a tiny model on global meshes (`ttc_jax.sharding.global_mesh`) across the processes
+instead, and writes its logits and greedy tokens to ``OUT``.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ import json
 import os
 import sys
 
-# Before JAX starts: a process holds 4 devices, as a host of a pod slice holds several.
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+# Before JAX starts: a process holds 4 devices, as a host of a pod slice holds several (not
+# when a test imports this module: its process keeps the 8 devices of tests/conftest.py).
+if __name__ == "__main__":
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
 
 from ttc_jax import distributed
 
@@ -58,7 +65,66 @@ def run(workdir: str) -> tuple[dict, dict]:
     return summary, strategy_table(study, summary)
 
 
+GLOBAL_PROMPTS = ([1, 2, 3], [4, 5, 6, 7], [9, 8], [30, 31, 32, 33, 34])
+
+
+def global_mesh_run() -> dict:
+    """A tiny model's logits on a global mesh of 2 devices per process (data 1, its model
+    axis over all of them) and greedy tokens on one of every device (data 2, the model axis
+    over 2 devices of each process)."""
+    import jax
+
+    from ttc_jax.sharding import global_mesh
+
+    logits_mesh = global_mesh(1, 2 * jax.process_count(), devices=_first(2))
+    return tiny_model_outputs(logits_mesh, global_mesh(2, -1))
+
+
+def tiny_model_outputs(logits_mesh, tokens_mesh) -> dict:
+    """Logits of a few rows on one mesh, greedy tokens of `GLOBAL_PROMPTS` on another,
+    gathered to every process, with where the model's parameters lie."""
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    from tests.engine_helpers import tiny_lm
+    from ttc_jax.engine.generate import generate
+
+    lm = tiny_lm(mesh=logits_mesh)
+    tokens = np.random.RandomState(1).randint(0, 64, (3, 9))
+    # The logits' vocabulary is split over processes: gathered to every process.
+    logits = np.asarray(multihost_utils.process_allgather(lm.logits(tokens), tiled=True))
+    qkv = lm.params["layers"][0]["attn"]["qkv_proj"]
+    lm = tiny_lm(mesh=tokens_mesh)
+    samples = generate(lm, list(GLOBAL_PROMPTS), n=2, max_new_tokens=8, temperature=0)
+    return {
+        "logits": logits.tolist(),
+        "tokens": [[s.token_ids for s in row] for row in samples],
+        "qkv_processes": sorted({d.process_index for d in qkv.sharding.device_set}),
+        "qkv_spec": str(qkv.sharding.spec),
+        "mesh": dict(lm.mesh.shape),
+    }
+
+
+def _first(n: int) -> list:
+    """Each process's first ``n`` devices."""
+    import jax
+
+    return [d for p in range(jax.process_count()) for d in _local(p)[:n]]
+
+
+def _local(process: int) -> list:
+    import jax
+
+    return [d for d in jax.devices() if d.process_index == process]
+
+
 def main(argv: list[str]) -> None:
+    if argv[0] == "global-mesh":
+        if len(argv) > 2:
+            distributed.initialize(argv[2], int(argv[3]), int(argv[4]), timeout_s=60)
+        with open(argv[1], "w") as file:
+            json.dump(global_mesh_run(), file)
+        return
     workdir, out = argv[:2]
     if len(argv) > 2:
         address, count, index = argv[2], int(argv[3]), int(argv[4])

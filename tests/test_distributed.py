@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ttc_jax import distributed
@@ -236,3 +237,53 @@ def test_the_commands_refuse_bad_joining_flags_in_one_line(command, arguments, m
     )  # fmt: skip
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [message]
+
+
+# -- one mesh across the processes ---------------------------------------------------------
+
+
+def test_a_global_mesh_splits_the_model_over_processes_and_computes_what_one_process_does(
+    environment, tmp_path
+):
+    """A tiny model on `global_mesh` across 2 processes of 4 devices: its parameters span
+    both processes' devices, and every process gets the logits (data 1, the model axis over 2
+    devices of each process) and greedy tokens (4 prompts x 2 samples; data 2 within each
+    process, model 2 x 2) that one device computes alone."""
+    from tests import distributed_helpers
+    from ttc_jax.sharding import make_mesh
+
+    address = f"127.0.0.1:{free_port()}"
+    outs = [tmp_path / "out0.json", tmp_path / "out1.json"]
+    command = [sys.executable, "-m", "tests.distributed_helpers", "global-mesh"]
+    finish(
+        [
+            subprocess.Popen(
+                [*command, str(out), address, "2", str(k)],
+                cwd=ROOT,
+                env=environment,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for k, out in enumerate(outs)
+        ]
+    )
+    alone = distributed_helpers.tiny_model_outputs(make_mesh(1, 1), make_mesh(1, 1))
+    assert alone["qkv_processes"] == [0]
+    for out in outs:
+        joined = json.loads(out.read_text())
+        assert joined["mesh"] == {"data": 2, "model": 4}
+        assert joined["qkv_processes"] == [0, 1] and "'model'" in joined["qkv_spec"]
+        np.testing.assert_allclose(joined["logits"], alone["logits"], atol=1e-5)
+        assert joined["tokens"] == alone["tokens"]
+
+
+def test_a_global_mesh_needs_a_model_axis_that_splits_over_the_processes():
+    from ttc_jax.sharding import global_mesh
+
+    mesh = global_mesh(2, -1)  # one process: a plain mesh of its devices
+    assert dict(mesh.shape) == {"data": 2, "model": 4}
+    with pytest.raises(ValueError, match="covers all 8 given"):
+        global_mesh(2, 2)
+    with pytest.raises(ValueError, match="at most one mesh axis"):
+        global_mesh(-1, -1)

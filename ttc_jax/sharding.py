@@ -39,8 +39,8 @@ DEFAULT_RULES: tuple[tuple[str, str | None], ...] = (
 
 def make_mesh(data: int = 1, model: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A (data, model) mesh over the first data * model of ``devices`` (by default this
-    process's own: with several JAX processes each searches on its own devices; pass
-    ``jax.devices()`` for a mesh across every process).
+    process's own: with several JAX processes each searches on its own devices; see
+    `global_mesh` for one mesh across every process).
 
     -1 for one axis means "all devices left over by the other axis".
     """
@@ -57,6 +57,49 @@ def make_mesh(data: int = 1, model: int = 1, devices: Sequence[jax.Device] | Non
             f"{len(devices)} available"
         )
     grid = np.array(devices[: data * model]).reshape(data, model)
+    return Mesh(grid, MESH_AXES)
+
+
+def global_mesh(
+    data: int = 1, model: int = -1, devices: Sequence[jax.Device] | None = None
+) -> Mesh:
+    """A (data, model) mesh over the devices of every JAX process (by default all of
+    ``jax.devices()``), for a model larger than one host: the ``model`` axis spans the
+    processes, each holding an equal, contiguous part of it on ``model / P`` of its own
+    devices, and ``data`` lies within each process (so a batch's rows are split over each
+    host's devices and every host holds all rows). -1 for one axis means "the rest".
+
+    Every process must build the same mesh and then run the same host-side code, with the
+    same inputs, in the same order (the multi-controller model: each program runs on all of
+    them at once). Built with `jax.experimental.mesh_utils.create_hybrid_device_mesh`, the
+    processes being the slow (DCN) granule. One process gives a plain mesh of its devices.
+    """
+    from jax.experimental import mesh_utils
+
+    devices = list(jax.devices() if devices is None else devices)
+    processes = sorted({d.process_index for d in devices})
+    if data == -1 and model == -1:
+        raise ValueError("at most one mesh axis may be -1")
+    if data == -1:
+        data = len(devices) // model
+    if model == -1:
+        model = len(devices) // data
+    if data < 1 or model < 1 or data * model != len(devices):
+        raise ValueError(
+            f"a global mesh (data={data}, model={model}) needs {data * model} devices; it "
+            f"covers all {len(devices)} given"
+        )
+    if model % len(processes):
+        raise ValueError(
+            f"the model axis ({model}) must split evenly over the {len(processes)} processes "
+            "it spans"
+        )
+    per_process = [sum(d.process_index == p for d in devices) for p in processes]
+    if len(set(per_process)) > 1:
+        raise ValueError(f"processes give unequal numbers of devices: {per_process}")
+    grid = mesh_utils.create_hybrid_device_mesh(
+        (data, model // len(processes)), (1, len(processes)), devices, process_is_granule=True
+    )
     return Mesh(grid, MESH_AXES)
 
 
