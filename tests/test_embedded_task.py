@@ -1,5 +1,9 @@
-"""The embedded world's problem generator and tokenizer."""
+"""The embedded world's problem generator and tokenizer.
 
+The tests up to the harder world's are version 1's, whatever version is shipped; those after
+it draw from version 2 (`task.HARDER_LEVEL_SPECS`)."""
+
+import json
 import re
 
 import numpy as np
@@ -21,6 +25,14 @@ def apply(values, target, symbol, operand, extra) -> int:
     left, right = values[target], value_of(operand, values)
     result = {"+": left + right, "-": left - right, "*": left * right}[symbol]
     return (result + (value_of(extra, values) if extra else 0)) % 10
+
+
+@pytest.fixture(autouse=True)
+def task_version_1():
+    """Problems drawn without a version named are version 1's (the shipped models' task may
+    be another)."""
+    with task.using_version(1):
+        yield
 
 
 def solve_independently(question: str) -> int:
@@ -188,3 +200,154 @@ def test_a_wrong_attempt_is_mended_from_its_first_slip_in_its_own_wording():
 def test_a_question_not_of_the_task_is_named(question):
     with pytest.raises(ValueError, match=r"not (a question )?of this task"):
         task.parse_question(question)
+
+
+# -- task version 2, the harder world ------------------------------------------------------
+
+COMPOUND = re.compile(r"([a-j])\) ([xy])=\(\(\2\+([xy0-9])\)\*([379])\+([xy0-9])\)\*([379])")
+ANY_OPERATION = re.compile(
+    r"([a-j])\) ([xy])=(?:\(\(\2\+([xy0-9])\)\*([379])\+([xy0-9])\)\*([379])"
+    r"|\2([+*-])([xy0-9])(?:\+([xy0-9]))?)(?:,|\.)"
+)
+
+
+def solve_version_2(question: str) -> int:
+    """A version-2 answer recomputed from the question text alone."""
+    x, y = map(int, re.match(r"Let x = (\d) and y = (\d)\.", question).groups())
+    values = {"x": x, "y": y}
+    for _, target, addend, factor, offset, outer, *simple in ANY_OPERATION.findall(question):
+        if addend:
+            inner = (values[target] + value_of(addend, values)) * int(factor)
+            values[target] = (inner + value_of(offset, values)) * int(outer) % 10
+        else:
+            values[target] = apply(values, target, *simple)
+    return 10 * values["x"] + values["y"]
+
+
+@pytest.mark.parametrize("level", task.LEVELS)
+def test_harder_levels_have_compound_steps_from_level_2_on(level):
+    spec = task.HARDER_LEVEL_SPECS[level]
+    assert spec.num_steps == task.LEVEL_SPECS[level].num_steps
+    assert spec.compound_steps == level - 1
+    problems = task.make_problems(40, level, seed=1, version=2)
+    assert len({p.problem for p in problems}) == 40
+    for problem in problems:
+        assert problem.id.startswith(f"embedded-v2/level{level}/")
+        assert task.split_of(problem.problem) == "test"
+        assert len(COMPOUND.findall(problem.problem)) == spec.compound_steps
+        assert len(ANY_OPERATION.findall(problem.problem)) == spec.num_steps
+        assert len(split_steps(problem.solution, "\n")) == spec.num_steps + 1
+        assert int(problem.answer) == solve_version_2(problem.problem)
+        assert is_equiv(extract_answer(problem.solution), problem.answer)
+
+
+def test_level_1_is_the_same_in_both_versions_but_for_its_ids():
+    first, harder = task.make_problems(30, 1, seed=2), task.make_problems(30, 1, 2, version=2)
+    assert [p.problem for p in first] == [p.problem for p in harder]
+    assert [p.solution for p in first] == [p.solution for p in harder]
+    assert all(p.id.startswith("embedded/level1/") for p in first)
+
+
+def test_a_compound_step_shows_its_operands_and_result_only():
+    question = (
+        "Let x = 4 and y = 8. Working modulo 10, apply a) x=((x+y)*7+3)*9, b) y=y+5, "
+        "c) y=((y+6)*3+x)*7. What is 10x+y?"
+    )
+    start, operations = task.parse_question(question)
+    assert isinstance(operations[0], task.CompoundOperation)
+    assert task.question_text(start, operations) == question
+    steps, answer = task.run(start, operations, [False, True, False])
+    # a) ((4+8)*7+3)*9 = 87*9 = 783; c) ((3+6)*3+3)*7 = 30*7 = 210.
+    assert steps == [
+        "a) x=((4+8)*7+3)*9=3",
+        "b) y=y+5=8+5=3",
+        "c) y=((3+6)*3+3)*7=0",
+        "The answer is \\boxed{30}.",
+    ]
+    assert answer == 30 == solve_version_2(question)
+
+
+def test_version_2_solutions_never_restate_compound_steps_and_fit_the_token_budget(tmp_path):
+    tokenizer = save_tokenizer(tmp_path)
+    problems = task.make_problems(300, 5, seed=0, version=2)
+    lines = [line for p in problems for line in p.solution.splitlines()]
+    assert sum("=((" in line for line in lines) == 4 * 300
+    restated = [line for line in lines if re.search(r"=\(\([xy]\+", line)]
+    assert not restated
+    lengths = [len(tokenizer(p.solution, add_special_tokens=False)["input_ids"]) for p in problems]
+    # The longest possible: four compound lines of 20 tokens, two restated three-operand
+    # lines of 18, the answer line of 4 and <eos>: 121.
+    assert max(lengths) + 1 <= 121 <= task.MAX_NEW_TOKENS
+
+
+@pytest.mark.parametrize("level", task.LEVELS)
+def test_version_2_questions_parse_back_and_mend_their_own_references(level):
+    for problem in task.make_problems(30, level, seed=4, version=2):
+        start, operations = task.parse_question(problem.problem)
+        assert task.question_text(start, operations) == problem.problem
+        assert task.run(start, operations, [False] * len(operations))[1] == int(problem.answer)
+        assert task.solution_worded_like(problem.problem, problem.solution) == problem.solution
+
+
+def test_a_slip_in_a_compound_step_is_mended_from_there_on():
+    question = (
+        "Let x = 4 and y = 8. Working modulo 10, apply a) x=((x+y)*7+3)*9, b) y=y+x. What is 10x+y?"
+    )
+    attempt = "a) x=((4+8)*7+3)*9=5\nb) y=y+x=8+5=3\nThe answer is \\boxed{53}."
+    assert task.solution_worded_like(question, attempt) == (
+        "a) x=((4+8)*7+3)*9=3\nb) y=y+x=8+3=1\nThe answer is \\boxed{31}."
+    )
+
+
+def test_version_2_question_counts():
+    compound = 10 * 10 * 3 * 3
+    assert task.question_count(1, version=2) == task.question_count(1, version=1)
+    assert task.question_count(2, version=2) == 100 * (5 + 5 + 3 + 1 + 1 + 1) ** 2 * compound
+    assert task.question_count(5, version=2) == 100 * 19**2 * compound**4
+
+
+def test_the_version_in_use_is_the_innermost_block_and_defaults_to_the_shipped_one():
+    assert task.current_version() == 1  # the autouse fixture's block
+    with task.using_version(2):
+        assert task.current_version() == 2
+        assert task.make_problems(1, 3, seed=0)[0].id.startswith("embedded-v2/")
+        with task.using_version(1):
+            assert task.make_problems(1, 3, seed=0)[0].id.startswith("embedded/")
+        assert task.level_specs() is task.HARDER_LEVEL_SPECS
+    assert task.level_specs() is task.LEVEL_SPECS
+    with pytest.raises(ValueError, match="task version must be one of"):
+        task.make_problems(1, 1, version=3)
+    with pytest.raises(ValueError, match="task version must be one of"), task.using_version(0):
+        pass
+
+
+def test_a_models_task_version_is_read_from_its_training_record(tmp_path):
+    from ttc_jax.embedded.pipeline import package_checkpoints_dir
+
+    assert task.checkpoint_version(tmp_path) == 1  # no record: the first version
+    (tmp_path / "training.json").write_text(json.dumps({"config": {"seed": 0}}))
+    assert task.checkpoint_version(tmp_path) == 1  # a record from before versions
+    (tmp_path / "training.json").write_text(json.dumps({"config": {"task": {"version": 2}}}))
+    assert task.checkpoint_version(tmp_path) == 2
+    shipped = task.checkpoint_version(package_checkpoints_dir() / "policy")
+    assert task.shipped_version() == shipped
+
+
+def test_configs_name_their_task_version():
+    import importlib.util
+    from pathlib import Path
+
+    import ml_collections
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "embedded.py"
+    spec = importlib.util.spec_from_file_location("embedded_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    get_config = module.get_config
+
+    assert get_config().task.version == 1 and get_config("quick").task.version == 1
+    harder = get_config("harder")
+    assert harder.task.version == 2 and harder.workdir == "embedded_v2"
+    assert get_config("harder_quick").task.version == 2
+    assert task.config_version(harder) == 2
+    assert task.config_version(ml_collections.ConfigDict({"seed": 0})) == 1

@@ -238,16 +238,20 @@ Step = Operation | CompoundOperation
 _version_in_use: list[int] = []
 
 
-@functools.cache
-def shipped_version() -> int:
-    """The task version of the checkpoints shipped inside the package (their policy's
-    ``training.json``; 1 where it names none, or where none is shipped)."""
-    record = Path(__file__).parent / "checkpoints" / "policy" / "training.json"
+def checkpoint_version(folder: str | Path) -> int:
+    """The task version a model folder of the pipeline was trained on (its
+    ``training.json``'s config; 1 where it names none or has none)."""
     try:
-        config = json.loads(record.read_text()).get("config", {})
+        record = json.loads((Path(folder) / "training.json").read_text())
     except (OSError, ValueError):
         return 1
-    return int((config.get("task") or {}).get("version", 1))
+    return int((record.get("config", {}).get("task") or {}).get("version", 1))
+
+
+@functools.cache
+def shipped_version() -> int:
+    """The task version of the checkpoints shipped inside the package (their policy's)."""
+    return checkpoint_version(Path(__file__).parent / "checkpoints" / "policy")
 
 
 def current_version() -> int:
