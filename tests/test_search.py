@@ -336,16 +336,21 @@ def test_configs_search_gives_each_strategys_defaults():
         module.get_config("bfs")
 
 
-def test_batches_report_their_rounds_utilisation_and_time(policy):
+def test_batches_report_their_rounds_lanes_calls_and_time(policy):
     stats = []
     results = run(
         _config("beam"), policy, ScriptedPRM(policy), PROBLEMS, budget=4, seed=10,
         max_rows=8, on_batch=stats.append,
     )  # fmt: skip
     assert [s.questions for s in stats] == [2, 2, 1]  # 8 rows hold two questions of 4
+    generated = [r.accounting.policy_decode_tokens for r in results]
+    assert [s.generated_tokens for s in stats] == [sum(generated[:2]), sum(generated[2:4]),
+                                                   generated[4]]  # fmt: skip
     for batch in stats:
         assert batch.rounds >= 1 and batch.decode_steps >= batch.rounds
-        assert 0 < batch.utilisation <= 1
+        assert batch.device_calls >= batch.rounds and batch.verifier_calls >= 1
+        assert batch.generated_tokens <= batch.lane_steps
+        assert 0 < batch.lane_utilisation <= 1 and 0 < batch.kv_slot_utilisation <= 1
         assert batch.decode_s > 0 and batch.host_s >= 0
         assert batch.decode_s + batch.verify_s + batch.select_s <= batch.wall_s
     assert sum(r.accounting.wall_s for r in results) == pytest.approx(sum(s.wall_s for s in stats))

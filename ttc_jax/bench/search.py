@@ -4,9 +4,11 @@ token costs, where the time goes, and whether batching questions pays.
 Each cell runs one strategy over the questions twice with the same seed: a warm-up call that
 compiles its programs, then the timed call (same shapes, so nothing compiles). Reported per
 cell: wall time per generated token (the policy's decode tokens, PRM scoring included),
-verifier tokens per generated token, the slot utilisation of the decode steps (of the suffix
-slots live samples read, the share holding their tokens), and the split of the wall time into
-policy decoding, PRM scoring, selection and the host's own work. Each strategy runs with all
+verifier tokens per generated token, the lane utilisation (generated tokens per sample row
+computed in a decode step: what the search wastes), the KV-slot utilisation of the decode
+steps (of the suffix slots live samples read, the share holding their tokens), the calls that
+reach the host (decode loop and PRM), and the split of the wall time into policy decoding, PRM
+scoring, selection and the host's own work. Each strategy runs with all
 questions in one call and with one question per call.
 """
 
@@ -50,9 +52,13 @@ class SearchCell:
     ms_per_generated_token: float
     cpu_ms_per_generated_token: float
     verifier_per_generated: float
-    utilisation: float
+    lane_utilisation: float
+    kv_slot_utilisation: float
     rounds: int
+    device_calls: int
+    verifier_calls: int
     decode_steps: int
+    lane_steps: int
     decode_s: float
     verify_s: float
     select_s: float
@@ -114,9 +120,15 @@ def measure(
         ms_per_generated_token=1e3 * wall_s / max(1, generated),
         cpu_ms_per_generated_token=1e3 * cpu_s / max(1, generated),
         verifier_per_generated=verifier / max(1, generated),
-        utilisation=sum(s.utilisation * s.decode_steps for s in stats) / max(1, steps),
+        lane_utilisation=sum(s.generated_tokens for s in stats)
+        / max(1, sum(s.lane_steps for s in stats)),
+        kv_slot_utilisation=sum(s.kv_slot_utilisation * s.decode_steps for s in stats)
+        / max(1, steps),
         rounds=sum(s.rounds for s in stats),
+        device_calls=sum(s.device_calls for s in stats),
+        verifier_calls=sum(s.verifier_calls for s in stats),
         decode_steps=steps,
+        lane_steps=sum(s.lane_steps for s in stats),
         decode_s=sum(s.decode_s for s in stats),
         verify_s=sum(s.verify_s for s in stats),
         select_s=sum(s.select_s for s in stats),
@@ -151,8 +163,8 @@ def run_search_benchmark(
 def format_header() -> str:
     return (
         f"{'strategy':<18}{'q/call':>7}{'wall s':>8}{'gen tok':>9}{'ms/tok':>8}{'cpu ms':>8}"
-        f"{'ver/gen':>8}{'util':>6}{'rounds':>7}{'steps':>7}{'decode':>8}{'verify':>8}"
-        f"{'select':>8}{'host':>7}{'acc':>6}"
+        f"{'ver/gen':>8}{'lanes':>6}{'kv':>5}{'calls':>6}{'prm':>5}{'steps':>7}{'decode':>8}"
+        f"{'verify':>8}{'select':>8}{'host':>7}{'acc':>6}"
     )
 
 
@@ -162,7 +174,8 @@ def format_cell(cell: SearchCell) -> str:
         f"{cell.strategy:<18}{cell.questions_per_call:>7}{cell.wall_s:>8.1f}"
         f"{cell.generated_tokens:>9}{cell.ms_per_generated_token:>8.2f}"
         f"{cell.cpu_ms_per_generated_token:>8.2f}"
-        f"{cell.verifier_per_generated:>8.2f}{cell.utilisation:>6.2f}{cell.rounds:>7}"
+        f"{cell.verifier_per_generated:>8.2f}{cell.lane_utilisation:>6.2f}"
+        f"{cell.kv_slot_utilisation:>5.2f}{cell.device_calls:>6}{cell.verifier_calls:>5}"
         f"{cell.decode_steps:>7}{cell.decode_s:>8.1f}{cell.verify_s:>8.1f}{cell.select_s:>8.1f}"
         f"{cell.host_s:>7.1f}{accuracy:>6}"
     )

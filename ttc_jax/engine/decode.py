@@ -36,6 +36,11 @@ class Finish(enum.IntEnum):
     FROZEN = 4
 
 
+# The per-sample fields of a `DecodeState` besides the cache's suffix: a new one is added here
+# and in the class, and every operation on samples (lanes, reorder, checkpoint) moves it.
+SAMPLE_FIELDS = ("pending", "finish", "keys", "stop_state", "num_generated", "logprob")
+
+
 @struct.dataclass
 class DecodeState:
     """Everything a sample needs to continue, for B questions x N samples."""
@@ -57,6 +62,11 @@ class DecodeState:
         """[B, N] bool: the sample ended (EOS or budget) and will not be extended again."""
         return self.finish != Finish.RUNNING
 
+    def sample_fields(self) -> dict[str, jax.Array]:
+        """Every per-sample field [B, N, ...] but the cache's, by name: gathered, scattered,
+        checkpointed and rolled back together (`jax.tree.map` over this dict)."""
+        return {name: getattr(self, name) for name in SAMPLE_FIELDS}
+
 
 @struct.dataclass
 class StepOutput:
@@ -66,7 +76,18 @@ class StepOutput:
     count: jax.Array  # [B, N] int32
     finish: jax.Array  # [B, N] int32 (Finish): why the sample stopped in this call
     logprob: jax.Array  # [B, N] float32: log-probability of this call's tokens
-    steps: jax.Array  # [] int32: decode steps run (all samples advance in lock step)
+    steps: jax.Array  # [] int32: decode steps run (the lanes of a step advance in lock step)
+    lane_steps: jax.Array  # [] int32: lanes computed x decode steps, padding lanes included
+    calls: jax.Array  # [] int32: device calls of the decode loop (each one host round trip)
+
+    def sample_fields(self) -> dict[str, jax.Array]:
+        """The per-sample outputs [B, N, ...] by name (all but the step counts)."""
+        return {
+            "tokens": self.tokens,
+            "count": self.count,
+            "finish": self.finish,
+            "logprob": self.logprob,
+        }
 
     @classmethod
     def empty(cls, finish: jax.Array, hold: jax.Array, max_tokens: int) -> StepOutput:
@@ -80,6 +101,8 @@ class StepOutput:
             finish=jnp.where(hold & (finish == Finish.RUNNING), Finish.STOP, finish),
             logprob=jnp.zeros(shape, jnp.float32),
             steps=jnp.zeros((), jnp.int32),
+            lane_steps=jnp.zeros((), jnp.int32),
+            calls=jnp.zeros((), jnp.int32),
         )
 
 
@@ -113,120 +136,169 @@ def extend(
     eos_ids,
     token_limit,
     sampling_params: SamplingParams,
+    lanes: jax.Array,
+    exit_below: jax.Array,
+    settle_below: jax.Array,
     *,
     sampling: SamplingMode,
-    return_on_pause: bool = False,
     attention: str = "xla",
     rules: ShardingRules | None = None,
 ) -> tuple[DecodeState, StepOutput, jax.Array]:
-    """Extends every unfinished sample by up to ``R - out.steps`` more tokens (one while loop),
-    where ``out.tokens`` is [B, N, R].
+    """Extends the sample rows listed in ``lanes`` [L] (row ids, question major; an id of
+    B x N or more pads a lane) by up to ``R - out.steps`` more tokens in one while loop,
+    where ``out.tokens`` is [B, N, R]. Only the L lanes are computed: their per-sample fields
+    and suffixes are gathered before the loop and scattered back after it, and every
+    question's prompt is still read once per step for all its lanes.
 
     A sample stops when it completes a stop string (STOP: paused for the rest of this
     extension, resumable), emits an EOS id (EOS), reaches ``token_limit`` generated tokens in
-    total or the slot limit (LENGTH). The loop also ends when the allocated suffix is full;
-    the third result is then True if the extension should go on after `grow`. With
-    ``return_on_pause`` it also ends as soon as every sample of some question that decoded in
-    this call is paused or ended, so that a search can score that question's step while the
-    others decode on. ``attention`` and ``rules`` go to `ttc_jax.engine.kv_cache.append`.
+    total or the slot limit (LENGTH). The loop ends when no lane is live, at the token cap,
+    when fewer than ``exit_below`` lanes are live (the caller may then gather the live rows
+    into fewer lanes), when some question has lanes and none of them live while fewer than
+    ``settle_below`` lanes are (a search can then score that question's step), or when a live
+    lane's suffix is full; the third result is then True: the extension should go on after
+    `grow`. ``attention`` and ``rules`` go to `ttc_jax.engine.kv_cache.append_lanes`.
     """
     model = nnx.merge(graphdef, params)
     b, n, max_tokens = out.tokens.shape
-    capacity = state.cache.capacity
+    rows = b * n
+    safe = jnp.minimum(lanes, rows - 1)
+    question = safe // n
+    real = lanes < rows
+
+    def take(x):
+        return jnp.take(x.reshape((rows, *x.shape[2:])), safe, axis=0)
+
+    def put(x, lane_x):
+        flat = x.reshape((rows, *x.shape[2:]))
+        return flat.at[lanes].set(lane_x, mode="drop").reshape(x.shape)
+
+    lane = jax.tree.map(take, state.sample_fields())
+    # A padding lane is never live.
+    lane["finish"] = jnp.where(real, lane["finish"], Finish.LENGTH)
+    lane_out = jax.tree.map(take, out.sample_fields())
+    suffix = kv_cache.gather_lanes(state.cache, lanes)
+    # Lanes are split over the mesh as sample rows are (the partitioner is not left to guess).
+    lane, lane_out = _split_lanes((lane, lane_out), rules)
+    suffix = kv_cache.constrain_lanes(suffix, rules)
+    width = lanes.shape[0]
 
     def body(carry):
-        state, out = carry
-        paused = out.finish == Finish.STOP
-        active = ~state.finished & ~paused
-        hidden, cache = kv_cache.append(
-            model, state.cache, state.pending[..., None], active[..., None], attention, rules
+        lane, lane_out, suffix, steps, lane_steps = carry
+        active = (lane["finish"] == Finish.RUNNING) & (lane_out["finish"] != Finish.STOP)
+        hidden, suffix = kv_cache.append_lanes(
+            model, state.cache, suffix, lane["pending"][:, None], active[:, None], attention, rules
         )
-        logits = model.logits(hidden.reshape(b * n, 1, -1))[:, 0]  # [B*N, V] float32
-        step_keys = jax.vmap(jax.random.fold_in)(
-            state.keys.reshape(b * n, 2), state.num_generated.reshape(b * n)
-        )
+        logits = model.logits(hidden)[:, 0]  # [L, V] float32
+        step_keys = jax.vmap(jax.random.fold_in)(lane["keys"], lane["num_generated"])
         token = sample_tokens(logits, step_keys, sampling, sampling_params)
         token_logprob = jnp.take_along_axis(
             jax.nn.log_softmax(logits, axis=-1), token[:, None], axis=-1
         )[:, 0]
-        token = jnp.where(active, token.reshape(b, n), state.pending)
-        token_logprob = jnp.where(active, token_logprob.reshape(b, n), 0.0)
+        token = jnp.where(active, token, lane["pending"])
+        token_logprob = jnp.where(active, token_logprob, 0.0)
 
-        slot = jnp.arange(max_tokens) == out.count[..., None]
-        tokens = jnp.where(active[..., None] & slot, token[..., None], out.tokens)
-        count = out.count + active
-        num_generated = state.num_generated + active
+        slot = jnp.arange(max_tokens) == lane_out["count"][:, None]
+        tokens = jnp.where(active[:, None] & slot, token[:, None], lane_out["tokens"])
+        num_generated = lane["num_generated"] + active
         is_eos = active & jnp.isin(token, eos_ids)
-        completes = active & stop_completes[state.stop_state, token]
-        stop_state = jnp.where(active, stop_next_state[state.stop_state, token], state.stop_state)
-        at_slot_limit = cache.suffix_len >= state.slot_limit
+        completes = active & stop_completes[lane["stop_state"], token]
+        stop_state = jnp.where(
+            active, stop_next_state[lane["stop_state"], token], lane["stop_state"]
+        )
+        at_slot_limit = suffix.suffix_len >= state.slot_limit
         at_limit = active & ~is_eos & ((num_generated >= token_limit) | at_slot_limit)
-        finish = jnp.where(is_eos, Finish.EOS, out.finish)
+        finish = jnp.where(is_eos, Finish.EOS, lane_out["finish"])
         finish = jnp.where(completes & ~is_eos, Finish.STOP, finish)
         # A stop string completed on the last allowed token reports STOP for this call, but
         # the sample has ended all the same: the next call reports LENGTH and decodes nothing
         # (else it would wait at a full, ungrowable suffix for ever).
         finish = jnp.where(at_limit & ~completes, Finish.LENGTH, finish)
-        ended = jnp.where(is_eos, Finish.EOS, jnp.where(at_limit, Finish.LENGTH, state.finish))
-        state = state.replace(
-            cache=cache,
+        ended = jnp.where(is_eos, Finish.EOS, jnp.where(at_limit, Finish.LENGTH, lane["finish"]))
+        lane = dict(
             pending=token,
             finish=ended,
+            keys=lane["keys"],
             stop_state=stop_state,
             num_generated=num_generated,
-            logprob=state.logprob + token_logprob,
+            logprob=lane["logprob"] + token_logprob,
         )
-        out = StepOutput(tokens, count, finish, out.logprob + token_logprob, out.steps + 1)
-        return state, out
+        lane_out = dict(
+            tokens=tokens,
+            count=lane_out["count"] + active,
+            finish=finish,
+            logprob=lane_out["logprob"] + token_logprob,
+        )
+        return lane, lane_out, suffix, steps + 1, lane_steps + width
 
-    def live(state, out):
-        return ~state.finished & (out.finish != Finish.STOP)
+    def live(lane, lane_out):
+        return (lane["finish"] == Finish.RUNNING) & (lane_out["finish"] != Finish.STOP)
 
-    def wants_more(state, out):
-        more = (out.steps < max_tokens) & jnp.any(live(state, out))
-        if return_on_pause:
-            # Some question that decoded in this call has every sample paused or ended now:
-            # its turn to be scored. (A question held throughout decoded nothing.)
-            settled = jnp.all(state.finished | (out.finish == Finish.STOP), axis=1)
-            more &= ~jnp.any(settled & jnp.any(out.count > 0, axis=1))
-        return more
+    def wants_more(lane, lane_out, steps):
+        alive = live(lane, lane_out)
+        count = jnp.sum(alive)
+        # A question with lanes, none of them live: its step is done.
+        lanes_of = jnp.zeros((b,), jnp.int32).at[question].add(real)
+        live_of = jnp.zeros((b,), jnp.int32).at[question].add(alive)
+        settled = jnp.any((lanes_of > 0) & (live_of == 0))
+        return (
+            (steps < max_tokens)
+            & (count > 0)
+            & (count >= exit_below)
+            & ~(settled & (count < settle_below))
+        )
 
     def cond(carry):
-        state, out = carry
-        longest_live = jnp.max(jnp.where(live(state, out), state.cache.suffix_len, 0))
-        return wants_more(state, out) & (longest_live < capacity)
+        lane, lane_out, suffix, steps, _ = carry
+        longest_live = jnp.max(jnp.where(live(lane, lane_out), suffix.suffix_len, 0))
+        capacity = suffix.suffix_k[0].shape[-1]
+        return wants_more(lane, lane_out, steps) & (longest_live < capacity)
 
-    state, out = jax.lax.while_loop(cond, body, (state, out))
-    return state, out, wants_more(state, out)
+    carry = (lane, lane_out, suffix, out.steps, out.lane_steps)
+    lane, lane_out, suffix, steps, lane_steps = jax.lax.while_loop(cond, body, carry)
+    state = state.replace(
+        cache=kv_cache.scatter_lanes(state.cache, suffix),
+        **jax.tree.map(put, state.sample_fields(), lane),
+    )
+    out = out.replace(
+        **jax.tree.map(put, out.sample_fields(), lane_out),
+        steps=steps,
+        lane_steps=lane_steps,
+        calls=out.calls + 1,
+    )
+    return state, out, wants_more(lane, lane_out, steps)
+
+
+def _split_lanes(tree, rules: ShardingRules | None):
+    """Per-lane arrays [L, ...] pinned to the mesh in context, lanes split like sample rows."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or mesh.size == 1:
+        return tree
+    rules = rules or ShardingRules()
+
+    def pin(x):
+        spec = rules.spec(("batch",) + (None,) * (x.ndim - 1), x.shape, mesh)
+        return jax.lax.with_sharding_constraint(x, spec)
+
+    return jax.tree.map(pin, tree)
 
 
 @struct.dataclass
 class Checkpoint:
     """The per-sample part of a `DecodeState`: enough to undo extensions (`rollback`)."""
 
-    pending: jax.Array
-    finish: jax.Array
-    keys: jax.Array
-    stop_state: jax.Array
-    num_generated: jax.Array
-    logprob: jax.Array
+    samples: dict[str, jax.Array]  # `DecodeState.sample_fields`
     suffix_len: jax.Array
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """[B, N]: the samples it holds."""
+        return self.suffix_len.shape
 
 
 def checkpoint(state: DecodeState) -> Checkpoint:
     """Copies of the per-sample fields (the state itself is donated to later calls)."""
-    return jax.tree.map(
-        jnp.copy,
-        Checkpoint(
-            state.pending,
-            state.finish,
-            state.keys,
-            state.stop_state,
-            state.num_generated,
-            state.logprob,
-            state.cache.suffix_len,
-        ),
-    )
+    return jax.tree.map(jnp.copy, Checkpoint(state.sample_fields(), state.cache.suffix_len))
 
 
 def rollback(state: DecodeState, saved: Checkpoint, questions: jax.Array) -> DecodeState:
@@ -240,12 +312,7 @@ def rollback(state: DecodeState, saved: Checkpoint, questions: jax.Array) -> Dec
 
     return state.replace(
         cache=state.cache.replace(suffix_len=back(state.cache.suffix_len, saved.suffix_len)),
-        pending=back(state.pending, saved.pending),
-        finish=back(state.finish, saved.finish),
-        keys=back(state.keys, saved.keys),
-        stop_state=back(state.stop_state, saved.stop_state),
-        num_generated=back(state.num_generated, saved.num_generated),
-        logprob=back(state.logprob, saved.logprob),
+        **jax.tree.map(back, state.sample_fields(), saved.samples),
     )
 
 
@@ -266,19 +333,12 @@ def reorder(state: DecodeState, indices: jax.Array) -> DecodeState:
     Copies get fresh keys (folded with their new slot) so that duplicates diverge.
     """
     take = functools.partial(kv_cache.gather_samples, indices=indices)
-    keys = take(state.keys)
+    samples = jax.tree.map(take, state.sample_fields())
     slots = jnp.broadcast_to(jnp.arange(indices.shape[1]), indices.shape)
-    keys = jax.vmap(jax.random.fold_in)(keys.reshape(-1, 2), slots.reshape(-1))
-    keys = keys.reshape((*indices.shape, 2))
+    keys = jax.vmap(jax.random.fold_in)(samples["keys"].reshape(-1, 2), slots.reshape(-1))
+    samples["keys"] = keys.reshape((*indices.shape, 2))
     return DecodeState(
-        cache=kv_cache.reorder(state.cache, indices),
-        pending=take(state.pending),
-        finish=take(state.finish),
-        keys=keys,
-        stop_state=take(state.stop_state),
-        num_generated=take(state.num_generated),
-        logprob=take(state.logprob),
-        slot_limit=state.slot_limit,
+        cache=kv_cache.reorder(state.cache, indices), slot_limit=state.slot_limit, **samples
     )
 
 
@@ -293,15 +353,9 @@ def move_samples(state: DecodeState, sources: jax.Array, targets: jax.Array) -> 
         flat = flat.at[targets].set(jnp.take(flat, sources, axis=0), mode="drop")
         return flat.reshape(x.shape)
 
+    samples = jax.tree.map(move, state.sample_fields())
     moved_keys = jnp.take(state.keys.reshape(b * n, 2), sources, axis=0)
     moved_keys = jax.vmap(jax.random.fold_in)(moved_keys, targets % n)
     keys = state.keys.reshape(b * n, 2).at[targets].set(moved_keys, mode="drop")
-    return state.replace(
-        cache=kv_cache.move_rows(state.cache, sources, targets),
-        pending=move(state.pending),
-        finish=move(state.finish),
-        keys=keys.reshape(state.keys.shape),
-        stop_state=move(state.stop_state),
-        num_generated=move(state.num_generated),
-        logprob=move(state.logprob),
-    )
+    samples["keys"] = keys.reshape(state.keys.shape)
+    return state.replace(cache=kv_cache.move_rows(state.cache, sources, targets), **samples)

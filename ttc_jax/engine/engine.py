@@ -27,6 +27,9 @@ from ttc_jax.engine.selection import moved_rows, padded_indices
 from ttc_jax.engine.stopping import StopTable, build_stop_table, stop_strings
 from ttc_jax.lm import LanguageModel
 
+# Fewest lanes a decode call computes (see `lane_plan`): fewer rows hardly make a step
+# cheaper, and every lane count is another compiled program.
+MIN_LANES = 8
 # Size of the on-device EOS id list (padded with -1): a fixed shape keeps one program.
 MAX_EOS_IDS = 8
 # Fewest states of a stop automaton on device; more round up to a power of two. "\n" needs
@@ -80,7 +83,7 @@ class Engine:
         )
         self._extend = jax.jit(
             functools.partial(decode.extend, lm.graphdef, attention=attention, rules=lm.rules),
-            static_argnames=("sampling", "return_on_pause"),
+            static_argnames=("sampling",),
             donate_argnames=("state", "out"),
         )
         self._grow = jax.jit(self._grow_fn, static_argnames=("capacity",))
@@ -251,10 +254,12 @@ class Engine:
         `ttc_jax.engine.decode.extend`); ``state`` is donated (do not reuse it). Samples
         marked in ``hold`` ([questions, N] bool) stay as they are (reported as STOP). With
         ``return_on_pause`` the call returns once some question's samples are all paused or
-        ended (with one not ended).
+        ended (with one not ended) and the lanes run less than half full.
 
-        Runs the decode loop once per suffix allocation stage it crosses, growing the cache in
-        between: the host waits for the device once per stage, not once per token.
+        Each device call computes only the live rows, gathered into lanes (`lane_plan`); when
+        fewer than half the lanes are live the rows are gathered into fewer, and when a live
+        row fills its suffix the cache grows. The host waits for the device once per such
+        call, not once per token.
         """
         check_live(state, "extend")
         with jax.set_mesh(self.lm.mesh):
@@ -267,15 +272,23 @@ class Engine:
                 hold=hold,
                 return_on_pause=return_on_pause,
             )
-            params, state, out, *rest = args
+            params, state, out, *rest, lanes, exit_below, settle_below = args
             while True:
-                state, out, more = self._extend(params, state, out, *rest, **static)
-                if not bool(more):
+                state, out, more = self._extend(
+                    params, state, out, *rest, lanes, exit_below, settle_below, **static
+                )
+                if bool(more):
+                    # A live sample filled its allocation: grow, and go on with the same lanes.
+                    needed = state.cache.capacity + 1
+                    capacity = kv_cache.stage_capacity(needed, state.slot_limit, self.suffix_stage)
+                    state = self._grow(state, capacity=capacity)
+                    continue
+                live = live_rows(state, out)
+                if not live.any() or int(out.steps) >= max_tokens:
                     return state, out
-                # The loop stopped at a full suffix: a live sample filled its allocation.
-                needed = state.cache.capacity + 1
-                capacity = kv_cache.stage_capacity(needed, state.slot_limit, self.suffix_stage)
-                state = self._grow(state, capacity=capacity)
+                if return_on_pause and settled_questions(live, out).any():
+                    return state, out
+                lanes, exit_below, settle_below = lane_plan(live, return_on_pause)
 
     def extend_arguments(
         self,
@@ -288,9 +301,9 @@ class Engine:
         hold=None,
         return_on_pause: bool = False,
     ) -> tuple[tuple, dict]:
-        """Checked positional and static arguments of one call of the compiled decode loop
-        (the parameters, ``state``, a fresh output buffer, ...): `extend` runs them, tests
-        trace them."""
+        """Checked positional and static arguments of the first call of the compiled decode
+        loop (the parameters, ``state``, a fresh output buffer, ..., the lanes): `extend` runs
+        them, tests trace them."""
         check_count(max_tokens, "max_tokens")
         check_count(token_limit, "token_limit")
         sampling.check_vocab(self.lm.config.vocab_size)
@@ -307,11 +320,9 @@ class Engine:
             self.eos_ids,
             jnp.int32(token_limit),
             sampling.params(),
+            *lane_plan(live_rows(state, out), return_on_pause),
         )
-        static = {
-            "sampling": sampling.mode(self.lm.config.vocab_size),
-            "return_on_pause": bool(return_on_pause),
-        }
+        static = {"sampling": sampling.mode(self.lm.config.vocab_size)}
         return args, static
 
     def new_tokens(
@@ -416,9 +427,9 @@ class Engine:
         reorder in between); other questions' samples stay as they are. ``state`` is
         consumed."""
         check_live(state, "rollback")
-        if saved.pending.shape != state.pending.shape:
+        if saved.shape != state.pending.shape:
             raise ValueError(
-                f"a checkpoint of {saved.pending.shape} samples cannot roll back a state of "
+                f"a checkpoint of {saved.shape} samples cannot roll back a state of "
                 f"{state.pending.shape}"
             )
         mask = self._question_mask(state, questions, "questions")
@@ -467,6 +478,35 @@ class Engine:
                 jnp.asarray(np.pad(table.completes, padding)),
             )
         return self._stop_tables[stop]
+
+
+def live_rows(state: DecodeState, out: StepOutput) -> np.ndarray:
+    """[B, N] bool: the samples an extension can still advance (not ended, not paused)."""
+    return (np.asarray(state.finish) == Finish.RUNNING) & (np.asarray(out.finish) != Finish.STOP)
+
+
+def settled_questions(live: np.ndarray, out: StepOutput) -> np.ndarray:
+    """[B] bool: questions that decoded in this extension and have no live sample left."""
+    return (np.asarray(out.count).sum(axis=1) > 0) & ~live.any(axis=1)
+
+
+def lane_plan(live: np.ndarray, settle: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The lanes of one decode call for the live rows ``live`` [B, N], and when it ends.
+
+    Lanes: the live rows' ids (question major), padded to a power of two of at least
+    `MIN_LANES` with the id B x N (a lane that writes nothing), so that few programs compile.
+    The call ends when fewer than half its lanes are live (``exit_below``; not at the fewest
+    lanes, which cannot shrink) and then goes on with the live rows in fewer lanes; with
+    ``settle`` (a search scoring steps), at the smallest size, it also ends as soon as some
+    question has no live lane (``settle_below``), so that its step is scored.
+    """
+    rows = np.flatnonzero(live.reshape(-1)).astype(np.int32)
+    width = max(MIN_LANES, 1 << max(0, len(rows) - 1).bit_length())
+    lanes = np.full((width,), live.size, np.int32)
+    lanes[: len(rows)] = rows
+    exit_below = width // 2 if width > MIN_LANES else 0
+    settle_below = width + 1 if settle and width == MIN_LANES else 0
+    return jnp.asarray(lanes), jnp.int32(exit_below), jnp.int32(settle_below)
 
 
 _DEFAULT_ENGINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

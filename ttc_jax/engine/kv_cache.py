@@ -179,6 +179,67 @@ def constrain(cache: KVCache, mesh, rules: ShardingRules) -> KVCache:
     return cache.replace(**fields)
 
 
+@struct.dataclass
+class LaneSuffix:
+    """The suffix rows of L lanes, gathered from a cache for one decode call (`gather_lanes`).
+
+    A decode call computes only the sample rows that can advance: their ids are gathered into
+    L lanes, decoded there, and scattered back (`scatter_lanes`). The prefix stays in the
+    cache, one copy per question, read by every lane of that question.
+    """
+
+    rows: jax.Array  # [L] int32: the sample row of each lane; R (one past the last) pads
+    suffix_k: tuple[jax.Array, ...]  # per layer [L, K, D, S]
+    suffix_v: tuple[jax.Array, ...]  # per layer [L, K, S, D]
+    suffix_len: jax.Array  # [L] int32
+
+
+def gather_lanes(cache: KVCache, rows: jax.Array) -> LaneSuffix:
+    """The suffixes of sample rows ``rows`` [L] (a row id of R or more pads: it reads the
+    last row and writes nothing back)."""
+    safe = jnp.minimum(rows, cache.suffix_len.size - 1)
+    return LaneSuffix(
+        rows=rows,
+        suffix_k=tuple(jnp.take(x, safe, axis=0) for x in cache.suffix_k),
+        suffix_v=tuple(jnp.take(x, safe, axis=0) for x in cache.suffix_v),
+        suffix_len=jnp.take(cache.suffix_len.reshape(-1), safe),
+    )
+
+
+def constrain_lanes(lanes: LaneSuffix, rules: ShardingRules | None) -> LaneSuffix:
+    """The lanes' suffixes pinned to the mesh in context: lanes split like sample rows, heads
+    like the cache's."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or mesh.size == 1:
+        return lanes
+    rules = rules or ShardingRules()
+
+    def pin(x, axes):
+        return jax.lax.with_sharding_constraint(x, rules.spec(axes, x.shape, mesh))
+
+    return lanes.replace(
+        rows=pin(lanes.rows, ("batch",)),
+        suffix_k=tuple(pin(x, KVCache.LOGICAL_AXES["suffix_k"]) for x in lanes.suffix_k),
+        suffix_v=tuple(pin(x, KVCache.LOGICAL_AXES["suffix_v"]) for x in lanes.suffix_v),
+        suffix_len=pin(lanes.suffix_len, ("batch",)),
+    )
+
+
+def scatter_lanes(cache: KVCache, lanes: LaneSuffix) -> KVCache:
+    """``cache`` with the lanes' suffixes written back to their rows (padding lanes dropped)."""
+
+    def put(x, lane_x):
+        return x.at[lanes.rows].set(lane_x, mode="drop")
+
+    return cache.replace(
+        suffix_k=tuple(map(put, cache.suffix_k, lanes.suffix_k)),
+        suffix_v=tuple(map(put, cache.suffix_v, lanes.suffix_v)),
+        suffix_len=put(cache.suffix_len.reshape(-1), lanes.suffix_len).reshape(
+            cache.suffix_len.shape
+        ),
+    )
+
+
 def append(
     model: Transformer,
     cache: KVCache,
@@ -197,39 +258,93 @@ def append(
     `ATTENTION_IMPLEMENTATIONS`. ``rules`` (default `ShardingRules()`) says how the cache is
     split over the mesh in context; the Pallas kernel runs on each device's share.
     """
+    b, n, t = tokens.shape
+    suffix = LaneSuffix(None, cache.suffix_k, cache.suffix_v, cache.suffix_len.reshape(b * n))
+    hidden, suffix = _append_rows(
+        model, cache, suffix, tokens.reshape(b * n, t), valid.reshape(b * n, t), attention, rules
+    )
+    cache = cache.replace(
+        suffix_k=suffix.suffix_k,
+        suffix_v=suffix.suffix_v,
+        suffix_len=suffix.suffix_len.reshape(b, n),
+    )
+    return hidden.reshape(b, n, t, -1), cache
+
+
+def append_lanes(
+    model: Transformer,
+    cache: KVCache,
+    lanes: LaneSuffix,
+    tokens,
+    valid,
+    attention: str = "xla",
+    rules: ShardingRules | None = None,
+) -> tuple[jax.Array, LaneSuffix]:
+    """`append` for the rows gathered in ``lanes``: tokens and ``valid`` are [L, T]; the
+    prefix is read from ``cache`` (one copy per question), the suffixes from the lanes.
+    Returns hidden states [L, T, E] and the lanes' new suffixes."""
+    return _append_rows(model, cache, lanes, tokens, valid, attention, rules)
+
+
+def _append_rows(model, cache: KVCache, suffix: LaneSuffix, tokens, valid, attention, rules):
+    """The body of `append` and `append_lanes` over R' rows: every sample row of the cache in
+    order (``suffix.rows`` None), or the lanes listed in ``suffix.rows``.
+
+    The prefix part of attention runs on the grid of every question's N samples, so that each
+    prompt is read once for all its samples: lanes scatter their queries into that grid (rows
+    without a lane hold zeros) and gather their pieces back.
+    """
     if attention not in ATTENTION_IMPLEMENTATIONS:
         raise ValueError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {attention!r}")
-    b, n, t = tokens.shape
-    r = b * n
+    r, t = tokens.shape
+    num_questions = cache.prefix_len.shape[0]
+    grid_rows = cache.suffix_len.size  # B x N sample rows
+    samples = grid_rows // num_questions
+    rows = suffix.rows
     fused = attention == "pallas" and t == 1
-    start = cache.suffix_len.reshape(r)  # [R]: each row's first new slot
-    slots = start[:, None] + jnp.arange(t)  # [R, T]
-    positions = cache.prefix_len[:, None, None] + cache.suffix_len[:, :, None] + jnp.arange(t)
-    # [R, 1, 1, T, S]: the query at slot start + i sees its row's slots up to its own.
-    suffix_mask = (jnp.arange(cache.capacity) <= slots[:, :, None])[:, None, None]
+    start = suffix.suffix_len  # [R']: each row's first new slot
+    slots = start[:, None] + jnp.arange(t)  # [R', T]
+    question = (jnp.arange(r) if rows is None else jnp.minimum(rows, grid_rows - 1)) // samples
+    prefix_len = cache.prefix_len[question]  # [R']
+    positions = prefix_len[:, None] + slots  # [R', T]
+    capacity = suffix.suffix_k[0].shape[-1] if suffix.suffix_k else 0
+    # [R', 1, 1, T, S]: the query at slot start + i sees its row's slots up to its own.
+    suffix_mask = (jnp.arange(capacity) <= slots[:, :, None])[:, None, None]
     prefix_mask = cache.prefix_valid[:, None, None, :]  # [B, 1, 1, P]
-    rows = jnp.arange(r)[:, None]
-    new_k, new_v = list(cache.suffix_k), list(cache.suffix_v)
+    row_ids = jnp.arange(r)[:, None]
+    new_k, new_v = list(suffix.suffix_k), list(suffix.suffix_v)
     piece = _piece_per_device(rules or ShardingRules()) if fused else None
     cfg = model.config
-    starts = {
-        window: _window_starts(cache, positions, window)
-        for window in {cfg.window(i) for i in range(cfg.num_layers)} - {None}
-    }
+
+    def to_grid(x):
+        """[R', ...] per row -> [B * N, ...] per sample row of the grid (zeros without a lane)."""
+        if rows is None:
+            return x
+        return jnp.zeros((grid_rows, *x.shape[1:]), x.dtype).at[rows].set(x, mode="drop")
+
+    def from_grid(x):
+        return x if rows is None else jnp.take(x, jnp.minimum(rows, grid_rows - 1), axis=0)
+
+    starts = {}
+    for window in {cfg.window(i) for i in range(cfg.num_layers)} - {None}:
+        prefix_start, suffix_start = _window_starts(cache, positions, prefix_len, window)
+        starts[window] = (to_grid(prefix_start).reshape(num_questions, samples, t), suffix_start)
 
     def attend(layer, q, k, v):
         kv_heads, head_dim = k.shape[-2], k.shape[-1]
         group = q.shape[2] // kv_heads
-        # New keys and values [R, T, K, D] scattered to each row's slots (in place on a
+        # New keys and values [R', T, K, D] scattered to each row's slots (in place on a
         # donated cache); slots past the capacity (padding only) are dropped.
-        new_k[layer] = new_k[layer].at[rows, :, :, slots].set(k, mode="drop")
-        new_v[layer] = new_v[layer].at[rows, :, slots, :].set(v, mode="drop")
+        new_k[layer] = new_k[layer].at[row_ids, :, :, slots].set(k, mode="drop")
+        new_v[layer] = new_v[layer].at[row_ids, :, slots, :].set(v, mode="drop")
         grouped = q.reshape(r, t, kv_heads, group, head_dim)
         window_starts = starts.get(cfg.window(layer))
         if fused:
-            parts = _fused_parts(
-                piece, grouped, cache, new_k[layer], new_v[layer], layer, start, window_starts
-            )
+            prefix = _fused_prefix(piece, to_grid(grouped), cache, layer, window_starts)
+            parts = [
+                tuple(from_grid(x) for x in prefix),
+                _fused_suffix(piece, grouped, new_k[layer], new_v[layer], start, window_starts),
+            ]
         else:
             layer_prefix_mask, layer_suffix_mask = prefix_mask, suffix_mask
             if window_starts is not None:
@@ -238,43 +353,42 @@ def append(
                     prefix_start, group, cache.prefix_valid.shape[1]
                 )
                 layer_suffix_mask = suffix_mask & (
-                    jnp.arange(cache.capacity) >= suffix_start[:, None, None, :, None]
+                    jnp.arange(capacity) >= suffix_start[:, None, None, :, None]
                 )
+            prefix = _prefix_part(
+                to_grid(grouped), cache.prefix_k[layer], cache.prefix_v[layer], layer_prefix_mask
+            )
             parts = [
-                _prefix_part(
-                    grouped, cache.prefix_k[layer], cache.prefix_v[layer], layer_prefix_mask
-                ),
+                tuple(from_grid(x) for x in prefix),
                 _suffix_part(grouped, new_k[layer], new_v[layer], layer_suffix_mask),
             ]
-        out = merge_partials(parts)  # [R, K, G * T, D]
+        out = merge_partials(parts)  # [R', K, G * T, D]
         out = out.reshape(r, kv_heads, group, t, head_dim).transpose(0, 3, 1, 2, 4)
         return out.reshape(r, t, -1, head_dim).astype(q.dtype)
 
-    hidden = model.run_layers(
-        tokens.reshape(r, t), positions.reshape(r, t).astype(jnp.int32), attend
-    )
-    cache = cache.replace(
+    hidden = model.run_layers(tokens, positions.astype(jnp.int32), attend)
+    suffix = suffix.replace(
         suffix_k=tuple(new_k),
         suffix_v=tuple(new_v),
-        suffix_len=cache.suffix_len + jnp.sum(valid, axis=-1).astype(jnp.int32),
+        suffix_len=suffix.suffix_len + jnp.sum(valid, axis=-1).astype(jnp.int32),
     )
-    return hidden.reshape(b, n, t, -1), cache
+    return hidden, suffix
 
 
-def _window_starts(cache: KVCache, positions, window: int):
+def _window_starts(cache: KVCache, positions, prefix_len, window: int):
     """The first prefix slot and the first suffix slot each query may read on a layer with
     this window: keys at positions after ``query position - window``.
 
-    ``positions`` [B, N, T] are the queries'. Prefix slot p holds position
+    ``positions`` [R', T] are the queries' (of rows whose prompts hold ``prefix_len`` [R']
+    tokens). Prefix slot p holds position
     ``p - (P - prefix_len)`` (prompts are left-padded), suffix slot s position
-    ``prefix_len + s``. Returns ([B, N, T], [R, T]) int32.
+    ``prefix_len + s``. Returns ([R', T], [R', T]) int32.
     """
-    b, n, t = positions.shape
     lowest = positions - window + 1  # the earliest position a query sees
-    padding = (cache.prefix_valid.shape[1] - cache.prefix_len)[:, None, None]
+    padding = (cache.prefix_valid.shape[1] - prefix_len)[:, None]
     prefix_start = lowest + padding
-    suffix_start = lowest - cache.prefix_len[:, None, None]
-    return prefix_start.astype(jnp.int32), suffix_start.reshape(b * n, t).astype(jnp.int32)
+    suffix_start = lowest - prefix_len[:, None]
+    return prefix_start.astype(jnp.int32), suffix_start.astype(jnp.int32)
 
 
 def _query_starts(prefix_start, group: int):
@@ -350,16 +464,14 @@ def _interpreted(mesh) -> bool:
     return (jax.default_backend() if device is None else device.platform) == "cpu"
 
 
-def _fused_parts(piece, grouped, cache: KVCache, suffix_k, suffix_v, layer, start, window_starts):
-    """Both pieces of a one-token step from the fused kernel: only written slots are read
-    (``start`` [R]: each row's slot of this step's token), and on a sliding layer
-    (``window_starts`` from `_window_starts`) none before a query's window."""
-    r, _, _, group, _ = grouped.shape
-    prefix_first = suffix_first = None
+def _fused_prefix(piece, grouped, cache: KVCache, layer, window_starts):
+    """The prefix piece of a one-token step from the fused kernel, for the grid's queries
+    ``grouped`` [B * N, 1, K, G, D]; on a sliding layer (``window_starts`` from
+    `_window_starts`) no slot before a query's window is read. Pieces [B * N, K, G, ...]."""
+    rows, _, _, group, _ = grouped.shape
+    prefix_first = None
     if window_starts is not None:
-        prefix_start, suffix_start = window_starts
-        prefix_first = _query_starts(prefix_start, group)
-        suffix_first = jnp.broadcast_to(suffix_start, (r, group))  # one token: T = 1
+        prefix_first = _query_starts(window_starts[0], group)
     prefix = piece(
         _prefix_queries(grouped, cache.prefix_len.shape[0]),
         cache.prefix_k[layer],
@@ -368,15 +480,25 @@ def _fused_parts(piece, grouped, cache: KVCache, suffix_k, suffix_v, layer, star
         cache.prefix_valid.shape[1],
         prefix_first,
     )
-    suffix = piece(
+    return tuple(_prefix_rows(x, rows) for x in prefix)
+
+
+def _fused_suffix(piece, grouped, suffix_k, suffix_v, start, window_starts):
+    """The suffix piece of a one-token step from the fused kernel: only written slots are read
+    (``start`` [R']: each row's slot of this step's token)."""
+    r, _, _, group, _ = grouped.shape
+    suffix_first = None
+    if window_starts is not None:
+        suffix_first = jnp.broadcast_to(window_starts[1], (r, group))  # one token: T = 1
+    capacity = suffix_k.shape[-1]
+    return piece(
         _suffix_queries(grouped),
         suffix_k,
         suffix_v,
-        jnp.arange(cache.capacity) <= start[:, None],
+        jnp.arange(capacity) <= start[:, None],
         jnp.max(start) + 1,
         suffix_first,
     )
-    return [tuple(_prefix_rows(x, r) for x in prefix), suffix]
 
 
 def _prefix_part(grouped, keys, values, mask):

@@ -115,18 +115,28 @@ class TokenCounts:
 
 @dataclasses.dataclass(frozen=True)
 class BatchStats:
-    """How one batch of a search spent its time (for benchmarks and progress)."""
+    """How one batch of a search spent its time and its rows (for benchmarks and progress)."""
 
     questions: int
     wall_s: float
-    rounds: int  # decode calls
+    rounds: int  # the search's decode calls (each may run several device calls)
+    device_calls: int  # calls of the compiled decode loop: a host round trip each
+    verifier_calls: int  # the PRM's scoring calls: a host round trip each
     decode_steps: int
+    lane_steps: int  # sample rows computed x decode steps, padding lanes included
+    generated_tokens: int
     # Of the suffix slots live samples read per decode step, the share holding their tokens
     # (the rest is allocation not yet written), weighted by decode steps.
-    utilisation: float
+    kv_slot_utilisation: float
     decode_s: float  # waiting on the policy's decode calls
     verify_s: float  # waiting on the verifier
     select_s: float  # dispatching reorders, freezes, checkpoints and rollbacks
+
+    @property
+    def lane_utilisation(self) -> float:
+        """Generated tokens per row computed in a decode step: 1 when every row computed adds
+        a token; what the search wastes when it is below."""
+        return self.generated_tokens / max(1, self.lane_steps)
 
     @property
     def host_s(self) -> float:

@@ -54,6 +54,8 @@ class Round:
     finish: np.ndarray  # [Q, N] Finish values after the call (held slots: STOP)
     tokens: np.ndarray  # [Q, N] tokens each slot added
     steps: int  # decode steps the call ran
+    lane_steps: int  # sample rows computed x decode steps
+    device_calls: int  # calls of the compiled decode loop
 
 
 class SearchState:
@@ -98,7 +100,9 @@ class SearchState:
         # work runs ahead and is waited for by the next decode).
         self.seconds = {"decode": 0.0, "verify": 0.0, "select": 0.0}
         self.rounds = 0  # decode calls
-        self.row_steps = 0  # sample rows x decode steps (all rows compute in every step)
+        self.device_calls = 0  # calls of the compiled decode loop (several per decode call)
+        self.verifier_calls = 0
+        self.lane_steps = 0  # sample rows computed x decode steps (padding lanes included)
         self.generated = 0
 
     @contextlib.contextmanager
@@ -140,21 +144,22 @@ class SearchState:
             self.counts[q].decode += sum(len(ids) for ids in samples)
             tokens[q] = [len(ids) for ids in samples]
             texts.append([self.engine.text_of(ids) if ids else None for ids in samples])
-        round_ = Round(texts, finish, tokens, int(out.steps))
+        round_ = Round(texts, finish, tokens, int(out.steps), int(out.lane_steps), int(out.calls))
         self._account(round_, live)
         self._absorb(round_)
         return round_
 
     def _account(self, round_: Round, live: np.ndarray) -> None:
-        """Utilisation of the call: of the suffix slots the live samples read in each step,
-        the share holding their tokens; and the share of sample rows that added a token."""
+        """What the call computed: decode steps and device calls, rows computed x steps
+        against tokens generated (lane utilisation), and the KV-slot utilisation: of the
+        suffix slots the live samples read in each step, the share holding their tokens."""
         self.rounds += 1
+        self.device_calls += round_.device_calls
         cache = self.policy.cache
         lengths = np.asarray(cache.suffix_len)[: self.num_questions, : self.num_samples]
         read = max(1, int(live.sum()) * cache.capacity)
-        rows = self.num_questions * self.num_samples
         self.utilisation.append((float(lengths[live].sum()) / read, round_.steps))
-        self.row_steps += rows * round_.steps
+        self.lane_steps += round_.lane_steps
         self.generated += int(round_.tokens.sum())
 
     def _absorb(self, round_: Round) -> None:
@@ -210,6 +215,7 @@ class SearchState:
         ]
         with self._timed("verify"):
             self.verifier, scores = self.prm.score_steps(self.verifier, padded)
+        self.verifier_calls += 1
         scores = [row[: self.num_samples] for row in scores]
         if keep:
             for q in range(self.num_questions):

@@ -1,0 +1,88 @@
+"""Lanes: a decode call computes only the rows that can advance, and a sample does not change
+with the lanes it runs in."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests import engine_helpers
+from ttc_jax.engine import Engine, Finish, SamplingConfig
+from ttc_jax.engine.engine import MIN_LANES, lane_plan
+
+SAMPLING = SamplingConfig(temperature=1.0)
+
+
+def _start(engine, num_prompts, samples, capacity=64, seed=0):
+    prompts = engine_helpers.prompts(21, [6 + 2 * i for i in range(num_prompts)])
+    return engine.start(engine.layout(prompts), samples, capacity, seed=seed)
+
+
+def test_lane_plan_lists_the_live_rows_and_pads_to_a_power_of_two():
+    live = np.zeros((4, 8), bool)
+    live[1, [0, 3]] = live[3, 7] = True
+    lanes, exit_below, settle_below = lane_plan(live, settle=True)
+    assert np.asarray(lanes).tolist() == [8, 11, 31] + [32] * (MIN_LANES - 3)
+    assert int(exit_below) == 0  # the fewest lanes cannot shrink
+    assert int(settle_below) == MIN_LANES + 1  # so a settled question ends the call
+    live[:] = True
+    live[0, 0] = False
+    lanes, exit_below, settle_below = lane_plan(live, settle=False)
+    assert len(lanes) == 32 and int(np.asarray(lanes)[-1]) == 32  # 31 rows and one pad
+    assert int(exit_below) == 16 and int(settle_below) == 0
+
+
+def test_held_questions_cost_no_lanes_and_stay_as_they_were():
+    lm = engine_helpers.tiny_lm()
+    engine = Engine(lm)
+    state = _start(engine, 4, 8)
+    hold = np.ones((4, 8), bool)
+    hold[2] = False  # one question of four decodes
+    state, out = engine.extend(
+        state, max_tokens=6, token_limit=64, sampling=SAMPLING, stop="\n", hold=hold
+    )
+    steps, lane_steps = int(out.steps), int(out.lane_steps)
+    # 8 lanes a step, not the 32 rows of the batch.
+    assert lane_steps == MIN_LANES * steps and steps > 0
+    count = np.asarray(out.count)
+    assert count[2].sum() > 0 and not count[hold].any()
+    assert (np.asarray(state.cache.suffix_len)[hold] == 0).all()
+    assert (np.asarray(out.finish)[hold] == Finish.STOP).all()
+
+
+def test_ended_rows_leave_the_lanes():
+    """Samples that end early stop costing lanes: the rows still live are gathered into fewer
+    lanes, so rows computed x steps fall well below every row at every step."""
+    # Every newline id ends a sample: most end within 40 tokens, at different steps.
+    lm = engine_helpers.tiny_lm(eos_token_ids=(5, 13, 21, 29, 37, 45, 53, 61))
+    engine = Engine(lm)
+    state = _start(engine, 4, 8)
+    state, out = engine.extend(state, max_tokens=40, token_limit=40, sampling=SAMPLING)
+    count = np.asarray(out.count)
+    rows = count.size
+    assert int(out.lane_steps) < rows * int(out.steps)
+    # Every lane-step is a token, save padding and the lanes of rows that ended mid-call.
+    assert int(out.lane_steps) >= count.sum()
+    assert int(out.calls) > 1  # gathered again as rows ended
+
+
+@pytest.mark.parametrize("held", [0, 1, 3])
+def test_a_sample_is_the_same_whatever_else_decodes(held):
+    """A question's samples are the same tokens whether the other questions decode beside it
+    (many lanes) or are held (few lanes)."""
+    lm = engine_helpers.tiny_lm()
+
+    def run(hold_others):
+        engine = Engine(lm)
+        state = _start(engine, 4, 8, seed=5)
+        hold = np.zeros((4, 8), bool)
+        hold[[q for q in range(4) if q != held]] = hold_others
+        state, out = engine.extend(
+            state, max_tokens=12, token_limit=64, sampling=SAMPLING, hold=hold
+        )
+        return engine.new_tokens(out, 4)[held], np.asarray(out.logprob)[held]
+
+    alone_tokens, alone_logprob = run(True)
+    together_tokens, together_logprob = run(False)
+    assert alone_tokens == together_tokens
+    np.testing.assert_allclose(alone_logprob, together_logprob, rtol=1e-5)
