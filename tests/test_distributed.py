@@ -239,6 +239,19 @@ def test_the_commands_refuse_bad_joining_flags_in_one_line(command, arguments, m
     assert done.stderr.strip().splitlines() == [message]
 
 
+def test_ttc_bench_refuses_the_joining_flags_in_one_line(capsys):
+    from ttc_jax.cli import bench
+
+    for arguments in (["decode", "--num_processes=2"], ["search", "--distributed"]):
+        with pytest.raises(SystemExit) as exit_:
+            bench.main(arguments)
+        flag = arguments[1].split("=")[0]
+        assert exit_.value.code == (
+            f"ttc-bench: a benchmark times one process's devices; {flag} is for ttc-study and "
+            "ttc-train (run ttc-bench on one host)"
+        )
+
+
 # -- one mesh across the processes ---------------------------------------------------------
 
 

@@ -6,6 +6,10 @@
 decode loop and with transformers' ``generate``, same shape and same random weights, and
 prints tokens/s, the ratios, KV bytes held and the share of the memory-bandwidth roofline.
 Results are recorded in docs/benchmarks.md.
+
+Every benchmark times one process's devices, so the joining flags of the multi-process
+commands (``--coordinator_address``, ``--num_processes``, ``--process_id``,
+``--distributed``) are refused in one line: run ``ttc-bench`` on one host (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -372,7 +376,21 @@ def run_search(args: argparse.Namespace) -> None:
         args.json.write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
 
 
+JOINING_FLAGS = ("--coordinator_address", "--num_processes", "--process_id", "--distributed")
+
+
+def refuse_joining(argv: list[str]) -> None:
+    """Exits in one line if ``argv`` holds a joining flag (see the module docstring)."""
+    given = [arg.split("=", 1)[0] for arg in argv if arg.split("=", 1)[0] in JOINING_FLAGS]
+    if given:
+        sys.exit(
+            f"ttc-bench: a benchmark times one process's devices; {', '.join(given)} is for "
+            "ttc-study and ttc-train (run ttc-bench on one host)"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
+    refuse_joining(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     # JAX would otherwise reserve most of the GPU at start-up, leaving torch nothing.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
