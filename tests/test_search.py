@@ -303,7 +303,27 @@ def test_bad_prms_and_problems_fail_before_any_compute():
     prm.format = build_format("ttc_value", larger)
     with pytest.raises(ValueError, match=r"the PRM's tokenizer has \d+ tokens, more than its"):
         run(_config("beam"), policy, prm, PROBLEMS, budget=4)
+    with pytest.raises(ValueError, match="grader must be callable as grader"):
+        run(_config("majority"), policy, None, PROBLEMS, budget=2, grader="is_equiv")
     assert default_engine(policy)._start._cache_size() == 0
+
+
+def test_the_search_grades_with_the_grader_it_is_given(policy):
+    """`run` holds no task of its own: correctness is the given grader's verdict, called with
+    the chosen answer and the gold one."""
+    calls = []
+
+    def grader(answer, gold):
+        calls.append((answer, gold))
+        return answer is not None
+
+    default = run(_config("majority"), policy, None, PROBLEMS, budget=4, seed=9)
+    graded = run(_config("majority"), policy, None, PROBLEMS, budget=4, seed=9, grader=grader)
+    assert [(r.answer, p.answer) for r, p in zip(graded, PROBLEMS, strict=True)] == calls
+    assert [r.correct for r in graded] == [r.answer is not None for r in graded]
+    assert [r.correct for r in default] == [is_equiv(r.answer, p.answer)
+                                            for r, p in zip(default, PROBLEMS, strict=True)]  # fmt: skip
+    assert [r.answer for r in default] == [r.answer for r in graded]
 
 
 def test_unfinished_candidates_are_never_chosen(policy):

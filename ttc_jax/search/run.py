@@ -37,6 +37,7 @@ def run(
     engine: Engine | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
     on_batch: Callable[[BatchStats], None] | None = None,
+    grader: Callable[[str | None, str], bool] = is_equiv,
 ) -> list[SearchResult]:
     """Runs ``strategy`` (see `ttc_jax.search.configs.strategy_config`) at ``budget`` N on
     every problem; returns one `SearchResult` per problem, in order.
@@ -46,11 +47,15 @@ def run(
     voting; for revisions ``lm`` is the revision model and ``prm`` its verifier. ``seed``
     with each problem's prompt sets its samples. Bad input is an error before any compute.
     ``on_batch`` receives each batch's `BatchStats` as it finishes (progress, benchmarks).
+    ``grader(answer, gold)`` says whether a chosen answer (None: no answer) is right (default:
+    MATH's `is_equiv`); the search itself holds no task-specific code.
     """
     check_strategy(strategy, budget, prm is not None)
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
         raise ValueError(f"max_rows must be an integer >= 1 (sample rows a call), got {max_rows!r}")
     problems = _check_problems(problems)
+    if not callable(grader):
+        raise ValueError(f"grader must be callable as grader(answer, gold), got {grader!r}")
     if lm.tokenizer is None:
         raise ValueError("search needs a policy with a tokenizer")
     if prm is not None:
@@ -70,7 +75,7 @@ def run(
         outcomes, searches = search(strategy, engine, prm, prompter, batch, budget, seed)
         wall_s = time.perf_counter() - began
         results.extend(
-            _result(strategy, budget, problem, outcome, lm, prm, wall_s / len(batch))
+            _result(strategy, budget, problem, outcome, lm, prm, wall_s / len(batch), grader)
             for problem, outcome in zip(batch, outcomes, strict=True)
         )
         if on_batch is not None:
@@ -106,10 +111,10 @@ _SEARCHES = {
 }
 
 
-def _result(strategy, budget, problem: Problem, outcome: Outcome, lm, prm, wall_s):
+def _result(strategy, budget, problem: Problem, outcome: Outcome, lm, prm, wall_s, grader):
     chosen = None if outcome.chosen is None else outcome.candidates[outcome.chosen]
     answer = None if chosen is None else chosen.answer
-    correct = None if not problem.answer else is_equiv(answer, problem.answer)
+    correct = None if not problem.answer else bool(grader(answer, problem.answer))
     accounting = outcome.counts.accounting(
         generations(strategy, budget),
         lm.config,

@@ -20,13 +20,15 @@ slots or has nothing live, or after ``max_rounds`` rounds; beams still live then
 candidates that never finished, so they are never chosen. The answer is chosen over the
 pool by ``config.selection`` (best-of-N weighted by default).
 
-Questions keep their own rounds. A device call decodes until some question has every live
-slot at its step's end (or ``tokens_per_call`` tokens); a slot that reaches its step's end
-waits (held) until every live slot of its question has, and then that question alone is
-scored, selects and goes on, while the others keep decoding. Samples of a question therefore
-wait for the longest step among its own slots, not for the longest in the batch, and a
-question's result does not depend on the others. The host runs once per decode call and once
-per question's round, never per token.
+Questions keep their own rounds. A slot that reaches its step's end waits (held) until every
+live slot of its question has, and then that question alone is scored, selects and goes on,
+while the others keep decoding; a held or ended slot costs no decode work (the engine decodes
+only live rows, gathered into lanes). A decode call returns once some question has every live
+slot at its step's end and the lanes run less than half full (or after ``tokens_per_call``
+tokens); every question ready by then is scored in one PRM call. Samples of a question
+therefore wait for the longest step among its own slots, not for the longest in the batch,
+and a question's result does not depend on the others. The host runs once per decode call
+and once per round of ready questions, never per token.
 """
 
 from __future__ import annotations
