@@ -321,8 +321,10 @@ def test_the_search_grades_with_the_grader_it_is_given(policy):
     graded = run(_config("majority"), policy, None, PROBLEMS, budget=4, seed=9, grader=grader)
     assert [(r.answer, p.answer) for r, p in zip(graded, PROBLEMS, strict=True)] == calls
     assert [r.correct for r in graded] == [r.answer is not None for r in graded]
-    assert [r.correct for r in default] == [is_equiv(r.answer, p.answer)
-                                            for r, p in zip(default, PROBLEMS, strict=True)]  # fmt: skip
+    golds = [p.answer for p in PROBLEMS]
+    assert [r.correct for r in default] == [
+        is_equiv(r.answer, gold) for r, gold in zip(default, golds, strict=True)
+    ]
     assert [r.answer for r in default] == [r.answer for r in graded]
 
 
