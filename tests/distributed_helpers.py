@@ -105,6 +105,27 @@ def tiny_model_outputs(logits_mesh, tokens_mesh) -> dict:
     }
 
 
+def shipped_world(workdir) -> None:
+    """A quick-mode ``ttc-train`` work directory whose training stages are done with the
+    package's shipped models (no training in tests), so its sampling stages and evaluation
+    are left to run."""
+    import shutil
+
+    from tests.study_helpers import load_config
+    from ttc_jax.embedded.pipeline import CHECKPOINT_STAGES, package_checkpoints_dir
+    from ttc_jax.embedded.workspace import Workspace
+
+    config = load_config("embedded", "quick")
+    config.workdir = str(workdir)
+    ws = Workspace(config, "shipped")
+    ws.write_tokenizer()
+    for name, stage in CHECKPOINT_STAGES.items():
+        shutil.copytree(package_checkpoints_dir() / name, ws.model_dir(stage))
+        shutil.copytree(package_checkpoints_dir() / name, ws.export_dir / name)
+    for stage in ("data", *CHECKPOINT_STAGES.values(), "export"):
+        ws.mark_done(stage, 0)
+
+
 def _first(n: int) -> list:
     """Each process's first ``n`` devices."""
     import jax

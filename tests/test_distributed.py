@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -226,7 +227,7 @@ def test_nothing_to_join_is_one_process():
         (
             "ttc-solve",
             ["--num_processes=2", "--question=1+1"],
-            "ttc-solve: runs as one process for now; --num_processes is for ttc-study",
+            "ttc-solve: runs as one process; --num_processes is for ttc-study and ttc-train",
         ),
     ],
 )
@@ -300,3 +301,77 @@ def test_a_global_mesh_needs_a_model_axis_that_splits_over_the_processes():
         global_mesh(2, 2)
     with pytest.raises(ValueError, match="at most one mesh axis"):
         global_mesh(-1, -1)
+
+
+# -- ttc-train on several processes --------------------------------------------------------
+
+SAMPLING_STAGES = ("prm_labels", "revision_data", "verifier_data")
+PIPES = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+
+
+def train_processes(environment, workdir, count: int, *overrides: str) -> list[subprocess.Popen]:
+    """``ttc-train`` in quick mode on ``workdir`` as ``count`` joined processes (one alone);
+    ``overrides[k]``, if given, is added to process k's command."""
+    address = f"127.0.0.1:{free_port()}"
+    command = [
+        sys.executable, "-m", "ttc_jax.cli.train", "--config=configs/embedded.py:quick",
+        f"--config.workdir={workdir}", "--config.max_new_tokens=8",
+        "--config.evaluate.questions_per_level=1", "--config.evaluate.revision_length=1",
+    ]  # fmt: skip
+    children = []
+    for k in range(count):
+        extra = [overrides[k]] if k < len(overrides) and overrides[k] else []
+        if count > 1:
+            extra += [f"--coordinator_address={address}", f"--num_processes={count}"]
+            extra.append(f"--process_id={k}")
+        children.append(subprocess.Popen([*command, *extra], cwd=ROOT, env=environment, **PIPES))
+    return children
+
+
+def evaluation(workdir: Path) -> str:
+    """evaluation.json without what differs between runs (the command and its seconds)."""
+    report = json.loads((workdir / "export" / "evaluation.json").read_text())
+    report.pop("command"), report.pop("seconds")
+    return json.dumps(report)
+
+
+@pytest.mark.slow
+def test_ttc_train_on_two_processes_writes_what_one_process_writes(environment, tmp_path):
+    """The sampling stages and the evaluation of a quick run (the shipped models standing in
+    for its trained ones) on 2 processes: process 0 writes the same chunk files, byte for
+    byte, and the same evaluation.json as one process; process 1 writes nothing of its own
+    and leaves no scratch folder."""
+    from tests.distributed_helpers import shipped_world
+
+    alone, joined = tmp_path / "alone", tmp_path / "joined"
+    for workdir in (alone, joined):
+        shipped_world(workdir)
+    finish(train_processes(environment, alone, 1))
+    scratch = set(Path(tempfile.gettempdir()).glob("ttc-train-process1-*"))
+    finish(train_processes(environment, joined, 2))
+    for stage in SAMPLING_STAGES:
+        written = sorted((alone / stage / "chunks").glob("*.jsonl"))
+        assert len(written) == 2, stage  # two chunks: one for each process
+        for path in written:
+            assert (joined / stage / "chunks" / path.name).read_bytes() == path.read_bytes()
+        assert (joined / stage / "done.json").is_file()
+    assert evaluation(joined) == evaluation(alone)
+    assert set(Path(tempfile.gettempdir()).glob("ttc-train-process1-*")) == scratch
+
+
+def test_processes_with_different_configs_are_refused_at_the_start(environment, tmp_path):
+    """Process 1 started with another seed: both processes end in one line before any stage."""
+    children = train_processes(
+        environment, tmp_path / "run", 2, "--config.stages=data", "--config.seed=1"
+    )
+    try:
+        errors = [child.communicate(timeout=300)[1] for child in children]
+    finally:
+        stop(children)
+    for child, stderr in zip(children, errors, strict=True):
+        assert child.returncode == 1, stderr[-3000:]
+        assert stderr.strip().splitlines()[-1] == (
+            "ttc-train: processes 1 run with another config than process 0: start every "
+            "process with the same command and files"
+        )
+    assert not (tmp_path / "run" / "data").exists()

@@ -89,6 +89,10 @@ def test_a_multi_host_slice_runs_on_every_worker_and_reads_worker_0():
     assert "--worker=0" in log.split()
     [fetch] = launch("fetch", "embedded_study", "results", env=env).stdout.splitlines()
     assert "--worker=0" in fetch.split() and "pod:ttc_jax/embedded_study" in fetch
+    [train] = launch(
+        "run", "ttc-train", "--config", "configs/embedded.py", env=env
+    ).stdout.splitlines()
+    assert train.endswith(r"ttc-train\ --config\ configs/embedded.py\ --distributed")
     # Other commands run as given; one host needs no joining.
     [other] = launch("run", "nproc", env=env).stdout.splitlines()
     assert "--distributed" not in other

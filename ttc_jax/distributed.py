@@ -16,11 +16,14 @@ JAX's shutdown, which would wait for the dead process at its shutdown barrier an
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -184,6 +187,83 @@ def check_same(what: str, value: Any) -> None:
             f"processes {', '.join(map(str, differ))} run with another {what} than process 0: "
             "start every process with the same command and files"
         )
+
+
+def deal(items: Sequence, compute: Callable[[Any], Any]) -> Iterator[tuple[Any, Any]]:
+    """``(item, compute(item))`` for each of ``items``, in order, on every process. With
+    several processes the items are dealt round-robin (in round r, process p computes item
+    r x P + p) and each round's JSON-able results are gathered to every process, so each
+    result is what one process alone would compute, if ``compute`` depends on its item
+    alone."""
+    items = list(items)
+    count, index = jax.process_count(), jax.process_index()
+    if count == 1:
+        for item in items:
+            yield item, compute(item)
+        return
+    for start in range(0, len(items), count):
+        batch = items[start : start + count]
+        mine = compute(batch[index]) if index < len(batch) else None
+        yield from zip(batch, allgather(mine)[: len(batch)], strict=True)
+
+
+_barriers = itertools.count()
+
+
+def wait_for_primary(name: str, timeout_s: int = 7 * 24 * 3600) -> None:
+    """Returns on every process once all have called it: the others wait however long
+    process 0 works alone before it calls (a stage only it runs). A barrier of JAX's
+    coordination service, not a device collective, so no collective timeout applies; a dead
+    process 0 (which hosts the service) ends the wait with `PeerLostError`."""
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed as jax_distributed
+
+    barrier = f"ttc_jax/{name}/{next(_barriers)}"
+    try:
+        jax_distributed.global_state.client.wait_at_barrier(barrier, timeout_s * 1000)
+    except jax.errors.JaxRuntimeError as e:
+        raise PeerLostError(
+            f"process {jax.process_index()} of {jax.process_count()} lost the others while "
+            f"waiting for process 0 ({name}: {str(e).splitlines()[0]}). Rerun the same command "
+            "to resume"
+        ) from e
+
+
+def share_folders(folders: Sequence[tuple[Path, Path]]) -> None:
+    """Copies each ``(source, target)`` folder of process 0's disk to ``target`` on every
+    other process (through JAX collectives: no shared filesystem is assumed); process 0's own
+    targets are left alone. A missing source is a `FileNotFoundError` on process 0."""
+    if jax.process_count() == 1:
+        return
+    manifest = None
+    if is_primary():
+        manifest = []
+        for k, (source, _) in enumerate(folders):
+            if not Path(source).is_dir():
+                raise FileNotFoundError(f"{source} is missing")
+            for path in sorted(Path(source).rglob("*")):
+                if path.is_file():
+                    manifest.append([k, str(path.relative_to(source)), path.stat().st_size])
+    manifest = broadcast(manifest)
+    total = sum(size for _, _, size in manifest)
+    data = np.zeros(_bucket(total), np.uint8)
+    if is_primary():
+        offset = 0
+        for k, relative, size in manifest:
+            data[offset : offset + size] = np.fromfile(Path(folders[k][0]) / relative, np.uint8)
+            offset += size
+    from jax.experimental import multihost_utils
+
+    data = _collective(multihost_utils.broadcast_one_to_all, data)
+    if is_primary():
+        return
+    offset = 0
+    for k, relative, size in manifest:
+        target = Path(folders[k][1]) / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data[offset : offset + size].tobytes())
+        offset += size
 
 
 def _bucket(n: int) -> int:

@@ -12,8 +12,10 @@
   several JAX processes (`ttc_jax.distributed`), joined after the flags are read and before
   any JAX work; bad settings or an unreachable coordinator are one line. Without them the
   command is one process. A process that loses the others ends in one line, not a hang.
-  Only a command that splits its work over processes (``ttc-study``) takes them; the others
-  refuse them in one line rather than repeat the whole job on every process.
+  Only a command that splits its work over processes (``ttc-study``, ``ttc-train``) takes
+  them; the others refuse them in one line rather than repeat the whole job on every process.
+  Processes started with different configs are refused at the start (`ProcessMismatchError`,
+  one line on every process).
 """
 
 from __future__ import annotations
@@ -77,7 +79,9 @@ def _parser(name: str, multi_process: bool) -> Callable[[list[str]], list[str]]:
             logging.getLogger().setLevel(logging.WARNING)
         given = [f"--{flag}" for flag in JOINING_FLAGS if flags.FLAGS[flag].present]
         if given and not multi_process:
-            sys.exit(f"{name}: runs as one process for now; {', '.join(given)} is for ttc-study")
+            sys.exit(
+                f"{name}: runs as one process; {', '.join(given)} is for ttc-study and ttc-train"
+            )
         from ttc_jax import distributed
 
         try:
@@ -114,5 +118,7 @@ def run(
             sys.exit(f"{name}: stopped (Ctrl-C)" + (f"; {on_interrupt}" if on_interrupt else ""))
         except distributed.PeerLostError as e:
             distributed.exit_lost(e, name)
+        except distributed.ProcessMismatchError as e:
+            sys.exit(f"{name}: {e}")
 
     app.run(guarded, flags_parser=_parser(name, multi_process))

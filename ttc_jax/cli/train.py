@@ -3,11 +3,17 @@
     ttc-train --config configs/embedded.py                  # the full pipeline
     ttc-train --config configs/embedded.py:quick            # toy sizes, about a minute
     ttc-train --config configs/embedded.py --config.stages=evaluate --config.workdir=run
+    ttc-train --config configs/embedded.py --distributed   # one process per host (TPU, Slurm)
 
 Stages already done in the work folder are skipped and an interrupted stage resumes, so the
 same command restarts a killed run. Progress (loss, tokens/s) is logged as it trains. Every
 output lies in the work folder (the finished models in its ``export``); shipping them into the
 package is a step of its own: ``python -m ttc_jax.embedded.ship <workdir>/export``.
+
+With the joining flags (``--coordinator_address HOST:PORT --num_processes N --process_id K``
+or ``--distributed``) the pipeline runs on several JAX processes: the sampling stages and the
+evaluation split their questions over them, process 0 trains and writes everything
+(`ttc_jax.embedded.pipeline`, docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ def main() -> None:
         _main,
         "ttc-train",
         on_interrupt="finished stages and checkpoints are kept, and the same command resumes",
+        multi_process=True,
     )
 
 

@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+from ttc_jax import distributed
 from ttc_jax.embedded import task
 from ttc_jax.embedded.fine_tuning import sampling_settings
 from ttc_jax.embedded.revision_stages import chain_grades, revision_chains
@@ -264,8 +265,11 @@ def stage_evaluate(ws: Workspace) -> None:
     grader = Grader()
     settings = sampling_settings(ws, prompts_per_call=64)
     levels = {}
-    for level in section.levels:
-        levels[str(level)] = evaluate_level(models, level, section, settings, grader)
+    # With several processes the levels are dealt over them and their figures gathered.
+    for level, figures in distributed.deal(
+        section.levels, lambda level: evaluate_level(models, level, section, settings, grader)
+    ):
+        levels[str(level)] = figures
         log.info("evaluate: level %d %s", level, json.dumps(levels[str(level)]))
     report = {
         "command": ws.command,
@@ -277,6 +281,8 @@ def stage_evaluate(ws: Workspace) -> None:
         "goals": goals(levels, section.samples),
     }
     text = json.dumps(report, indent=2) + "\n"
+    if not distributed.is_primary():
+        return
     write_atomically(folder / "evaluation.json", text)
     write_atomically(ws.stage_dir("evaluate") / "report.json", text)
     for goal, result in report["goals"].items():

@@ -15,12 +15,23 @@ own, ``python -m ttc_jax.embedded.ship <export folder>`` (`ttc_jax.embedded.ship
 
 The two policies are trained on the same stream of reference solutions (the same batches,
 step for step), so they see the same data and the same tokens.
+
+On several JAX processes (``ttc-train`` with the joining flags; `ttc_jax.distributed`) every
+process runs the same stages in order. The sampling stages (`SPLIT_STAGES`) deal their chunks
+of questions over the processes (`Workspace.run_chunks`) and ``evaluate`` its levels, the
+rows and figures gathered to process 0, which alone writes them: they are the files one
+process writes. Every other stage (the tokenizer, training, the export) runs on process 0
+alone while the others wait; before a sampling stage process 0 sends the others the models
+it reads. Only process 0 writes the work directory; the others keep those models in a scratch
+folder of their own, removed when they end.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import shutil
+import tempfile
 import time
 from importlib import resources
 from pathlib import Path
@@ -28,9 +39,10 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from ttc_jax import distributed
 from ttc_jax.embedded import task
 from ttc_jax.embedded.fine_tuning import reference_solution_batches
-from ttc_jax.embedded.workspace import Workspace
+from ttc_jax.embedded.workspace import Workspace, to_builtin
 from ttc_jax.models.params import abstract_model, random_params
 from ttc_jax.sharding import ShardingRules, make_mesh
 from ttc_jax.training.loop import TrainConfig, fit
@@ -51,6 +63,14 @@ STAGES = (
     "export",
     "evaluate",
 )
+# The stages whose questions are split over several processes -> the stages whose models
+# they read (`Workspace.model_dir`; "export": the export folder).
+SPLIT_STAGES = {
+    "prm_labels": ("policy",),
+    "revision_data": ("policy",),
+    "verifier_data": ("revision",),
+    "evaluate": ("export",),
+}
 # The shipped checkpoints: folder name -> the stage that trains it.
 CHECKPOINT_STAGES = {
     "policy": "policy",
@@ -161,19 +181,51 @@ def run_pipeline(config, command: str) -> Workspace:
     stages = selected_stages(config.stages)
     check_backbones(config)
     check_revision_settings(config)
-    ws = Workspace(config, command)
+    # Every process must run the same pipeline: refused at the start otherwise.
+    distributed.check_same("config", to_builtin(config))
+    if distributed.is_primary():
+        ws = Workspace(config, command)
+    else:
+        scratch = tempfile.mkdtemp(prefix=f"ttc-train-process{distributed.process_index()}-")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        ws = Workspace(config, command, Path(scratch))
     functions = stage_functions()
     started = time.perf_counter()
+    # Process 0's work directory decides what is done, for every process.
+    done = distributed.broadcast(
+        {stage: ws.stage_seconds(stage) for stage in stages if ws.is_done(stage)}
+    )
     # Every stage draws its problems from the task version the config names.
     with task.using_version(task.config_version(config)):
         for stage in stages:
-            if ws.is_done(stage):
-                log.info("%s: done already (%.0f s), skipped", stage, ws.stage_seconds(stage))
+            if stage in done:
+                log.info("%s: done already (%.0f s), skipped", stage, done[stage])
                 continue
             log.info("%s: starting", stage)
             stage_start = time.perf_counter()
-            functions[stage](ws)
-            ws.mark_done(stage, time.perf_counter() - stage_start)
+            if stage in SPLIT_STAGES:
+                share_inputs(ws, stage)
+                ws.split = True
+                try:
+                    functions[stage](ws)
+                finally:
+                    ws.split = False
+            elif distributed.is_primary():
+                functions[stage](ws)
+            if distributed.is_primary():
+                ws.mark_done(stage, time.perf_counter() - stage_start)
+            distributed.wait_for_primary(stage)
             log.info("%s: done in %.0f s", stage, time.perf_counter() - stage_start)
     log.info("pipeline: finished in %.0f s this run", time.perf_counter() - started)
     return ws
+
+
+def share_inputs(ws: Workspace, stage: str) -> None:
+    """Process 0 sends the other processes the models ``stage`` reads, into their scratch
+    folders (nothing with one process). Each process names its own folder of each model:
+    process 0 reads from its, the others write to theirs."""
+    folders = [
+        ws.export_dir if source == "export" else ws.model_dir(source)
+        for source in SPLIT_STAGES[stage]
+    ]
+    distributed.share_folders([(folder, folder) for folder in folders])

@@ -11,6 +11,10 @@ Layout (under ``config.workdir``)::
     export/                     the five finished models and evaluation.json (by default:
                                 ``output_dir`` may name another folder)
 
+With several JAX processes (`ttc_jax.distributed`) only process 0 writes this folder; the
+others keep what they need of it (the models a sampling stage reads) in a scratch folder of
+their own, and the rows of a sampling stage reach process 0 through JAX collectives.
+
 Every file is written to a temporary name and renamed, so a run killed at any moment leaves
 either the whole file or none, and a restart redoes only what is missing.
 """
@@ -29,6 +33,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ttc_jax import distributed
 from ttc_jax.embedded.tokenizer import save_tokenizer
 from ttc_jax.models.config import ModelConfig
 from ttc_jax.models.export import save_causal_lm, save_value_prm
@@ -67,10 +72,15 @@ def to_builtin(value: Any) -> Any:
 class Workspace:
     """Paths and shared resources of one pipeline run."""
 
-    def __init__(self, config, command: str):
+    def __init__(self, config, command: str, scratch: Path | None = None):
+        """``scratch``: on a process other than 0, its own folder standing in for the work
+        directory (which only process 0 writes)."""
         self.config = config
         self.command = command
-        self.root = Path(config.workdir)
+        self.root = Path(config.workdir) if scratch is None else Path(scratch)
+        self.scratch = scratch is not None
+        # Whether `run_chunks` deals its chunks over the processes (`distributed.deal`).
+        self.split = False
         if not config.output_dir:
             raise ValueError(
                 "output_dir must name the export folder (relative: under workdir); the "
@@ -85,6 +95,8 @@ class Workspace:
     def export_dir(self) -> Path:
         """Where `export` writes the finished models and `evaluate` reads them: ``output_dir``
         under the work directory, or as given if absolute."""
+        if self.scratch:
+            return self.root / "export"
         return self.root / self.config.output_dir
 
     # -- completion markers ---------------------------------------------------------------
@@ -187,9 +199,16 @@ class Workspace:
         log: Callable[[str], None],
     ) -> list[dict]:
         """Runs ``work(chunk_index, items)`` on each chunk of ``items`` not yet written, then
-        returns every chunk's rows in order."""
-        rows = []
+        returns every chunk's rows in order.
+
+        With ``split`` and several processes, process 0's written chunks are sent to the
+        others and the chunks still to run dealt round-robin over the processes; each round's
+        rows are gathered to every process, and process 0 writes them. A chunk's rows depend
+        on its index and items alone, so they are what one process would write."""
         starts = range(0, len(items), chunk_size)
+        if self.split and distributed.process_count() > 1:
+            return self._run_chunks_split(stage, items, chunk_size, work, log)
+        rows = []
         for index, start in enumerate(starts):
             path = self.chunk_path(stage, index)
             if not path.exists():
@@ -198,6 +217,30 @@ class Workspace:
                 log(f"{stage}: chunk {index + 1}/{len(starts)} written ({len(chunk_rows)} rows)")
             rows.extend(_read_rows(path))
         return rows
+
+    def _run_chunks_split(self, stage, items, chunk_size, work, log) -> list[dict]:
+        starts = range(0, len(items), chunk_size)
+        written = None
+        if distributed.is_primary():
+            written = [
+                [index, _read_rows(self.chunk_path(stage, index))]
+                for index in range(len(starts))
+                if self.chunk_path(stage, index).exists()
+            ]
+        by_index = {index: rows for index, rows in distributed.broadcast(written)}
+        missing = [index for index in range(len(starts)) if index not in by_index]
+
+        def run(index: int) -> list[dict]:
+            start = starts[index]
+            return list(work(index, items[start : start + chunk_size]))
+
+        for index, chunk_rows in distributed.deal(missing, run):
+            if distributed.is_primary():
+                text = "".join(json.dumps(r) + "\n" for r in chunk_rows)
+                write_atomically(self.chunk_path(stage, index), text)
+                log(f"{stage}: chunk {index + 1}/{len(starts)} written ({len(chunk_rows)} rows)")
+            by_index[index] = chunk_rows
+        return [row for index in range(len(starts)) for row in by_index[index]]
 
     def read_chunks(self, stage: str) -> list[dict]:
         """Every row a finished sampling stage wrote, in order."""
