@@ -9,7 +9,11 @@ devices of its own and writes the summary and fitted strategy table it ends with
     python -m tests.distributed_helpers global-mesh OUT [COORDINATOR NUM_PROCESSES PROCESS_ID]
 
 runs a tiny model on global meshes (`ttc_jax.sharding.global_mesh`) across the processes
-instead, and writes its logits and greedy tokens to ``OUT``.
+instead, and writes its logits and greedy tokens to ``OUT``;
+
+    python -m tests.distributed_helpers collectives FOLDER OUT COORDINATOR NUM_PROCESSES ID
+
+writes what `collectives_run` sees.
 """
 
 from __future__ import annotations
@@ -139,7 +143,44 @@ def _local(process: int) -> list:
     return [d for d in jax.devices() if d.process_index == process]
 
 
+def collectives_run(folder: str) -> dict:
+    """What `distributed.deal`, `share_folders` and `wait_for_primary` give this process:
+    process 0 shares a folder of two files (one empty), then works alone for 2 s while the
+    others wait."""
+    import time
+    from pathlib import Path
+
+    import jax
+
+    index = jax.process_index()
+    dealt = list(distributed.deal(range(5), lambda k: {"k": k, "by": jax.process_index()}))
+    source, target = Path(folder) / "source", Path(folder) / f"copy{index}"
+    if index == 0:
+        (source / "sub").mkdir(parents=True)
+        (source / "sub" / "a.bin").write_bytes(bytes(range(256)) * 3)
+        (source / "empty").write_bytes(b"")
+    distributed.share_folders([(source, target)])
+    started = time.monotonic()
+    if index == 0:
+        time.sleep(2)
+    distributed.wait_for_primary("alone")
+    return {
+        "dealt": dealt,
+        "copied": sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+        if target.exists()
+        else None,
+        "same": target.exists()
+        and (target / "sub" / "a.bin").read_bytes() == bytes(range(256)) * 3,
+        "waited": time.monotonic() - started,
+    }
+
+
 def main(argv: list[str]) -> None:
+    if argv[0] == "collectives":
+        distributed.initialize(argv[3], int(argv[4]), int(argv[5]), timeout_s=60)
+        with open(argv[2], "w") as file:
+            json.dump(collectives_run(argv[1]), file)
+        return
     if argv[0] == "global-mesh":
         if len(argv) > 2:
             distributed.initialize(argv[2], int(argv[3]), int(argv[4]), timeout_s=60)

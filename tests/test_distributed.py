@@ -253,6 +253,29 @@ def test_ttc_bench_refuses_the_joining_flags_in_one_line(capsys):
         )
 
 
+def test_deal_share_folders_and_waiting_for_process_0_on_two_processes(environment, tmp_path):
+    """Items dealt round-robin and every result on both processes; a folder of process 0
+    copied byte for byte to process 1 (process 0's copy left alone); process 1 waits at the
+    barrier while process 0 works alone."""
+    address = f"127.0.0.1:{free_port()}"
+    outs = [tmp_path / "out0.json", tmp_path / "out1.json"]
+    command = [sys.executable, "-m", "tests.distributed_helpers", "collectives", str(tmp_path)]
+    finish(
+        [
+            subprocess.Popen(
+                [*command, str(out), address, "2", str(k)], cwd=ROOT, env=environment, **PIPES
+            )
+            for k, out in enumerate(outs)
+        ]
+    )
+    first, second = (json.loads(out.read_text()) for out in outs)
+    dealt = [[k, {"k": k, "by": k % 2}] for k in range(5)]
+    assert first["dealt"] == second["dealt"] == dealt
+    assert first["copied"] is None
+    assert second["copied"] == ["empty", "sub/a.bin"] and second["same"]
+    assert second["waited"] > 1.5
+
+
 # -- one mesh across the processes ---------------------------------------------------------
 
 
