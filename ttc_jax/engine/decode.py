@@ -1,13 +1,16 @@
 """The decode loop: extend every live sample until a stop string, EOS or a token budget.
 
-`extend` is one `lax.while_loop` on device. It appends each sample's pending token to the KV
-cache, samples the next one and checks stop conditions, with per-sample done masks; the host
-is involved once per call, not once per token. The loop also stops when the allocated suffix is
-full and more slots are allowed: the engine then grows the cache (`grow`) and calls it again,
-with the same output buffer, so one logical extension spans a few programs, one per suffix
-size. Search calls it once per reasoning step with the step delimiter as the stop string:
-samples that reach the delimiter pause (they resume on the next call), samples that emit EOS or
-exhaust their budget finish for good.
+`extend` is one `lax.while_loop` on device over L lanes: the sample rows that can advance,
+gathered from the [B, N] state before the loop and scattered back after it, so that ended,
+paused and held rows cost nothing. Each step appends each lane's pending token to the KV
+cache, samples the next one and checks stop conditions; the host is involved once per call,
+not once per token. The loop also stops when the allocated suffix is full and more slots are
+allowed (the engine then grows the cache, `grow`, and calls it again with the same output
+buffer), and when too few lanes stay live (the engine gathers the live rows into fewer lanes),
+so one logical extension spans a few programs, one per lane count and suffix size. Search
+calls it once per reasoning step with the step delimiter as the stop string: samples that
+reach the delimiter pause (they resume on the next call), samples that emit EOS or exhaust
+their budget finish for good.
 """
 
 from __future__ import annotations
