@@ -227,7 +227,8 @@ def test_nothing_to_join_is_one_process():
         (
             "ttc-solve",
             ["--num_processes=2", "--question=1+1"],
-            "ttc-solve: runs as one process; --num_processes is for ttc-study and ttc-train",
+            "ttc-solve: coordinator_address, process_id missing: give coordinator_address, "
+            "num_processes and process_id together, or auto-detection",
         ),
     ],
 )
@@ -238,6 +239,19 @@ def test_the_commands_refuse_bad_joining_flags_in_one_line(command, arguments, m
     )  # fmt: skip
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [message]
+
+
+def test_a_single_process_command_refuses_the_joining_flags_in_one_line():
+    program = "from ttc_jax.cli import apps; apps.run(lambda argv: print('ran'), 'ttc-x')"
+    done = subprocess.run(
+        [sys.executable, "-c", program, "--num_processes=2", "--distributed"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip() == (
+        "ttc-x: runs as one process; --num_processes, --distributed is for ttc-study, "
+        "ttc-train and ttc-solve"
+    )
 
 
 def test_ttc_bench_refuses_the_joining_flags_in_one_line(capsys):
@@ -398,3 +412,68 @@ def test_processes_with_different_configs_are_refused_at_the_start(environment, 
             "process with the same command and files"
         )
     assert not (tmp_path / "run" / "data").exists()
+
+
+# -- ttc-solve on one mesh across processes ------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ttc_solve_on_a_global_mesh_of_two_processes_answers_as_one_process(environment, tmp_path):
+    """ttc-solve with tiny random checkpoints, its models on one mesh over 2 processes' 8
+    devices: process 0 prints the answer, bin, strategy and accounting one process prints
+    (wall times aside; the difficulty score to float32 rounding); process 1 prints nothing."""
+    from tests import prm_checkpoints, search_helpers
+    from tests.study_helpers import load_config
+    from ttc_jax.models.export import save_causal_lm
+
+    policy = search_helpers.tiny_policy()
+    save_causal_lm(tmp_path / "policy", policy.config, policy.params)
+    policy.tokenizer.save_pretrained(tmp_path / "policy")
+    prm_checkpoints.write_checkpoint("ttc_value", tmp_path / "prm")
+    table = load_config("palm2_math").strategy_table.to_dict()
+    table["difficulty"]["samples"] = 2
+    table["budgets"] = [2]
+    table["table"] = {b: {"2": "best_of_n_weighted"} for b in table["table"]}
+    (tmp_path / "table.json").write_text(json.dumps(table))
+    command = [
+        sys.executable, "-m", "ttc_jax.cli.solve", "--config=configs/palm2_math.py",
+        f"--config.models.policy={tmp_path / 'policy'}", f"--config.models.prm={tmp_path / 'prm'}",
+        "--config.models.prm_kind=ttc_value", "--config.models.dtype=float32",
+        f"--config.strategy_table_file={tmp_path / 'table.json'}",
+        "--config.search.prompt.num_shots=0", "--config.search.max_new_tokens=8",
+        f"--question={search_helpers.QUESTIONS[0]}", "--budget=2",
+    ]  # fmt: skip
+    alone = subprocess.run(
+        command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=600
+    )
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    joining = [f"--coordinator_address=127.0.0.1:{free_port()}", "--num_processes=2"]
+    four_devices = {**environment, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    children = [
+        subprocess.Popen(
+            [*command, *joining, f"--process_id={k}"], cwd=ROOT, env=four_devices, **PIPES
+        )
+        for k in range(2)
+    ]
+    try:
+        printed = [child.communicate(timeout=600)[0] for child in children]
+    finally:
+        stop(children)
+    assert [child.returncode for child in children] == [0, 0]
+    # The gloo library of CPU collectives prints its connections to stdout too, from other
+    # threads: the answer is the JSON object from its first line "{" to its last "}".
+    lines = [text.splitlines() for text in printed]
+    assert "{" not in lines[1]
+    start, end = lines[0].index("{"), len(lines[0]) - lines[0][::-1].index("}")
+
+    def without_times(text: str) -> dict:
+        result = json.loads(text)
+        for part in ("accounting", "estimate_accounting", "strategy_accounting"):
+            result[part].pop("wall_s")
+        return result
+
+    joined = without_times("\n".join(lines[0][start:end]))
+    expected = without_times(alone.stdout)
+    # The PRM's scores are sums split over 8 devices instead of one: equal to float32 rounding.
+    assert joined.pop("difficulty_score") == pytest.approx(expected.pop("difficulty_score"))
+    assert joined == expected

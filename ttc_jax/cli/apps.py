@@ -12,8 +12,9 @@
   several JAX processes (`ttc_jax.distributed`), joined after the flags are read and before
   any JAX work; bad settings or an unreachable coordinator are one line. Without them the
   command is one process. A process that loses the others ends in one line, not a hang.
-  Only a command that splits its work over processes (``ttc-study``, ``ttc-train``) takes
-  them; the others refuse them in one line rather than repeat the whole job on every process.
+  Only a command built for several processes takes them (``ttc-study`` and ``ttc-train``
+  split their work over the processes, ``ttc-solve`` puts its models on one mesh across
+  them); another refuses them in one line rather than repeat the whole job on every process.
   Processes started with different configs are refused at the start (`ProcessMismatchError`,
   one line on every process).
 """
@@ -80,7 +81,8 @@ def _parser(name: str, multi_process: bool) -> Callable[[list[str]], list[str]]:
         given = [f"--{flag}" for flag in JOINING_FLAGS if flags.FLAGS[flag].present]
         if given and not multi_process:
             sys.exit(
-                f"{name}: runs as one process; {', '.join(given)} is for ttc-study and ttc-train"
+                f"{name}: runs as one process; {', '.join(given)} is for ttc-study, ttc-train "
+                "and ttc-solve"
             )
         from ttc_jax import distributed
 

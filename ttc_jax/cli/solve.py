@@ -3,6 +3,12 @@ answered the compute-optimal way (`ttc_jax.solve`).
 
 The strategy table comes from the config (its ``strategy_table``, or the fitted
 ``strategy_table_file`` of a study when set); the models from its ``models`` fields.
+
+With the joining flags (``--coordinator_address HOST:PORT --num_processes N --process_id K``
+or ``--distributed``) every process runs the same command for a model too large for one
+host: the models load onto one mesh across every process's devices
+(`ttc_jax.sharding.global_mesh`, the ``model`` axis over the hosts), every process answers
+the same question with the same host-side steps, and process 0 prints the answer.
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ def main(argv: list[str]) -> None:
     if CONFIG.value is None or not QUESTION.value or not QUESTION.value.strip():
         sys.exit("ttc-solve: --config and a non-empty --question are required")
     import ttc_jax
+    from ttc_jax import distributed
+    from ttc_jax.sharding import global_mesh
     from ttc_jax.solver import check_table, needs_revision_model
     from ttc_jax.study.config import (
         check_model_kinds,
@@ -69,25 +77,35 @@ def main(argv: list[str]) -> None:
 
     config = study_section(CONFIG.value)
     models = config.models
+    # Several processes: one mesh over all their devices, the same steps on every process.
+    mesh = global_mesh(1, -1) if distributed.process_count() > 1 else None
     try:
         # Everything is checked before any model loads.
         table = with_search(table_of(config, REVISIONS.value), config.search)
         check_table(table)
         check_model_kinds(models)
         check_model_paths(models, needs_revision=needs_revision_model(table))
-        policy = ttc_jax.load_lm(resolve_path(models.policy), models.dtype)
-        prm = ttc_jax.load_prm(resolve_path(models.prm), models.prm_kind, models.dtype)
+        distributed.check_same(
+            "config or question",
+            [config.to_dict(), table, QUESTION.value, BUDGET.value, SEED.value],
+        )
+        policy = ttc_jax.load_lm(resolve_path(models.policy), models.dtype, mesh)
+        prm = ttc_jax.load_prm(resolve_path(models.prm), models.prm_kind, models.dtype, mesh)
         revision = verifier = None
         if models.revision and models.revision_verifier:
-            revision = ttc_jax.load_lm(resolve_path(models.revision), models.dtype)
+            revision = ttc_jax.load_lm(resolve_path(models.revision), models.dtype, mesh)
             verifier = ttc_jax.load_prm(
-                resolve_path(models.revision_verifier), models.revision_verifier_kind
+                resolve_path(models.revision_verifier),
+                models.revision_verifier_kind,
+                mesh=mesh,
             )
         result = ttc_jax.solve(
             QUESTION.value, BUDGET.value, policy, prm, table, SEED.value, revision, verifier
         )
     except (ValueError, FileNotFoundError, CheckpointError) as e:
         sys.exit(f"ttc-solve: {e}")
+    if not distributed.is_primary():
+        return
     if result.budget != result.requested_budget:
         print(
             f"ttc-solve: budget {result.requested_budget} rounded down to {result.budget}, the "
@@ -98,7 +116,7 @@ def main(argv: list[str]) -> None:
 
 
 def entry() -> None:
-    apps.run(main, "ttc-solve")
+    apps.run(main, "ttc-solve", multi_process=True)
 
 
 if __name__ == "__main__":
