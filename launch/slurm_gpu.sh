@@ -17,8 +17,8 @@
 # PROCESS_PER=gpu runs NODES x GPUS_PER_NODE tasks; JAX gives each the GPU of its local rank
 # (every task sees all its node's GPUs). PROCESS_PER=node runs one task per node driving all
 # of its GPUs (JAX_LOCAL_DEVICE_IDS lists them: JAX's Slurm detection alone would give it one).
-# With more than one task, ttc-study and ttc-train get --distributed: each task joins the
-# others as jax.distributed detects them (SLURM_JOB_ID, SLURM_PROCID, SLURM_NTASKS,
+# With more than one task, ttc-study, ttc-train and ttc-solve get --distributed: each task
+# joins the others as jax.distributed detects them (SLURM_JOB_ID, SLURM_PROCID, SLURM_NTASKS,
 # SLURM_STEP_NODELIST; the coordinator is task 0 on the first node), and process 0 writes
 # the results (docs/distributed.md). srun ends the whole step when one task fails.
 set -euo pipefail
@@ -65,7 +65,7 @@ esac
 
 # srun: every task activates the environment and runs the command from the checkout.
 step() {
-  if ((nodes * tasks_per_node > 1)) && [[ $1 == ttc-study || $1 == ttc-train ]]; then
+  if ((nodes * tasks_per_node > 1)) && [[ $1 =~ ^ttc-(study|train|solve)$ ]]; then
     set -- "$@" --distributed
   fi
   local environment=()
@@ -83,10 +83,12 @@ shift
 (($# > 0)) || usage
 case "$command" in
   submit)
+    exported="ALL,TTC_JAX_ROOT=$root,NODES=$nodes,GPUS_PER_NODE=$gpus,PROCESS_PER=$per"
+    exported+=",VENV=$venv"
     options=(--job-name="${JOB_NAME:-ttc-jax}" --nodes="$nodes"
       --ntasks-per-node="$tasks_per_node" --gpus-per-node="$gpus" --time="${TIME:-04:00:00}"
       --chdir="$root" --output="${OUTPUT:-$root/slurm-%j.out}"
-      --export="ALL,TTC_JAX_ROOT=$root,NODES=$nodes,GPUS_PER_NODE=$gpus,PROCESS_PER=$per,VENV=$venv")
+      --export="$exported")
     [[ -n ${PARTITION:-} ]] && options+=(--partition="$PARTITION")
     [[ -n ${ACCOUNT:-} ]] && options+=(--account="$ACCOUNT")
     # The job runs this script's step with the same settings.

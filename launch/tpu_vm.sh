@@ -22,9 +22,9 @@
 # One host (v4-8, v5p-8, v5litepod-8, v6e-8): one process shards over the host's chips. A
 # slice of several hosts (v4-16, v5p-16, v5litepod-16, v6e-16 and up) runs one process per
 # host: setup, run and start go to every worker (--worker=all), and run and start add
-# --distributed to ttc-study and ttc-train, so each worker joins the others as JAX detects
-# them and process 0 (worker 0) writes the results (docs/distributed.md). So `log` and
-# `fetch` read worker 0. ACCELERATOR must be the slice's for run and start too.
+# --distributed to ttc-study, ttc-train and ttc-solve, so each worker joins the others as JAX
+# detects them and process 0 (worker 0) writes the results (docs/distributed.md). So `log`
+# and `fetch` read worker 0. ACCELERATOR must be the slice's for run and start too.
 set -euo pipefail
 
 name=${TPU_NAME:-ttc-jax}
@@ -99,7 +99,7 @@ $venv/bin/python -c 'import jax; print(jax.devices())'"
     ;;
   run | start)
     (($# > 0)) || usage
-    if multi_host && [[ $1 == ttc-study || $1 == ttc-train ]]; then
+    if multi_host && [[ $1 =~ ^ttc-(study|train|solve)$ ]]; then
       set -- "$@" --distributed
     fi
     printf -v remote '%q ' "$@"

@@ -257,6 +257,8 @@ def test_one_process_per_node_sees_all_its_gpus_and_one_task_needs_no_joining():
     assert "--ntasks-per-node=1" in words and words[-1] == "--distributed"
     _, alone = slurm("submit", "ttc-study", env={"PROCESS_PER": "node"}).stdout.splitlines()
     assert "--distributed" not in alone and "--ntasks-per-node=1" in alone
+    _, solve = slurm("submit", "ttc-solve", "--question=q", env={"NODES": "2"}).stdout.splitlines()
+    assert shlex.split(solve)[-2:] == ["--question=q", "--distributed"]
     _, other = slurm("submit", "nvidia-smi", env={"NODES": "2"}).stdout.splitlines()
     assert shlex.split(other)[-1] == "nvidia-smi"
 
