@@ -241,6 +241,18 @@ def test_harder_levels_have_compound_steps_from_level_2_on(level):
         assert is_equiv(extract_answer(problem.solution), problem.answer)
 
 
+@pytest.mark.parametrize("level", task.LEVELS)
+def test_version_3_has_fewer_compound_steps(level):
+    spec = task.HARDER_LEVEL_SPECS_3[level]
+    assert spec.num_steps == task.LEVEL_SPECS[level].num_steps
+    assert spec.compound_steps == (0, 0, 1, 1, 2)[level - 1]
+    for problem in task.make_problems(20, level, seed=1, version=3):
+        assert problem.id.startswith(f"embedded-v3/level{level}/")
+        assert len(COMPOUND.findall(problem.problem)) == spec.compound_steps
+        assert int(problem.answer) == solve_version_2(problem.problem)
+        assert task.solution_worded_like(problem.problem, problem.solution) == problem.solution
+
+
 def test_level_1_is_the_same_in_both_versions_but_for_its_ids():
     first, harder = task.make_problems(30, 1, seed=2), task.make_problems(30, 1, 2, version=2)
     assert [p.problem for p in first] == [p.problem for p in harder]
@@ -316,7 +328,7 @@ def test_the_version_in_use_is_the_innermost_block_and_defaults_to_the_shipped_o
         assert task.level_specs() is task.HARDER_LEVEL_SPECS
     assert task.level_specs() is task.LEVEL_SPECS
     with pytest.raises(ValueError, match="task version must be one of"):
-        task.make_problems(1, 1, version=3)
+        task.make_problems(1, 1, version=4)
     with pytest.raises(ValueError, match="task version must be one of"), task.using_version(0):
         pass
 
@@ -347,7 +359,8 @@ def test_configs_name_their_task_version():
 
     assert get_config().task.version == 1 and get_config("quick").task.version == 1
     harder = get_config("harder")
-    assert harder.task.version == 2 and harder.workdir == "embedded_v2"
-    assert get_config("harder_quick").task.version == 2
-    assert task.config_version(harder) == 2
+    assert harder.task.version == 3 and harder.workdir == "embedded_v3"
+    assert get_config("harder_quick").task.version == 3
+    assert get_config("harder_v2").task.version == 2
+    assert task.config_version(harder) == 3
     assert task.config_version(ml_collections.ConfigDict({"seed": 0})) == 1
