@@ -18,7 +18,7 @@ def _start(engine, num_prompts, samples, capacity=64, seed=0):
     return engine.start(engine.layout(prompts), samples, capacity, seed=seed)
 
 
-def test_lane_plan_lists_the_live_rows_and_pads_to_a_few_sizes():
+def test_lane_plan_lists_the_live_rows_and_pads_to_a_power_of_two():
     live = np.zeros((4, 8), bool)
     live[1, [0, 3]] = live[3, 7] = True
     lanes, exit_below, settle_below = lane_plan(live, settle=True)
@@ -29,10 +29,10 @@ def test_lane_plan_lists_the_live_rows_and_pads_to_a_few_sizes():
     live[0, 0] = False
     lanes, exit_below, settle_below = lane_plan(live, settle=False)
     assert len(lanes) == 32 and int(np.asarray(lanes)[-1]) == 32  # 31 rows and one pad
-    # It ends when the live rows fit 24 lanes (the next size down).
-    assert int(exit_below) == 25 and int(settle_below) == 0
+    # It ends when fewer than half the lanes are live.
+    assert int(exit_below) == 16 and int(settle_below) == 0
     live[:, 3:] = False
-    assert len(lane_plan(live, settle=False)[0]) == 12  # 11 rows: 8, 12, 16, 24, 32, ...
+    assert len(lane_plan(live, settle=False)[0]) == 16  # 11 rows: 8, 16, 32, ...
 
 
 def test_held_questions_cost_no_lanes_and_stay_as_they_were():

@@ -254,11 +254,11 @@ class Engine:
         `ttc_jax.engine.decode.extend`); ``state`` is donated (do not reuse it). Samples
         marked in ``hold`` ([questions, N] bool) stay as they are (reported as STOP). With
         ``return_on_pause`` the call returns once some question's samples are all paused or
-        ended (with one not ended) and the live rows would fit fewer lanes.
+        ended (with one not ended) and fewer than half the lanes are live.
 
         Each device call computes only the live rows, gathered into lanes (`lane_plan`); when
-        they would fit fewer lanes they are gathered again, and when a live row fills its
-        suffix the cache grows. The host waits for the device once per such
+        fewer than half the lanes are live they are gathered into fewer, and when a live row
+        fills its suffix the cache grows. The host waits for the device once per such
         call, not once per token.
         """
         check_live(state, "extend")
@@ -494,19 +494,18 @@ def lane_plan(live: np.ndarray, settle: bool) -> tuple[jax.Array, jax.Array, jax
     """The lanes of one decode call for the live rows ``live`` [B, N], and when it ends.
 
     Lanes: the live rows' ids (question major), padded with the id B x N (a lane that writes
-    nothing) to a `bucket_count` (8, 12, 16, 24, 32, 48, ...) of at least `MIN_LANES`, so that
-    few programs compile and at most a third of the lanes pad. The call ends once the live
-    rows would fit the next smaller size (``exit_below``; never at the fewest lanes), and then
-    goes on with them in fewer lanes; with ``settle`` (a search scoring steps), at the fewest
-    lanes, it also ends as soon as some question has no live lane (``settle_below``), so that
-    its step is scored.
+    nothing) to a power of two of at least `MIN_LANES`, so that few programs compile (each
+    lane count is one more decode program per suffix stage, and on a CPU compiling them costs
+    more than finer sizes save). The call ends once fewer than half its lanes are live
+    (``exit_below``; never at the fewest lanes) and then goes on with the live rows in fewer
+    lanes; with ``settle`` (a search scoring steps), at the fewest lanes, it also ends as soon
+    as some question has no live lane (``settle_below``), so that its step is scored.
     """
     rows = np.flatnonzero(live.reshape(-1)).astype(np.int32)
-    width = bucket_count(max(MIN_LANES, len(rows)))
+    width = max(MIN_LANES, 1 << max(0, len(rows) - 1).bit_length())
     lanes = np.full((width,), live.size, np.int32)
     lanes[: len(rows)] = rows
-    # The next smaller size: 3/4 of a power of two, or 2/3 of the size between.
-    exit_below = bucket_count(width // 2 + 1) + 1 if width > MIN_LANES else 0
+    exit_below = width // 2 if width > MIN_LANES else 0
     settle_below = width + 1 if settle and width == MIN_LANES else 0
     return jnp.asarray(lanes), jnp.int32(exit_below), jnp.int32(settle_below)
 

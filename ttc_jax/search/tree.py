@@ -24,7 +24,7 @@ Questions keep their own rounds. A slot that reaches its step's end waits (held)
 live slot of its question has, and then that question alone is scored, selects and goes on,
 while the others keep decoding; a held or ended slot costs no decode work (the engine decodes
 only live rows, gathered into lanes). A decode call returns once some question has every live
-slot at its step's end and the live rows would fit fewer lanes (or after ``tokens_per_call``
+slot at its step's end and fewer than half the lanes are live (or after ``tokens_per_call``
 tokens); every question ready by then is scored in one PRM call. Samples of a question
 therefore wait for the longest step among its own slots, not for the longest in the batch,
 and a question's result does not depend on the others. The host runs once per decode call
