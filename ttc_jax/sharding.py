@@ -45,12 +45,7 @@ def make_mesh(data: int = 1, model: int = 1, devices: Sequence[jax.Device] | Non
     -1 for one axis means "all devices left over by the other axis".
     """
     devices = list(jax.local_devices() if devices is None else devices)
-    if data == -1 and model == -1:
-        raise ValueError("at most one mesh axis may be -1")
-    if data == -1:
-        data = len(devices) // model
-    if model == -1:
-        model = len(devices) // data
+    data, model = _axis_sizes(data, model, len(devices))
     if data < 1 or model < 1 or data * model > len(devices):
         raise ValueError(
             f"mesh (data={data}, model={model}) needs {data * model} devices; "
@@ -58,6 +53,17 @@ def make_mesh(data: int = 1, model: int = 1, devices: Sequence[jax.Device] | Non
         )
     grid = np.array(devices[: data * model]).reshape(data, model)
     return Mesh(grid, MESH_AXES)
+
+
+def _axis_sizes(data: int, model: int, devices: int) -> tuple[int, int]:
+    """(data, model) with one -1 resolved to the devices the other axis leaves."""
+    if data == -1 and model == -1:
+        raise ValueError("at most one mesh axis may be -1")
+    if data == -1:
+        data = devices // model
+    if model == -1:
+        model = devices // data
+    return data, model
 
 
 def global_mesh(
@@ -78,12 +84,7 @@ def global_mesh(
 
     devices = list(jax.devices() if devices is None else devices)
     processes = sorted({d.process_index for d in devices})
-    if data == -1 and model == -1:
-        raise ValueError("at most one mesh axis may be -1")
-    if data == -1:
-        data = len(devices) // model
-    if model == -1:
-        model = len(devices) // data
+    data, model = _axis_sizes(data, model, len(devices))
     if data < 1 or model < 1 or data * model != len(devices):
         raise ValueError(
             f"a global mesh (data={data}, model={model}) needs {data * model} devices; it "
