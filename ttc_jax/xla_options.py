@@ -14,8 +14,7 @@ call, so on SmolLM2 a question's log-probabilities changed in their last bits wi
 questions decoded beside it, and near-ties were sampled differently. Without YNNPACK and
 with Eigen on one thread a question's tokens and log-probabilities are bitwise the same alone
 or in company, at every prompt width and lane count tried (tests/test_search_smollm2.py),
-and a SmolLM2 decode call on two cores took 24.9 s against 27.3 s with YNNPACK kept for the
-products (docs/benchmarks.md).
+and a SmolLM2 decode call on two cores was 9% faster than with the defaults (docs/engine.md).
 Accelerators keep their own defaults.
 """
 
