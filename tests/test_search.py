@@ -13,6 +13,7 @@ import pytest
 import ttc_jax
 from tests import prm_checkpoints, search_helpers
 from tests.search_helpers import PROBLEMS, ScriptedPRM, scripted_score
+from ttc_jax import program_cache
 from ttc_jax.engine import Engine, default_engine
 from ttc_jax.math import is_equiv
 from ttc_jax.math.prompts import split_steps
@@ -376,3 +377,20 @@ def test_batches_report_their_rounds_lanes_calls_and_time(policy):
         assert batch.decode_s > 0 and batch.host_s >= 0
         assert batch.decode_s + batch.verify_s + batch.select_s <= batch.wall_s
     assert sum(r.accounting.wall_s for r in results) == pytest.approx(sum(s.wall_s for s in stats))
+
+
+def test_a_search_near_the_mapping_limit_releases_programs_between_batches(policy, monkeypatch):
+    """Each batch starts by releasing compiled programs when the process's memory mappings
+    crowd the kernel's limit (`ttc_jax.program_cache`); the programs compile again and the
+    results do not change."""
+    settings = dict(budget=4, seed=10, max_rows=8)
+    before = run(_config("beam"), policy, ScriptedPRM(policy), PROBLEMS, **settings)
+    released = []
+    real = program_cache.release_if_crowded
+    monkeypatch.setattr(program_cache, "mapping_limit", lambda: 1)  # always crowded
+    monkeypatch.setattr(
+        program_cache, "release_if_crowded", lambda: released.append(real()) or released[-1]
+    )
+    after = run(_config("beam"), policy, ScriptedPRM(policy), PROBLEMS, **settings)
+    assert released == [True, True, True]  # three batches of at most two questions
+    assert [r.candidates for r in after] == [r.candidates for r in before]

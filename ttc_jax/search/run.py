@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import ml_collections
 
+from ttc_jax import program_cache
 from ttc_jax.engine import Engine, default_engine
 from ttc_jax.lm import LanguageModel
 from ttc_jax.math.datasets import Problem
@@ -71,6 +72,7 @@ def run(
     results = []
     for start in range(0, len(problems), per_batch):
         batch = problems[start : start + per_batch]
+        program_cache.release_if_crowded()
         began = time.perf_counter()
         outcomes, searches = search(strategy, engine, prm, prompter, batch, budget, seed)
         wall_s = time.perf_counter() - began
