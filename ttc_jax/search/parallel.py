@@ -8,16 +8,17 @@ candidate's steps, in one batch).
 
 from __future__ import annotations
 
-from ttc_jax.engine import Engine, SamplingConfig
+from ttc_jax.engine import Engine
 from ttc_jax.math.datasets import Problem
 from ttc_jax.prm import PRM
 from ttc_jax.search.candidates import Outcome, candidate, choose
 from ttc_jax.search.prompting import Prompter
+from ttc_jax.search.specs import ParallelSpec
 from ttc_jax.search.state import SearchState
 
 
 def parallel_search(
-    config,
+    spec: ParallelSpec,
     engine: Engine,
     prm: PRM | None,
     prompter: Prompter,
@@ -25,26 +26,25 @@ def parallel_search(
     budget: int,
     seed: int,
 ) -> tuple[list[Outcome], list[SearchState]]:
-    """``config.name`` "majority" or "best_of_n" (with ``config.selection``)."""
-    uses_verifier = config.selection != "majority"
+    """Majority voting or best-of-N (``spec.selection``)."""
+    uses_verifier = spec.uses_verifier
     search = SearchState(
         engine,
         prm if uses_verifier else None,
         [prompter.text(p) for p in problems],
         [p.problem for p in problems],
         budget,
-        config.max_new_tokens,
+        spec.max_new_tokens,
         seed,
         whole_solutions=True,
     )
-    sampling = SamplingConfig(config.temperature, config.top_p, config.top_k)
-    search.extend(sampling, stop=(), max_tokens=config.max_new_tokens)
-    new_steps = search.close_steps(None, config.step_delimiter, whole_solutions=True)
+    search.extend(spec.sampling, stop=(), max_tokens=spec.max_new_tokens)
+    new_steps = search.close_steps(None, spec.step_delimiter, whole_solutions=True)
     if uses_verifier:
         search.score(new_steps)
     counts = search.finish_counts()
     outcomes = []
     for q, row in enumerate(search.history):
-        candidates = [candidate(slot, config.aggregation) for slot in row]
-        outcomes.append(Outcome(candidates, choose(candidates, config.selection), counts[q]))
+        candidates = [candidate(slot, spec.aggregation) for slot in row]
+        outcomes.append(Outcome(candidates, choose(candidates, spec.selection), counts[q]))
     return outcomes, [search]

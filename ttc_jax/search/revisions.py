@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ttc_jax.engine import Engine, SamplingConfig
+from ttc_jax.engine import Engine
 from ttc_jax.math.datasets import Problem
 from ttc_jax.math.prompts import split_steps
 from ttc_jax.prm import PRM
 from ttc_jax.search.candidates import Outcome, candidate, choose
 from ttc_jax.search.prompting import Prompter
 from ttc_jax.search.results import Candidate, TokenCounts
+from ttc_jax.search.specs import RevisionSpec
 from ttc_jax.search.state import SearchState
 
 
 def revision_search(
-    config,
+    spec: RevisionSpec,
     engine: Engine,
     prm: PRM | None,
     prompter: Prompter,
@@ -37,9 +38,8 @@ def revision_search(
     budget: int,
     seed: int,
 ) -> tuple[list[Outcome], list[SearchState]]:
-    length = config.sequential
+    length = spec.sequential
     chains = budget // length
-    sampling = SamplingConfig(config.temperature, config.top_p, config.top_k)
     attempts = [[[] for _ in range(chains)] for _ in problems]  # [q][chain] -> texts
     prompts = [[[] for _ in range(chains)] for _ in problems]  # the prompt of each attempt
     slots = [[[] for _ in range(chains)] for _ in problems]
@@ -57,14 +57,14 @@ def revision_search(
             texts,
             texts,
             1,
-            config.max_new_tokens,
+            spec.max_new_tokens,
             seed,
             streams=[c for _ in problems for c in range(chains)],
             whole_solutions=True,
         )
         searches.append(search)
-        search.extend(sampling, stop=(), max_tokens=config.max_new_tokens)
-        search.close_steps(None, config.step_delimiter, whole_solutions=True)
+        search.extend(spec.sampling, stop=(), max_tokens=spec.max_new_tokens)
+        search.close_steps(None, spec.step_delimiter, whole_solutions=True)
         for row, (history, used) in enumerate(zip(search.history, search.counts, strict=True)):
             q, c = divmod(row, chains)
             slot = history[0]
@@ -74,23 +74,21 @@ def revision_search(
             counts[q].prefill += used.prefill
             counts[q].decode += used.decode
     outcomes = []
-    if config.revision_selection == "verifier":
-        scored_by_question = _verify(prm, prompts, slots, config, counts)
+    if spec.revision_selection == "verifier":
+        scored_by_question = _verify(prm, prompts, slots, spec, counts)
     for q in range(len(problems)):
-        if config.revision_selection == "verifier":
+        if spec.revision_selection == "verifier":
             scored = scored_by_question[q]
             candidates = [c for chain in scored for c in chain]
-            chosen = _two_level_choice(scored, config.selection)
+            chosen = _two_level_choice(scored, spec.selection)
         else:
-            candidates = [
-                candidate(slot, config.aggregation) for chain in slots[q] for slot in chain
-            ]
+            candidates = [candidate(slot, spec.aggregation) for chain in slots[q] for slot in chain]
             chosen = choose(candidates, "majority")
         outcomes.append(Outcome(candidates, chosen, counts[q]))
     return outcomes, searches
 
 
-def _verify(prm: PRM, prompts, slots, config, counts) -> list[list[list[Candidate]]]:
+def _verify(prm: PRM, prompts, slots, spec: RevisionSpec, counts) -> list[list[list[Candidate]]]:
     """Every attempt of every question's chains scored with its history in context, in one
     `PRM.score_batch` call: ``[question][chain][attempt]`` candidates."""
     rows = [
@@ -100,7 +98,7 @@ def _verify(prm: PRM, prompts, slots, config, counts) -> list[list[list[Candidat
         for prompt, slot in zip(chain_prompts, chain, strict=True)
     ]
     questions = [prompt for _, prompt, _ in rows]
-    steps = [[split_steps(slot.text, config.step_delimiter) or [""]] for _, _, slot in rows]
+    steps = [[split_steps(slot.text, spec.step_delimiter) or [""]] for _, _, slot in rows]
     scores = prm.score_batch(questions, steps)
     for (q, prompt, _), candidate_steps in zip(rows, steps, strict=True):
         counts[q].verifier += prm.input_length(prompt, candidate_steps[0])
@@ -111,7 +109,7 @@ def _verify(prm: PRM, prompts, slots, config, counts) -> list[list[list[Candidat
             row = []
             for slot in chain:
                 slot.scores[:] = scores[index][0]
-                row.append(candidate(slot, config.aggregation))
+                row.append(candidate(slot, spec.aggregation))
                 index += 1
             chains.append(row)
         scored.append(chains)

@@ -14,11 +14,12 @@ from ttc_jax.math.datasets import Problem
 from ttc_jax.math.grading import is_equiv
 from ttc_jax.prm import PRM
 from ttc_jax.search.candidates import Outcome
-from ttc_jax.search.configs import check_strategy, generations
+from ttc_jax.search.configs import generations
 from ttc_jax.search.parallel import parallel_search
 from ttc_jax.search.prompting import build_prompter
 from ttc_jax.search.results import BatchStats, SearchResult
 from ttc_jax.search.revisions import revision_search
+from ttc_jax.search.specs import strategy_spec
 from ttc_jax.search.state import SearchState
 from ttc_jax.search.tree import tree_search
 
@@ -51,7 +52,7 @@ def run(
     ``grader(answer, gold)`` says whether a chosen answer (None: no answer) is right (default:
     MATH's `is_equiv`); the search itself holds no task-specific code.
     """
-    check_strategy(strategy, budget, prm is not None)
+    spec = strategy_spec(strategy, budget, prm is not None)
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
         raise ValueError(f"max_rows must be an integer >= 1 (sample rows a call), got {max_rows!r}")
     problems = _check_problems(problems)
@@ -74,7 +75,7 @@ def run(
         batch = problems[start : start + per_batch]
         program_cache.release_if_crowded()
         began = time.perf_counter()
-        outcomes, searches = search(strategy, engine, prm, prompter, batch, budget, seed)
+        outcomes, searches = search(spec, engine, prm, prompter, batch, budget, seed)
         wall_s = time.perf_counter() - began
         results.extend(
             _result(strategy, budget, problem, outcome, lm, prm, wall_s / len(batch), grader)

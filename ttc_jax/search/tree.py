@@ -18,7 +18,7 @@ rollout from it; the rollouts are then undone in both models (`SearchState.rollb
 rollout token is kept. k = 0 is beam search. A question stops when every group has spent its
 slots or has nothing live, or after ``max_rounds`` rounds; beams still live then are final
 candidates that never finished, so they are never chosen. The answer is chosen over the
-pool by ``config.selection`` (best-of-N weighted by default).
+pool by ``spec.selection`` (best-of-N weighted by default).
 
 Questions keep their own rounds. A slot that reaches its step's end waits (held) until every
 live slot of its question has, and then that question alone is scored, selects and goes on,
@@ -42,6 +42,7 @@ from ttc_jax.math.datasets import Problem
 from ttc_jax.prm import PRM
 from ttc_jax.search.candidates import Outcome, candidate, choose
 from ttc_jax.search.prompting import Prompter
+from ttc_jax.search.specs import TreeSpec
 from ttc_jax.search.state import SearchState
 
 GREEDY = SamplingConfig(temperature=0)
@@ -51,11 +52,11 @@ class _Tree:
     """The bookkeeping of a batched tree search: which slots are live, which have finished
     their current step, how many rounds each question has had, and the final pools."""
 
-    def __init__(self, config, search: SearchState, budget: int):
-        self.config = config
+    def __init__(self, spec: TreeSpec, search: SearchState, budget: int):
+        self.spec = spec
         self.search = search
-        self.width = config.beam_width
-        self.group_size = self.width if config.name == "dvts" else budget
+        self.width = spec.beam_width
+        self.group_size = self.width if spec.independent_subtrees else budget
         shape = (search.num_questions, budget)
         self.live = np.ones(shape, bool)
         self.step_done = np.zeros(shape, bool)
@@ -69,17 +70,17 @@ class _Tree:
     def decode(self, sampling: SamplingConfig) -> np.ndarray:
         """One decode call for every live slot still in its step; returns the questions
         whose live slots have all reached their step's end."""
-        config = self.config
+        spec = self.spec
         hold = self.live & self.step_done
         round_ = self.search.extend(
-            sampling, config.step_delimiter, config.tokens_per_call, hold, return_on_pause=True
+            sampling, spec.step_delimiter, spec.tokens_per_call, hold, return_on_pause=True
         )
         moving = self.live & ~hold
         for q, n in zip(*np.nonzero(moving), strict=True):
             slot = self.search.history[q][n]
             # Paused at the delimiter, ended, or as long as a step may be: the step is done.
             if round_.finish[q, n] != Finish.RUNNING or (
-                slot.pending_tokens >= config.max_step_tokens
+                slot.pending_tokens >= spec.max_step_tokens
             ):
                 self.step_done[q, n] = True
         waiting = self.live & ~self.step_done
@@ -87,10 +88,10 @@ class _Tree:
 
     def finish_round(self, questions: np.ndarray, lookahead: int) -> None:
         """Scores, ranks and selects for ``questions``, whose steps are all done."""
-        search, config = self.search, self.config
+        search, spec = self.search, self.spec
         slots = np.zeros_like(self.live)
         slots[questions] = self.live[questions]
-        search.score(search.close_steps(slots, config.step_delimiter))
+        search.score(search.close_steps(slots, spec.step_delimiter))
         ranking = self._latest_scores(questions)
         if lookahead:
             ranking = self._lookahead_scores(questions, lookahead, ranking)
@@ -98,16 +99,16 @@ class _Tree:
             for n in np.flatnonzero(self.live[q]):
                 slot = search.history[q][n]
                 if slot.ended:
-                    self.pools[q].append(candidate(slot, config.aggregation))
+                    self.pools[q].append(candidate(slot, spec.aggregation))
                     self.spent[q, n // self.group_size] += 1
                     self.live[q, n] = False
         self.rounds[questions] += 1
         indices = np.tile(np.arange(self.live.shape[1]), (self.live.shape[0], 1))
         for q in questions:
-            if self.rounds[q] >= config.max_rounds:
+            if self.rounds[q] >= spec.max_rounds:
                 # What is still live joins the pool unfinished: never chosen.
                 for n in np.flatnonzero(self.live[q]):
-                    self.pools[q].append(candidate(search.history[q][n], config.aggregation))
+                    self.pools[q].append(candidate(search.history[q][n], spec.aggregation))
                 self.live[q] = False
             indices[q], self.live[q] = select_beams(
                 ranking[q], self.live[q], self.spent[q], self.group_size, self.width
@@ -121,7 +122,7 @@ class _Tree:
     def close(self) -> list[Outcome]:
         counts = self.search.finish_counts()
         return [
-            Outcome(pool, choose(pool, self.config.selection), counts[q])
+            Outcome(pool, choose(pool, self.spec.selection), counts[q])
             for q, pool in enumerate(self.pools)
         ]
 
@@ -139,7 +140,7 @@ class _Tree:
         """[Q, N] the PRM's score at the end of a ``steps``-step greedy rollout from each
         live slot of ``questions`` (its own score if the rollout adds nothing). Other
         questions are held meanwhile; both models are then rolled back."""
-        search, config = self.search, self.config
+        search, spec = self.search, self.spec
         saved = search.checkpoint()
         scores = scores.copy()
         rolling = np.zeros_like(self.live)
@@ -148,15 +149,15 @@ class _Tree:
             done = ~rolling.copy()
             while not done.all():
                 round_ = search.extend(
-                    GREEDY, config.step_delimiter, config.tokens_per_call, done, True
+                    GREEDY, spec.step_delimiter, spec.tokens_per_call, done, True
                 )
                 for q, n in zip(*np.nonzero(~done), strict=True):
                     slot = search.history[q][n]
                     if round_.finish[q, n] != Finish.RUNNING or (
-                        slot.pending_tokens >= config.max_step_tokens
+                        slot.pending_tokens >= spec.max_step_tokens
                     ):
                         done[q, n] = True
-            new = search.score(search.close_steps(rolling, config.step_delimiter), keep=False)
+            new = search.score(search.close_steps(rolling, spec.step_delimiter), keep=False)
             for q, n in zip(*np.nonzero(rolling), strict=True):
                 if new[q][n]:
                     scores[q, n] = new[q][n][-1]
@@ -193,7 +194,7 @@ def _value(score: float) -> float:
 
 
 def tree_search(
-    config,
+    spec: TreeSpec,
     engine: Engine,
     prm: PRM,
     prompter: Prompter,
@@ -201,21 +202,19 @@ def tree_search(
     budget: int,
     seed: int,
 ) -> tuple[list[Outcome], list[SearchState]]:
-    """``config.name`` "beam", "lookahead" or "dvts" (see the module docstring)."""
+    """Beam search, lookahead or DVTS, as ``spec`` says (see the module docstring)."""
     search = SearchState(
         engine,
         prm,
         [prompter.text(p) for p in problems],
         [p.problem for p in problems],
         budget,
-        config.max_new_tokens,
+        spec.max_new_tokens,
         seed,
     )
-    tree = _Tree(config, search, budget)
-    sampling = SamplingConfig(config.temperature, config.top_p, config.top_k)
-    lookahead = config.lookahead_steps if config.name == "lookahead" else 0
+    tree = _Tree(spec, search, budget)
     while tree.running():
-        ready = tree.decode(sampling)
+        ready = tree.decode(spec.sampling)
         if len(ready):
-            tree.finish_round(ready, lookahead)
+            tree.finish_round(ready, spec.lookahead_steps)
     return tree.close(), [search]
