@@ -7,6 +7,7 @@ question and the step, and every call is logged.
 
 import math
 
+import jax
 import numpy as np
 import pytest
 
@@ -394,3 +395,15 @@ def test_a_search_near_the_mapping_limit_releases_programs_between_batches(polic
     after = run(_config("beam"), policy, ScriptedPRM(policy), PROBLEMS, **settings)
     assert released == [True, True, True]  # three batches of at most two questions
     assert [r.candidates for r in after] == [r.candidates for r in before]
+
+
+def test_a_batch_counts_the_programs_it_compiled(policy):
+    """`BatchStats.programs_compiled`: the first call compiles, the same shapes again do not."""
+    jax.clear_caches()  # whatever other tests compiled, the first call compiles its programs
+    stats = []
+    for _ in range(2):
+        run(_config("beam"), policy, ScriptedPRM(policy), PROBLEMS[:2], budget=4, seed=10,
+            on_batch=stats.append)  # fmt: skip
+    first, second = stats
+    assert first.programs_compiled > 0
+    assert second.programs_compiled == 0

@@ -10,7 +10,8 @@ SmolLM2 (4 samples of 3 prompts, 8 tokens): 4,740 mappings with the model progra
 CPU options (`ttc_jax.xla_options`), 3,500 without, 690 once the caches were cleared.
 
 `release_if_crowded` clears JAX's caches when the mappings pass a share of the limit, so
-the programs still needed compile again and the process goes on.
+the programs still needed compile again and the process goes on. `CompileLog` counts the
+programs a block of code compiled (benchmarks, `BatchStats.programs_compiled`).
 """
 
 from __future__ import annotations
@@ -66,3 +67,29 @@ def release_if_crowded(share: float = DEFAULT_SHARE) -> bool:
         mapping_count() or 0,
     )
     return True
+
+
+# Event names of jax._src.dispatch: tracing, lowering to StableHLO, and XLA compilation
+# (one event per compiled program).
+_TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
+_LOWER_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+class CompileLog:
+    """Counts XLA programs compiled inside a ``with`` block and sums the compile seconds."""
+
+    def __enter__(self) -> CompileLog:
+        self.programs = 0
+        self.seconds = 0.0
+        jax.monitoring.register_event_duration_secs_listener(self._record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        jax.monitoring.unregister_event_duration_listener(self._record)
+
+    def _record(self, event: str, duration: float, **_) -> None:
+        if event in (_TRACE_EVENT, _LOWER_EVENT, _COMPILE_EVENT):
+            self.seconds += duration
+        if event == _COMPILE_EVENT:
+            self.programs += 1

@@ -26,11 +26,11 @@ import transformers
 
 import ttc_jax
 from ttc_jax.bench import plain_loop, profile, reference, roofline
-from ttc_jax.bench.compiles import CompileLog
 from ttc_jax.bucketing import bucket_length
 from ttc_jax.engine import Engine
 from ttc_jax.lm import LanguageModel
 from ttc_jax.models.config import ModelConfig
+from ttc_jax.program_cache import CompileLog
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 import jax
 
-from ttc_jax.bench.compiles import CompileLog
 from ttc_jax.engine import Engine, SamplingConfig
 from ttc_jax.lm import LanguageModel
+from ttc_jax.program_cache import CompileLog
 
 QUESTIONS = (
     "What is 12 + 35?",

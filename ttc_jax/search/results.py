@@ -131,6 +131,7 @@ class BatchStats:
     decode_s: float  # waiting on the policy's decode calls
     verify_s: float  # waiting on the verifier
     select_s: float  # dispatching reorders, freezes, checkpoints and rollbacks
+    programs_compiled: int  # XLA programs the batch compiled (0 once its shapes are warm)
 
     @property
     def lane_utilisation(self) -> float:

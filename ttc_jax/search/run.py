@@ -75,18 +75,21 @@ def run(
         batch = problems[start : start + per_batch]
         program_cache.release_if_crowded()
         began = time.perf_counter()
-        outcomes, searches = search(spec, engine, prm, prompter, batch, budget, seed)
+        with program_cache.CompileLog() as compiles:
+            outcomes, searches = search(spec, engine, prm, prompter, batch, budget, seed)
         wall_s = time.perf_counter() - began
         results.extend(
             _result(strategy, budget, problem, outcome, lm, prm, wall_s / len(batch), grader)
             for problem, outcome in zip(batch, outcomes, strict=True)
         )
         if on_batch is not None:
-            on_batch(_stats(len(batch), wall_s, searches))
+            on_batch(_stats(len(batch), wall_s, searches, compiles.programs))
     return results
 
 
-def _stats(questions: int, wall_s: float, searches: list[SearchState]) -> BatchStats:
+def _stats(
+    questions: int, wall_s: float, searches: list[SearchState], programs_compiled: int
+) -> BatchStats:
     steps = sum(s.decode_steps() for s in searches)
     return BatchStats(
         questions=questions,
@@ -101,6 +104,7 @@ def _stats(questions: int, wall_s: float, searches: list[SearchState]) -> BatchS
         decode_s=sum(s.seconds["decode"] for s in searches),
         verify_s=sum(s.seconds["verify"] for s in searches),
         select_s=sum(s.seconds["select"] for s in searches),
+        programs_compiled=programs_compiled,
     )
 
 
