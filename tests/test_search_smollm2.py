@@ -1,7 +1,12 @@
 """Every strategy end to end on the real SmolLM2-135M-Instruct policy, with a small random
 value-head PRM on its tokenizer, over MATH-500 problems."""
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +15,8 @@ from ttc_jax.math import load_math500
 from ttc_jax.search import run, strategy_config
 
 pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PRM_SHAPE = ttc_jax.ModelConfig(
     vocab_size=49152,
@@ -63,3 +70,35 @@ def test_each_strategy_runs_on_smollm2(policy, prm, name):
             assert accounting.verifier_tokens > 0
             assert all(not math.isnan(c.score) for c in result.candidates if c.step_scores)
         assert result.correct in (True, False)
+
+
+def _default_cpu_client_environment() -> dict[str, str]:
+    """This process's environment without the tests' forced host devices."""
+    environment = dict(os.environ)
+    flags = environment.get("XLA_FLAGS", "").split()
+    environment["XLA_FLAGS"] = " ".join(
+        f for f in flags if not f.startswith("--xla_force_host_platform_device_count")
+    )
+    return environment
+
+
+def test_a_question_gets_the_same_candidates_alone_or_beside_others():
+    """Bitwise, on real weights, for best-of-N and beam search with a PRM: beside a long
+    prompt a short one's prefix is padded to 1,024 slots instead of 64, and its 16 rows share
+    64 lanes with other questions' rows instead of 16. With XLA:CPU's defaults both changed
+    how a sum was computed (YNNPACK or XLA's own code for the softmax, Eigen's threads for
+    the products: `ttc_jax.xla_options`), and log-probabilities, scores and then tokens
+    moved. Run on the default CPU client, in a process of its own (tests/batch_invariance.py)."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "tests.batch_invariance", "best_of_n", "beam"],
+        cwd=ROOT,
+        env=_default_cpu_client_environment(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    results = json.loads(completed.stdout.strip().splitlines()[-1])
+    for name, result in results.items():
+        assert result["beside"] == result["alone"], name
+        assert result["alone"][0] != result["alone"][1]  # the comparison tells questions apart

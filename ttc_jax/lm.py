@@ -32,6 +32,7 @@ from ttc_jax.models.safetensors_source import SafetensorsSource
 from ttc_jax.models.text_decoder import text_decoder_source
 from ttc_jax.models.tokenizer import folder_tokenizer, gguf_tokenizer
 from ttc_jax.sharding import ShardingRules, make_mesh
+from ttc_jax.xla_options import model_program_options
 
 
 class LanguageModel:
@@ -71,6 +72,12 @@ class LanguageModel:
         params = random_params(config, dtype, mesh, rules, seed)
         return cls(config, params, mesh, rules, dtype, tokenizer)
 
+    @functools.cached_property
+    def compiler_options(self) -> dict[str, str | bool] | None:
+        """XLA options of every program that computes with these weights
+        (`ttc_jax.xla_options`: a sample's numbers do not depend on the batch beside it)."""
+        return model_program_options(self.mesh)
+
     def sharding(self, *logical_axes: str | None, shape=None) -> NamedSharding:
         """NamedSharding for an activation whose axes carry these logical names."""
         return self.rules.sharding(self.mesh, logical_axes, shape)
@@ -94,6 +101,7 @@ class LanguageModel:
             functools.partial(_forward_logits, self.graphdef),
             in_shardings=(self.param_shardings, tokens, tokens, tokens),
             out_shardings=logits,
+            compiler_options=self.compiler_options,
         )
 
     def logits(self, token_ids, attention_mask=None) -> jax.Array:

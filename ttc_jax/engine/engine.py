@@ -79,12 +79,15 @@ class Engine:
         self.suffix_stage = suffix_stage
         self.attention = attention
         self._start = jax.jit(
-            self._start_fn, static_argnames=("num_samples", "capacity", "allocated")
+            self._start_fn,
+            static_argnames=("num_samples", "capacity", "allocated"),
+            compiler_options=lm.compiler_options,
         )
         self._extend = jax.jit(
             functools.partial(decode.extend, lm.graphdef, attention=attention, rules=lm.rules),
             static_argnames=("sampling",),
             donate_argnames=("state", "out"),
+            compiler_options=lm.compiler_options,
         )
         self._grow = jax.jit(self._grow_fn, static_argnames=("capacity",))
         # One program for the empty output buffers, not one small eager program per array.

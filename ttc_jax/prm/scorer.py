@@ -125,16 +125,18 @@ class PRM:
         self.head_graphdef = head_graphdef
         self.head_params = head_params
         graphdefs = (backbone.graphdef, head_graphdef)
-        self._full = jax.jit(functools.partial(_full_scores, *graphdefs))
-        self._features = jax.jit(functools.partial(_full_features, backbone.graphdef))
-        self._prefill = jax.jit(
+        # The programs that compute with the weights compile with the model's XLA options.
+        compute = functools.partial(jax.jit, compiler_options=backbone.compiler_options)
+        self._full = compute(functools.partial(_full_scores, *graphdefs))
+        self._features = compute(functools.partial(_full_features, backbone.graphdef))
+        self._prefill = compute(
             functools.partial(_prefill, backbone.graphdef),
             static_argnames=("num_candidates", "capacity"),
         )
-        self._append = jax.jit(
+        self._append = compute(
             functools.partial(_append_scores, *graphdefs), donate_argnames=("cache",)
         )
-        self._append_rows = jax.jit(
+        self._append_rows = compute(
             functools.partial(_append_row_scores, *graphdefs), donate_argnames=("cache",)
         )
         # Donation lets a same-size reorder reuse the cache's memory; a reorder that changes

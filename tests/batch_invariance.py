@@ -1,0 +1,77 @@
+"""Searches two short MATH-500 questions alone, then beside the longest one, on SmolLM2 with a
+small random PRM, and prints each short question's candidates both ways as JSON.
+
+Run in its own process by tests/test_search_smollm2.py, on XLA's default CPU client (one
+device): the tests' other processes force 8 host devices, and with 4 or 8 of them Eigen's
+products on a device changed with their row count again, options or not (docs/engine.md).
+
+    python -m tests.batch_invariance best_of_n beam
+"""
+
+import json
+import sys
+
+import ttc_jax
+from ttc_jax.math import load_math500
+from ttc_jax.search import run, strategy_config
+from ttc_jax.search.prompting import build_prompter
+
+PRM_SHAPE = ttc_jax.ModelConfig(
+    vocab_size=49152,
+    hidden_size=32,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=8,
+    intermediate_size=64,
+    max_position_embeddings=4096,
+)
+
+
+def search_config(name: str):
+    config = strategy_config(name)
+    config.max_new_tokens = 16
+    if name == "beam":
+        config.beam_width = 4
+        config.max_rounds = 3
+        config.max_step_tokens = 8
+    return config
+
+
+def short_and_long_problems(policy, config):
+    """The two problems with the shortest prompts (64 slots) and the one with the longest
+    (over 512 tokens: its batch pads every prompt to 1,024 slots)."""
+    problems = load_math500()
+    prompter = build_prompter(config.prompt, config.step_delimiter, policy.tokenizer)
+    length = {p.id: len(policy.tokenizer.encode(prompter.text(p))) for p in problems}
+    shortest = sorted(problems, key=lambda p: length[p.id])[:2]
+    longest = max(problems, key=lambda p: length[p.id])
+    assert max(length[p.id] for p in shortest) <= 64 < 512 < length[longest.id]
+    return shortest, longest
+
+
+def candidates(result) -> list[list[str]]:
+    # repr: bit-exact floats, and a candidate without steps scores NaN, where NaN != NaN.
+    return [[c.text, repr(c.step_scores), repr(c.score)] for c in result.candidates]
+
+
+def compare(name: str, policy, prm) -> dict[str, list]:
+    """``name``'s candidates of the two short questions, searched alone and beside the long
+    one (their rows then share 48 lanes, padded to 64, instead of 16)."""
+    config = search_config(name)
+    (first, second), long = short_and_long_problems(policy, config)
+    alone = [
+        candidates(run(config, policy, prm, [p], budget=16, seed=5)[0]) for p in (first, second)
+    ]
+    beside = run(config, policy, prm, [second, long, first], budget=16, seed=5)
+    return {"alone": alone, "beside": [candidates(beside[2]), candidates(beside[0])]}
+
+
+def main(names: list[str]) -> None:
+    policy = ttc_jax.load_lm(ttc_jax.smollm2_path())
+    prm = ttc_jax.PRM.random(PRM_SHAPE, "ttc_value", policy.tokenizer, seed=0)
+    print(json.dumps({name: compare(name, policy, prm) for name in names}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
