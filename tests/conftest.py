@@ -24,6 +24,16 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 import pytest
 
 import ttc_jax
+from ttc_jax import program_cache
+
+
+@pytest.fixture(autouse=True)
+def _release_compiled_programs_when_crowded():
+    """A test process compiles thousands of programs, and XLA:CPU keeps every kernel of a
+    cached program mapped into the process: one process running the whole suite passed the
+    kernel's limit of memory mappings and crashed in a compile. Released programs compile
+    again, mostly from the persistent compilation cache (`ttc_jax.program_cache`)."""
+    program_cache.release_if_crowded()
 
 
 @pytest.fixture(scope="session")
