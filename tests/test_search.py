@@ -388,10 +388,13 @@ def test_a_search_near_the_mapping_limit_releases_programs_between_batches(polic
     before = run(_config("beam"), policy, ScriptedPRM(policy), PROBLEMS, **settings)
     released = []
     real = program_cache.release_if_crowded
+
+    def recorded():
+        released.append(real())
+        return released[-1]
+
     monkeypatch.setattr(program_cache, "mapping_limit", lambda: 1)  # always crowded
-    monkeypatch.setattr(
-        program_cache, "release_if_crowded", lambda: released.append(real()) or released[-1]
-    )
+    monkeypatch.setattr(program_cache, "release_if_crowded", recorded)
     after = run(_config("beam"), policy, ScriptedPRM(policy), PROBLEMS, **settings)
     assert released == [True, True, True]  # three batches of at most two questions
     assert [r.candidates for r in after] == [r.candidates for r in before]

@@ -11,23 +11,13 @@ from pathlib import Path
 import pytest
 
 import ttc_jax
+from tests.batch_invariance import PRM_SHAPE
 from ttc_jax.math import load_math500
 from ttc_jax.search import run, strategy_config
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-
-PRM_SHAPE = ttc_jax.ModelConfig(
-    vocab_size=49152,
-    hidden_size=32,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    head_dim=8,
-    intermediate_size=64,
-    max_position_embeddings=4096,
-)
 
 
 @pytest.fixture(scope="module")

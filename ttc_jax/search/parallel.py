@@ -27,10 +27,9 @@ def parallel_search(
     seed: int,
 ) -> tuple[list[Outcome], list[SearchState]]:
     """Majority voting or best-of-N (``spec.selection``)."""
-    uses_verifier = spec.uses_verifier
     search = SearchState(
         engine,
-        prm if uses_verifier else None,
+        prm if spec.uses_verifier else None,
         [prompter.text(p) for p in problems],
         [p.problem for p in problems],
         budget,
@@ -40,7 +39,7 @@ def parallel_search(
     )
     search.extend(spec.sampling, stop=(), max_tokens=spec.max_new_tokens)
     new_steps = search.close_steps(None, spec.step_delimiter, whole_solutions=True)
-    if uses_verifier:
+    if spec.uses_verifier:
         search.score(new_steps)
     counts = search.finish_counts()
     outcomes = []
