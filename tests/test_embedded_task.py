@@ -253,6 +253,48 @@ def test_version_3_has_fewer_compound_steps(level):
         assert task.solution_worded_like(problem.problem, problem.solution) == problem.solution
 
 
+THREE_OPERATION_COMPOUND = re.compile(r"([a-j])\) ([xy])=\(\2\+([xy0-9])\)\*([379])\+([xy0-9])[,.]")
+
+
+def solve_version_4(question: str) -> int:
+    """A version-4 answer recomputed from the question text alone."""
+    x, y = map(int, re.match(r"Let x = (\d) and y = (\d)\.", question).groups())
+    values = {"x": x, "y": y}
+    operations = sorted(
+        [(m.start(), "compound", m.groups()) for m in THREE_OPERATION_COMPOUND.finditer(question)]
+        + [(m.start(), "simple", m.groups()) for m in ANY_OPERATION.finditer(question)]
+    )
+    for _, form, groups in operations:
+        if form == "compound":
+            _, target, addend, factor, offset = groups
+            inner = (values[target] + value_of(addend, values)) * int(factor)
+            values[target] = (inner + value_of(offset, values)) % 10
+        else:
+            _, target, *_, symbol, operand, more = groups
+            values[target] = apply(values, target, symbol, operand, more)
+    return 10 * values["x"] + values["y"]
+
+
+@pytest.mark.parametrize("level", task.LEVELS)
+def test_version_4_has_three_operation_compound_steps(level):
+    spec = task.HARDER_LEVEL_SPECS_4[level]
+    assert spec.num_steps == task.LEVEL_SPECS[level].num_steps
+    assert spec.compound_steps == (0, 0, 1, 2, 3)[level - 1]
+    for problem in task.make_problems(20, level, seed=1, version=4):
+        assert problem.id.startswith(f"embedded-v4/level{level}/")
+        assert len(THREE_OPERATION_COMPOUND.findall(problem.problem)) == spec.compound_steps
+        assert not COMPOUND.findall(problem.problem)
+        assert int(problem.answer) == solve_version_4(problem.problem)
+        assert task.solution_worded_like(problem.problem, problem.solution) == problem.solution
+        start, operations = task.parse_question(problem.problem)
+        assert task.question_text(start, operations) == problem.problem
+
+
+def test_a_compound_step_has_three_or_four_operations():
+    with pytest.raises(ValueError, match="3 or 4 operations, got 2"):
+        task.draw_compound(np.random.default_rng(0), "x", 2)
+
+
 def test_level_1_is_the_same_in_both_versions_but_for_its_ids():
     first, harder = task.make_problems(30, 1, seed=2), task.make_problems(30, 1, 2, version=2)
     assert [p.problem for p in first] == [p.problem for p in harder]
@@ -328,7 +370,7 @@ def test_the_version_in_use_is_the_innermost_block_and_defaults_to_the_shipped_o
         assert task.level_specs() is task.HARDER_LEVEL_SPECS
     assert task.level_specs() is task.LEVEL_SPECS
     with pytest.raises(ValueError, match="task version must be one of"):
-        task.make_problems(1, 1, version=4)
+        task.make_problems(1, 1, version=5)
     with pytest.raises(ValueError, match="task version must be one of"), task.using_version(0):
         pass
 
@@ -359,8 +401,10 @@ def test_configs_name_their_task_version():
 
     assert get_config().task.version == 1 and get_config("quick").task.version == 1
     harder = get_config("harder")
-    assert harder.task.version == 3 and harder.workdir == "embedded_v3"
-    assert get_config("harder_quick").task.version == 3
+    assert harder.task.version == 4 and harder.workdir == "embedded_v4"
+    assert get_config("harder_quick").task.version == 4
+    assert get_config("harder_v3").task.version == 3
+    assert get_config("harder_v3").workdir == "embedded_v3"
     assert get_config("harder_v2").task.version == 2
-    assert task.config_version(harder) == 3
+    assert task.config_version(harder) == 4
     assert task.config_version(ml_collections.ConfigDict({"seed": 0})) == 1

@@ -113,6 +113,9 @@ class LevelSpec:
     num_steps: int
     kind_weights: dict[str, float]
     compound_steps: int = 0
+    # Arithmetic operations in one compound step: 4, ``((t+A)*B+C)*D`` (versions 2 and 3),
+    # or 3, ``(t+A)*B+C`` (version 4).
+    compound_operations: int = 4
 
 
 EASY = {"add": 1, "sub": 1, "mul": 1}
@@ -158,7 +161,27 @@ HARDER_LEVEL_SPECS_3 = {
 # The task's versions: the level specs each draws its problems from. Version 1 is the world
 # first shipped; a run's config names its version (``task.version``), recorded with every
 # model it trains.
-TASK_VERSIONS = {1: LEVEL_SPECS, 2: HARDER_LEVEL_SPECS, 3: HARDER_LEVEL_SPECS_3}
+# Task version 4: compound steps of three operations, ``x=(x+A)*B+C``, at 1, 2 and 3 of the
+# steps of levels 3, 4 and 5. In version 3 neither policy learned the four-operation step
+# (greedy accuracy near chance on every level that holds one, docs/embedded.md), while both
+# learned every two-operation simple step (``x=x+y+3``) whole; three operations sit between
+# the two, where a larger model can learn more of the table than a smaller one.
+HARDER_LEVEL_SPECS_4 = {
+    1: LEVEL_SPECS[1],
+    2: LEVEL_SPECS[2],
+    **{
+        level: dataclasses.replace(
+            LEVEL_SPECS[level], compound_steps=compound, compound_operations=3
+        )
+        for level, compound in ((3, 1), (4, 2), (5, 3))
+    },
+}
+TASK_VERSIONS = {
+    1: LEVEL_SPECS,
+    2: HARDER_LEVEL_SPECS,
+    3: HARDER_LEVEL_SPECS_3,
+    4: HARDER_LEVEL_SPECS_4,
+}
 # Compound operations ``t=((t+A)*B+C)*D``: A and C a digit or the other register, B and D
 # units (so, as with "mul", every result stays equally likely).
 COMPOUND_ADDENDS = tuple(range(1, 10))
@@ -205,25 +228,28 @@ class Operation:
 @dataclasses.dataclass(frozen=True)
 class CompoundOperation:
     """``target = ((target + addend) * factor + offset) * outer``, in one step: the addend and
-    the offset are digits or the other register, the factors units. Its solution line shows
-    the operands' values and the result only (``d) x=((4+8)*7+3)*9=5``), never restated:
-    the three intermediate results are computed in the one result token."""
+    the offset are digits or the other register, the factors units; with ``outer`` None,
+    ``(target + addend) * factor + offset``. Its solution line shows the operands' values
+    and the result only (``d) x=((4+8)*7+3)*9=5``), never restated: the intermediate
+    results are computed in the one result token."""
 
     target: str
     addend: int | str
     factor: int
     offset: int | str
-    outer: int
+    outer: int | None = None
 
     def _value(self, operand: int | str, values: dict[str, int]) -> int:
         return values[operand] if isinstance(operand, str) else operand
 
     def apply(self, values: dict[str, int]) -> int:
         inner = values[self.target] + self._value(self.addend, values)
-        return ((inner * self.factor + self._value(self.offset, values)) * self.outer) % MODULUS
+        result = inner * self.factor + self._value(self.offset, values)
+        return (result if self.outer is None else result * self.outer) % MODULUS
 
     def _expression(self, target, addend, offset) -> str:
-        return f"(({target}+{addend})*{self.factor}+{offset})*{self.outer}"
+        three = f"({target}+{addend})*{self.factor}+{offset}"
+        return three if self.outer is None else f"({three})*{self.outer}"
 
     @property
     def text(self) -> str:
@@ -364,7 +390,9 @@ def draw_problem(rng: np.random.Generator, level: int, version: int | None = Non
     if spec.compound_steps:
         places = rng.choice(spec.num_steps, size=spec.compound_steps, replace=False)
         for index in sorted(int(place) for place in places):
-            operations[index] = draw_compound(rng, operations[index].target)
+            operations[index] = draw_compound(
+                rng, operations[index].target, spec.compound_operations
+            )
     question = question_text(start, operations)
     restated = list(rng.random(len(operations)) < RESTATE_PROBABILITY)
     restated = [r and isinstance(op, Operation) for r, op in zip(restated, operations, strict=True)]
@@ -381,13 +409,18 @@ def draw_problem(rng: np.random.Generator, level: int, version: int | None = Non
     )
 
 
-def draw_compound(rng: np.random.Generator, target: str) -> CompoundOperation:
-    """A compound operation on ``target``: its addend and offset each the other register
-    one time in ten, else a digit 1-9; its two factors units."""
+def draw_compound(rng: np.random.Generator, target: str, operations: int = 4) -> CompoundOperation:
+    """A compound operation of ``operations`` (4 or 3) arithmetic operations on ``target``:
+    its addend and offset each the other register one time in ten, else a digit 1-9; its
+    factors units."""
     other = REGISTERS[1 - REGISTERS.index(target)]
     choices = [other, *COMPOUND_ADDENDS]
     addend, offset = (choices[int(i)] for i in rng.integers(len(choices), size=2))
     factor, outer = (int(f) for f in rng.choice(COMPOUND_FACTORS, size=2))
+    if operations == 3:
+        return CompoundOperation(target, addend, factor, offset)
+    if operations != 4:
+        raise ValueError(f"a compound step has 3 or 4 operations, got {operations}")
     return CompoundOperation(target, addend, factor, offset, outer)
 
 
@@ -410,7 +443,8 @@ def question_count(level: int, version: int | None = None) -> int:
         for name, weight in spec.kind_weights.items()
         if weight > 0
     )
-    compound = (1 + len(COMPOUND_ADDENDS)) ** 2 * len(COMPOUND_FACTORS) ** 2
+    factors = 2 if spec.compound_operations == 4 else 1
+    compound = (1 + len(COMPOUND_ADDENDS)) ** 2 * len(COMPOUND_FACTORS) ** factors
     simple_steps = spec.num_steps - spec.compound_steps
     return MODULUS ** len(REGISTERS) * choices**simple_steps * compound**spec.compound_steps
 
@@ -482,7 +516,8 @@ MAX_NEW_TOKENS = 128
 # -- reading problems and solutions back ----------------------------------------------------
 
 
-COMPOUND_PATTERN = re.compile(r"([xy])=\(\(([xy])\+([xy]|\d)\)\*(\d)\+([xy]|\d)\)\*(\d)")
+# Either form of a compound step: ``x=((x+A)*B+C)*D`` or ``x=(x+A)*B+C`` (no outer group).
+COMPOUND_PATTERN = re.compile(r"([xy])=(\()?\(([xy])\+([xy]|\d)\)\*(\d)\+([xy]|\d)(?(2)\)\*(\d))")
 
 
 def _operand(text: str) -> int | str:
@@ -507,12 +542,16 @@ def parse_question(question: str) -> tuple[dict[str, int], list[Step]]:
         text = item.removeprefix(f"{label}{LABEL_CLOSING}")
         compound = COMPOUND_PATTERN.fullmatch(text)
         if compound:
-            target, inner, addend, factor, offset, outer = compound.groups()
+            target, _, inner, addend, factor, offset, outer = compound.groups()
             if inner != target or target in (addend, offset):
                 raise ValueError(f"operation {label} of {question!r} is not of this task: {item!r}")
             operations.append(
                 CompoundOperation(
-                    target, _operand(addend), int(factor), _operand(offset), int(outer)
+                    target,
+                    _operand(addend),
+                    int(factor),
+                    _operand(offset),
+                    None if outer is None else int(outer),
                 )
             )
             continue
