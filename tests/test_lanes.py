@@ -89,3 +89,100 @@ def test_a_sample_is_the_same_whatever_else_decodes(held):
     together_tokens, together_logprob = run(False)
     assert alone_tokens == together_tokens
     np.testing.assert_allclose(alone_logprob, together_logprob, rtol=1e-5)
+
+
+def test_a_call_returns_once_a_group_of_samples_has_settled():
+    """With ``settle_group`` a search's subtree (here 2 of a question's 8 samples) ends the
+    call as soon as its samples are all paused, while the question's others still decode."""
+    lm = engine_helpers.tiny_lm()
+
+    def settled_after(group):
+        engine = Engine(lm)
+        state = _start(engine, 1, 8, seed=3)
+        state, out = engine.extend(
+            state,
+            max_tokens=64,
+            token_limit=64,
+            sampling=SAMPLING,
+            stop="\n",
+            return_on_pause=True,
+            settle_group=group,
+        )
+        paused = np.asarray(out.finish)[0] != Finish.RUNNING
+        return int(out.steps), paused.reshape(-1, 2).all(axis=1)
+
+    steps_by_group, groups_paused = settled_after(2)
+    steps_by_question, _ = settled_after(None)
+    assert groups_paused.any() and not groups_paused.all()
+    assert steps_by_group < steps_by_question
+
+
+def test_a_reorder_of_some_samples_leaves_the_others_as_they_are():
+    lm = engine_helpers.tiny_lm()
+    engine = Engine(lm)
+    state = _start(engine, 2, 4, seed=4)
+    state, _ = engine.extend(state, max_tokens=5, token_limit=64, sampling=SAMPLING)
+    before = {k: np.asarray(v) for k, v in state.sample_fields().items()}
+    moved = np.zeros((2, 4), bool)
+    moved[1, 2:] = True  # the second subtree of the second question
+    indices = np.tile([0, 1, 3, 3], (2, 1))
+    state = engine.reorder(state, indices, moved)
+    after = {k: np.asarray(v) for k, v in state.sample_fields().items()}
+    for name, value in after.items():
+        np.testing.assert_array_equal(value[~moved], before[name][~moved], err_msg=name)
+    np.testing.assert_array_equal(after["num_generated"][1, 2:], before["num_generated"][1, 3])
+    # Both copies of sample 3 get fresh keys of their own, so they diverge.
+    assert not np.array_equal(after["keys"][1, 2], after["keys"][1, 3])
+    assert not np.array_equal(after["keys"][1, 3], before["keys"][1, 3])
+
+
+def test_bad_settle_groups_and_moved_masks_are_named():
+    lm = engine_helpers.tiny_lm()
+    engine = Engine(lm)
+    state = _start(engine, 1, 8)
+    with pytest.raises(ValueError, match="settle_group must divide the state's 8 samples"):
+        engine.extend(state, max_tokens=4, token_limit=64, sampling=SAMPLING, settle_group=3)
+    with pytest.raises(ValueError, match="settle_group must be an integer >= 1"):
+        engine.extend(state, max_tokens=4, token_limit=64, sampling=SAMPLING, settle_group=0)
+    with pytest.raises(ValueError, match=r"a mask of moved samples must be \[questions"):
+        engine.reorder(state, np.zeros((1, 8), int), np.ones((1, 4), bool))
+
+
+def test_a_row_pauses_once_it_has_added_its_budget():
+    lm = engine_helpers.tiny_lm()
+    engine = Engine(lm)
+    state = _start(engine, 2, 4, seed=6)
+    budget = np.tile([1, 2, 3, 64], (2, 1))
+    state, out = engine.extend(
+        state, max_tokens=20, token_limit=64, sampling=SAMPLING, budget=budget
+    )
+    count, finish = np.asarray(out.count), np.asarray(out.finish)
+    np.testing.assert_array_equal(count[:, :3], budget[:, :3])
+    assert (finish[:, :3] == Finish.STOP).all()
+    assert (count[:, 3] == 20).all()  # no cap but the call's
+
+
+def test_greedy_rows_take_the_most_likely_token_beside_rows_that_sample():
+    lm = engine_helpers.tiny_lm()
+
+    def tokens(sampling, greedy=None):
+        engine = Engine(lm)
+        state = _start(engine, 2, 4, seed=7)
+        state, out = engine.extend(
+            state, max_tokens=10, token_limit=64, sampling=sampling, greedy=greedy
+        )
+        return np.asarray(out.tokens)
+
+    greedy = np.zeros((2, 4), bool)
+    greedy[1, 1:3] = True
+    mixed = tokens(SAMPLING, greedy)
+    np.testing.assert_array_equal(mixed[greedy], tokens(SamplingConfig(temperature=0))[greedy])
+    np.testing.assert_array_equal(mixed[~greedy], tokens(SAMPLING)[~greedy])
+
+
+def test_bad_budgets_are_named():
+    engine = Engine(engine_helpers.tiny_lm())
+    state = _start(engine, 1, 4)
+    for budget in (np.zeros((1, 4), int), np.ones((1, 3), int), np.full((1, 4), 1.5)):
+        with pytest.raises(ValueError, match=r"budget must be \[questions"):
+            engine.extend(state, max_tokens=4, token_limit=64, sampling=SAMPLING, budget=budget)

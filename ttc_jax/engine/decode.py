@@ -139,9 +139,12 @@ def extend(
     eos_ids,
     token_limit,
     sampling_params: SamplingParams,
+    greedy_rows: jax.Array,
+    row_budget: jax.Array,
     lanes: jax.Array,
     exit_below: jax.Array,
     settle_below: jax.Array,
+    settle_group: jax.Array,
     *,
     sampling: SamplingMode,
     attention: str = "xla",
@@ -151,14 +154,17 @@ def extend(
     B x N or more pads a lane) by up to ``R - out.steps`` more tokens in one while loop,
     where ``out.tokens`` is [B, N, R]. Only the L lanes are computed: their per-sample fields
     and suffixes are gathered before the loop and scattered back after it, and every
-    question's prompt is still read once per step for all its lanes.
+    question's prompt is still read once per step for all its lanes. Rows marked in
+    ``greedy_rows`` [B, N] take their most likely token whatever ``sampling_params`` say; a
+    row that has added ``row_budget`` [B, N] tokens in this extension pauses (STOP).
 
     A sample stops when it completes a stop string (STOP: paused for the rest of this
     extension, resumable), emits an EOS id (EOS), reaches ``token_limit`` generated tokens in
     total or the slot limit (LENGTH). The loop ends when no lane is live, at the token cap,
     when fewer than ``exit_below`` lanes are live (the caller may then gather the live rows
-    into fewer lanes), when some question has lanes and none of them live while fewer than
-    ``settle_below`` lanes are (a search can then score that question's step), or when a live
+    into fewer lanes), when some question (or group of ``settle_group`` of its samples) has
+    lanes and none of them live while fewer than ``settle_below`` lanes are (a search can
+    then score that question's or group's step), or when a live
     lane's suffix is full; the third result is then True: the extension should go on after
     `grow`. ``attention`` and ``rules`` go to `ttc_jax.engine.kv_cache.append_lanes`.
     """
@@ -166,7 +172,10 @@ def extend(
     b, n, max_tokens = out.tokens.shape
     rows = b * n
     safe = jnp.minimum(lanes, rows - 1)
-    question = safe // n
+    # The unit whose step is scored together: a question, or a group of ``settle_group``
+    # consecutive samples of it (a DVTS subtree).
+    groups_per_question = (n + settle_group - 1) // settle_group
+    unit = safe // n * groups_per_question + safe % n // settle_group
     real = lanes < rows
 
     def take(x):
@@ -180,9 +189,12 @@ def extend(
     # A padding lane is never live.
     lane["finish"] = jnp.where(real, lane["finish"], Finish.LENGTH)
     lane_out = jax.tree.map(take, out.sample_fields())
+    lane_greedy, lane_budget = take(greedy_rows), take(row_budget)
     suffix = kv_cache.gather_lanes(state.cache, lanes)
     # Lanes are split over the mesh as sample rows are (the partitioner is not left to guess).
-    lane, lane_out = _split_lanes((lane, lane_out), rules)
+    lane, lane_out, lane_greedy, lane_budget = _split_lanes(
+        (lane, lane_out, lane_greedy, lane_budget), rules
+    )
     suffix = kv_cache.constrain_lanes(suffix, rules)
     width = lanes.shape[0]
 
@@ -194,7 +206,7 @@ def extend(
         )
         logits = model.logits(hidden)[:, 0]  # [L, V] float32
         step_keys = jax.vmap(jax.random.fold_in)(lane["keys"], lane["num_generated"])
-        token = sample_tokens(logits, step_keys, sampling, sampling_params)
+        token = sample_tokens(logits, step_keys, sampling, sampling_params, lane_greedy)
         token_logprob = jnp.take_along_axis(
             jax.nn.log_softmax(logits, axis=-1), token[:, None], axis=-1
         )[:, 0]
@@ -212,7 +224,10 @@ def extend(
         at_slot_limit = suffix.suffix_len >= state.slot_limit
         at_limit = active & ~is_eos & ((num_generated >= token_limit) | at_slot_limit)
         finish = jnp.where(is_eos, Finish.EOS, lane_out["finish"])
-        finish = jnp.where(completes & ~is_eos, Finish.STOP, finish)
+        # A row that has added its budget of tokens pauses as at a stop string, so where a
+        # step is cut does not depend on when the call returns.
+        spent = active & (lane_out["count"] + 1 >= lane_budget)
+        finish = jnp.where((completes | spent) & ~is_eos, Finish.STOP, finish)
         # A stop string completed on the last allowed token reports STOP for this call, but
         # the sample has ended all the same: the next call reports LENGTH and decodes nothing
         # (else it would wait at a full, ungrowable suffix for ever).
@@ -240,9 +255,9 @@ def extend(
     def wants_more(lane, lane_out, steps):
         alive = live(lane, lane_out)
         count = jnp.sum(alive)
-        # A question with lanes, none of them live: its step is done.
-        lanes_of = jnp.zeros((b,), jnp.int32).at[question].add(real)
-        live_of = jnp.zeros((b,), jnp.int32).at[question].add(alive)
+        # A unit with lanes, none of them live: its step is done.
+        lanes_of = jnp.zeros((rows,), jnp.int32).at[unit].add(real)
+        live_of = jnp.zeros((rows,), jnp.int32).at[unit].add(alive)
         settled = jnp.any((lanes_of > 0) & (live_of == 0))
         return (
             (steps < max_tokens)

@@ -252,12 +252,22 @@ class Engine:
         stop: Sequence[str] = (),
         hold=None,
         return_on_pause: bool = False,
+        settle_group: int | None = None,
+        greedy=None,
+        budget=None,
     ) -> tuple[DecodeState, StepOutput]:
         """Extends every live sample by up to ``max_tokens`` tokens (see
         `ttc_jax.engine.decode.extend`); ``state`` is donated (do not reuse it). Samples
-        marked in ``hold`` ([questions, N] bool) stay as they are (reported as STOP). With
+        marked in ``hold`` ([questions, N] bool) stay as they are (reported as STOP); those
+        marked in ``greedy`` (the same shape) take their most likely token whatever
+        ``sampling`` says (a lookahead's rollouts beside samples of other questions). A
+        sample pauses (STOP) once it has added ``budget`` ([questions, N] ints >= 1;
+        default: no cap but ``max_tokens``) tokens in this call (a search's cap on a step's
+        length, the same whenever the call returns). With
         ``return_on_pause`` the call returns once some question's samples are all paused or
-        ended (with one not ended) and fewer than half the lanes are live.
+        ended (with one not ended) and fewer than half the lanes are live; with
+        ``settle_group`` too, once some group of that many consecutive samples of a question
+        (a DVTS subtree: N a multiple of it) is.
 
         Each device call computes only the live rows, gathered into lanes (`lane_plan`); when
         fewer than half the lanes are live they are gathered into fewer, and when a live row
@@ -274,11 +284,14 @@ class Engine:
                 stop=stop,
                 hold=hold,
                 return_on_pause=return_on_pause,
+                settle_group=settle_group,
+                greedy=greedy,
+                budget=budget,
             )
-            params, state, out, *rest, lanes, exit_below, settle_below = args
+            params, state, out, *rest, lanes, exit_below, settle_below, group = args
             while True:
                 state, out, more = self._extend(
-                    params, state, out, *rest, lanes, exit_below, settle_below, **static
+                    params, state, out, *rest, lanes, exit_below, settle_below, group, **static
                 )
                 if bool(more):
                     # A live sample filled its allocation: grow, and go on with the same lanes.
@@ -289,7 +302,7 @@ class Engine:
                 live = live_rows(state, out)
                 if not live.any() or int(out.steps) >= max_tokens:
                     return state, out
-                if return_on_pause and settled_questions(live, out).any():
+                if return_on_pause and settled_groups(live, out, int(group)).any():
                     return state, out
                 lanes, exit_below, settle_below = lane_plan(live, return_on_pause)
 
@@ -303,6 +316,9 @@ class Engine:
         stop: str | Sequence[str] = (),
         hold=None,
         return_on_pause: bool = False,
+        settle_group: int | None = None,
+        greedy=None,
+        budget=None,
     ) -> tuple[tuple, dict]:
         """Checked positional and static arguments of the first call of the compiled decode
         loop (the parameters, ``state``, a fresh output buffer, ..., the lanes): `extend` runs
@@ -312,6 +328,12 @@ class Engine:
         sampling.check_vocab(self.lm.config.vocab_size)
         next_state, completes = self.stop_table(stop_strings(stop))
         held = self._sample_mask(state, hold, "hold")
+        samples = state.pending.shape[1]
+        group = samples if settle_group is None else check_count(settle_group, "settle_group")
+        if samples % group:
+            raise ValueError(
+                f"settle_group must divide the state's {samples} samples, got {settle_group}"
+            )
         with jax.set_mesh(self.lm.mesh):
             out = self._empty_output(state.finish, held, max_tokens)
         args = (
@@ -323,7 +345,10 @@ class Engine:
             self.eos_ids,
             jnp.int32(token_limit),
             sampling.params(),
+            self._sample_mask(state, greedy, "greedy"),
+            self._row_budget(state, budget, max_tokens),
             *lane_plan(live_rows(state, out), return_on_pause),
+            jnp.int32(group),
         )
         static = {"sampling": sampling.mode(self.lm.config.vocab_size)}
         return args, static
@@ -371,8 +396,9 @@ class Engine:
         """Sample n' of question b continues sample ``indices[b, n']`` (beam selection,
         fan-out; see `ttc_jax.engine.decode.reorder` and `ttc_jax.engine.selection`). Rows
         past ``indices``' questions only pad the batch and follow sample 0. Only the
-        questions listed in ``moved`` (default: all) are selecting: the others' samples stay
-        as they are, whatever their indices say, and only the moved rows are copied. ``state``
+        questions listed in ``moved`` (question indices, or a [questions, N] bool mask of
+        samples; default: all) are selecting: the other samples stay as they are, whatever
+        their indices say, and only the moved rows are copied. ``state``
         is consumed: with as many samples as before it is donated, so its memory is reused;
         with another count (N' != N) there is nothing to reuse and it is copied."""
         check_live(state, "reorder")
@@ -404,6 +430,27 @@ class Engine:
             if mask.ndim != 2 or mask.shape[0] > rows or mask.shape[1] != samples:
                 raise ValueError(f"{name} must be [questions (at most {rows}), {samples}] booleans")
             padded[: mask.shape[0]] = mask.astype(bool)
+        return jnp.asarray(padded)
+
+    @staticmethod
+    def _row_budget(state: DecodeState, budget, max_tokens: int) -> jax.Array:
+        """[rows, N] int32: the most tokens each sample may add in one call (padding rows and
+        ``budget=None``: ``max_tokens``)."""
+        rows, samples = state.pending.shape
+        padded = np.full((rows, samples), max_tokens, np.int32)
+        if budget is not None:
+            budget = np.asarray(budget)
+            if (
+                budget.ndim != 2
+                or budget.shape[0] > rows
+                or budget.shape[1] != samples
+                or not np.issubdtype(budget.dtype, np.integer)
+                or (budget.size and budget.min() < 1)
+            ):
+                raise ValueError(
+                    f"budget must be [questions (at most {rows}), {samples}] integers >= 1"
+                )
+            padded[: budget.shape[0]] = np.minimum(budget, max_tokens)
         return jnp.asarray(padded)
 
     @staticmethod
@@ -488,9 +535,12 @@ def live_rows(state: DecodeState, out: StepOutput) -> np.ndarray:
     return (np.asarray(state.finish) == Finish.RUNNING) & (np.asarray(out.finish) != Finish.STOP)
 
 
-def settled_questions(live: np.ndarray, out: StepOutput) -> np.ndarray:
-    """[B] bool: questions that decoded in this extension and have no live sample left."""
-    return (np.asarray(out.count).sum(axis=1) > 0) & ~live.any(axis=1)
+def settled_groups(live: np.ndarray, out: StepOutput, group: int) -> np.ndarray:
+    """[B, N / group] bool: groups of ``group`` consecutive samples of a question (all N: the
+    question) that decoded in this extension and have no live sample left."""
+    b, n = live.shape
+    decoded = np.asarray(out.count).reshape(b, n // group, group).sum(axis=2) > 0
+    return decoded & ~live.reshape(b, n // group, group).any(axis=2)
 
 
 def lane_plan(live: np.ndarray, settle: bool) -> tuple[jax.Array, jax.Array, jax.Array]:

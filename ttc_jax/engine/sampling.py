@@ -116,13 +116,22 @@ def _is_int(value) -> bool:
 
 
 def sample_tokens(
-    logits: jnp.ndarray, keys: jnp.ndarray, mode: SamplingMode, params: SamplingParams
+    logits: jnp.ndarray,
+    keys: jnp.ndarray,
+    mode: SamplingMode,
+    params: SamplingParams,
+    greedy_rows: jnp.ndarray | None = None,
 ) -> jnp.ndarray:
-    """logits [R, V] float32, raw keys [R, 2] -> tokens [R] int32."""
+    """logits [R, V] float32, raw keys [R, 2] -> tokens [R] int32; rows marked in
+    ``greedy_rows`` [R] (bool) take the most likely token whatever ``params`` say (a
+    lookahead's rollouts decode beside rows that sample)."""
     greedy = jnp.argmax(logits, axis=-1).astype(jnp.int32)
     uniforms = jax.vmap(lambda key: jax.random.uniform(key, (), jnp.float32))(keys)
     drawn = invert_cdf(filtered_logits(logits, mode, params), uniforms)
-    return jnp.where(params.temperature > 0, drawn, greedy)
+    sampled = params.temperature > 0
+    if greedy_rows is not None:
+        sampled = sampled & ~greedy_rows
+    return jnp.where(sampled, drawn, greedy)
 
 
 def filtered_logits(logits: jnp.ndarray, mode: SamplingMode, params: SamplingParams):

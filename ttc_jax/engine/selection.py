@@ -30,16 +30,36 @@ def padded_indices(indices, rows: int, num_samples: int) -> np.ndarray:
     return padded
 
 
-def moved_rows(padded: np.ndarray, questions, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Source and target sample rows (question major) of the questions listed in
-    ``questions`` under ``padded`` [rows, N] indices, padded to a `bucket_count` of rows
-    with targets past the last row (dropped), so that few shapes reach compiled programs."""
-    n = padded.shape[1]
-    questions = np.unique(np.asarray(questions, int).reshape(-1))
+def moved_mask(moved, rows: int, num_samples: int) -> np.ndarray:
+    """[rows, num_samples] bool: the samples that select, from ``moved``: question indices
+    (every sample of those questions), or a [questions, num_samples] bool mask of samples (a
+    DVTS subtree selects while its question's other subtrees decode on)."""
+    moved = np.asarray(moved)
+    mask = np.zeros((rows, num_samples), bool)
+    if moved.dtype == bool:
+        if moved.ndim != 2 or moved.shape[0] > rows or moved.shape[1] != num_samples:
+            raise ValueError(
+                f"a mask of moved samples must be [questions (at most {rows}), {num_samples}] "
+                f"booleans, got shape {moved.shape}"
+            )
+        mask[: moved.shape[0]] = moved
+        return mask
+    questions = np.unique(moved.astype(int).reshape(-1))
     if questions.size and (questions.min() < 0 or questions.max() >= rows):
         raise ValueError(f"moved questions must be indices in [0, {rows})")
-    targets = (questions[:, None] * n + np.arange(n)).reshape(-1)
-    sources = (questions[:, None] * n + padded[questions]).reshape(-1)
+    mask[questions] = True
+    return mask
+
+
+def moved_rows(padded: np.ndarray, moved, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source and target sample rows (question major) of the samples ``moved`` lists (see
+    `moved_mask`) under ``padded`` [rows, N] indices, padded to a `bucket_count` of rows
+    with targets past the last row (dropped), so that few shapes reach compiled programs."""
+    n = padded.shape[1]
+    mask = moved_mask(moved, rows, n)
+    question, sample = np.nonzero(mask)
+    targets = question * n + sample
+    sources = question * n + padded[question, sample]
     size = bucket_count(max(1, targets.size))
     pad = size - targets.size
     return (

@@ -42,7 +42,7 @@ from jax.sharding import Mesh
 from ttc_jax.bucketing import bucket_length, round_up
 from ttc_jax.engine import kv_cache
 from ttc_jax.engine.kv_cache import KVCache
-from ttc_jax.engine.selection import moved_rows, padded_indices
+from ttc_jax.engine.selection import moved_mask, moved_rows, padded_indices
 from ttc_jax.lm import LanguageModel
 from ttc_jax.models.config import ModelConfig
 from ttc_jax.models.params import Params, random_tree
@@ -439,15 +439,14 @@ class PRM:
     def reorder(self, state: PRMState, indices, moved=None) -> PRMState:
         """Candidate n' of question b continues candidate ``indices[b, n']`` (beam selection or
         fan-out; N' may differ from N), as `ttc_jax.engine.Engine.reorder` takes them (see
-        `ttc_jax.engine.selection`): only the questions in ``moved`` (default: all) change.
-        ``state`` is consumed."""
+        `ttc_jax.engine.selection`): only the questions or samples in ``moved`` (default:
+        all) change. ``state`` is consumed."""
         rows = state.steps_done.shape[0]
         padded = padded_indices(indices, rows, state.num_candidates)
         same_size = padded.shape[1] == state.num_candidates
         if moved is not None and same_size:
-            keep = np.ones(rows, bool)
-            keep[np.asarray(moved, int).reshape(-1)] = False
-            padded[keep] = np.arange(padded.shape[1])  # the others follow themselves
+            keep = ~moved_mask(moved, rows, padded.shape[1])
+            padded[keep] = np.nonzero(keep)[1]  # the others follow themselves
         with jax.set_mesh(self.backbone.mesh):
             if moved is not None and same_size:
                 sources, targets = moved_rows(padded, moved, rows)
