@@ -12,6 +12,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 import ttc_jax
+from ttc_jax.engine.selection import moved_mask
 from ttc_jax.math import Problem
 from ttc_jax.models.config import ModelConfig
 
@@ -78,7 +79,8 @@ class ScriptedState:
 class ScriptedPRM:
     """The PRM interface search uses, on the host, scoring by `scripted_score`. Logs, in
     order: every scored slot as ("step", call number, question, slot, steps, scores), every
-    rollback as ("rollback", questions) and every reorder as ("reorder", indices, moved)."""
+    rollback as ("rollback", questions) and every reorder as ("reorder", indices, moved)
+    with ``moved`` the [Q, N] bool mask of the slots that selected."""
 
     kind = "scripted"
 
@@ -120,10 +122,10 @@ class ScriptedPRM:
 
     def reorder(self, state, indices, moved=None):
         indices = np.asarray(indices).copy()
-        moved = range(len(indices)) if moved is None else sorted(int(q) for q in moved)
-        for q in set(range(len(indices))) - set(moved):
-            indices[q] = np.arange(indices.shape[1])
-        self.calls.append(("reorder", indices, list(moved)))
+        everything = np.arange(len(indices))
+        mask = moved_mask(everything if moved is None else moved, *indices.shape)
+        indices[~mask] = np.nonzero(~mask)[1]  # the others follow themselves
+        self.calls.append(("reorder", indices, mask))
         steps = [[list(state.steps[q][i]) for i in row] for q, row in enumerate(indices)]
         lineage = [[state.lineage[q][i] for i in row] for q, row in enumerate(indices)]
         return ScriptedState(state.questions, steps, state.processed, lineage)

@@ -5,6 +5,7 @@ PRM is scripted (`tests.search_helpers.ScriptedPRM`): every score is a known fun
 question and the step, and every call is logged.
 """
 
+import dataclasses
 import math
 
 import jax
@@ -22,6 +23,7 @@ from ttc_jax.prm.kinds import build_format
 from ttc_jax.search import STRATEGIES, run, strategy_config, tree
 from ttc_jax.search.prompting import step_text
 from ttc_jax.search.results import non_embedding_params
+from ttc_jax.search.state import SearchState
 
 
 @pytest.fixture(scope="module")
@@ -41,18 +43,17 @@ def _config(name, **overrides):
 
 
 def _recording_select(monkeypatch):
-    """Records every per-question selection: (scores, live, spent, group size, width,
-    indices, next live), all [N] or [groups]."""
+    """Records every group's selection: (scores, live, spent, width, indices, next live),
+    the arrays [group size]."""
     calls = []
-    original = tree.select_beams
+    original = tree.select_group
 
-    def select(scores, live, spent, group_size, width):
-        indices, next_live = original(scores, live, spent, group_size, width)
-        copies = [x.copy() for x in (scores, live, spent)]
-        calls.append((*copies, group_size, width, indices.copy(), next_live.copy()))
+    def select(scores, live, spent, width):
+        indices, next_live = original(scores, live, spent, width)
+        calls.append((scores.copy(), live.copy(), spent, width, indices.copy(), next_live.copy()))
         return indices, next_live
 
-    monkeypatch.setattr(tree, "select_beams", select)
+    monkeypatch.setattr(tree, "select_group", select)
     return calls
 
 
@@ -75,10 +76,10 @@ def test_beam_search_keeps_exactly_the_top_n_over_m_by_the_latest_step_score(
     prm = ScriptedPRM(policy)
     run(_config("beam"), policy, prm, PROBLEMS, budget=budget, seed=2)
     checked = 0
-    for scores, live, spent, group_size, width, indices, next_live in calls:
-        assert group_size == budget and width == 2
+    for scores, live, spent, width, indices, next_live in calls:
+        assert len(live) == budget and width == 2
         beams = np.flatnonzero(live)
-        room = budget - spent[0]
+        room = budget - spent
         if not len(beams) or room <= 0:
             assert not next_live.any()
             continue
@@ -97,7 +98,7 @@ def test_beam_search_keeps_exactly_the_top_n_over_m_by_the_latest_step_score(
             latest[q, n] = values[-1]
         elif event[0] == "reorder":
             _, indices, moved = event
-            for q in moved:
+            for q in np.flatnonzero(moved.any(axis=1)):
                 scores, live = next(selections)[:2]
                 for n in np.flatnonzero(live):
                     assert scores[n] == pytest.approx(latest[q, n])
@@ -113,24 +114,26 @@ def test_lookahead_ranks_by_the_rollouts_last_score_and_keeps_no_rollout_step(po
     calls = _recording_select(monkeypatch)
     prm = ScriptedPRM(policy)
     results = run(_config("lookahead", lookahead_steps=2), policy, prm, PROBLEMS, 4, seed=3)
-    # A question's round: one call scores the real steps, then up to two score rollout
-    # steps, then both models roll back those questions, then they select.
+    # A question's round: its first scored call after its last selection scores its real
+    # steps, its next two score rollout steps (beside other questions' steps), then both
+    # models roll it back, then it selects.
     selections = iter(calls)
-    kept_steps, rollout_steps, main_call, last = set(), set(), None, {}
+    kept_steps, rollout_steps, main_call, last = set(), set(), {}, {}
     for event in prm.calls:
         if event[0] == "step":
             _, call_number, q, n, steps, values = event
-            main_call = main_call or call_number
+            main_call.setdefault(q, call_number)
             last[q, n] = values[-1]
-            (kept_steps if call_number == main_call else rollout_steps).update(
+            (kept_steps if call_number == main_call[q] else rollout_steps).update(
                 (q, step) for step in steps
             )
         elif event[0] == "reorder":
-            for q in event[2]:
+            for q in np.flatnonzero(event[2].any(axis=1)):
                 scores, live = next(selections)[:2]
                 for n in np.flatnonzero(live):
                     assert scores[n] == pytest.approx(last[q, n])
-            main_call, last = None, {}
+                main_call.pop(q, None)
+                last = {key: value for key, value in last.items() if key[0] != q}
         else:
             assert event[0] == "rollback"
     assert next(selections, None) is None
@@ -178,6 +181,79 @@ def test_dvts_subtrees_never_exchange_candidates(policy):
     for indices in prm.reorders:
         groups = np.arange(indices.shape[1]) // 2
         np.testing.assert_array_equal(indices // 2, np.broadcast_to(groups, indices.shape))
+
+
+def test_a_dvts_subtree_selects_as_soon_as_its_own_slots_end_their_step(policy):
+    prm = ScriptedPRM(policy)
+    run(_config("dvts", beam_width=2), policy, prm, PROBLEMS, budget=8, seed=5)
+    moved = [call[2] for call in prm.calls if call[0] == "reorder"]
+    subtrees = [mask[:, :8].reshape(len(mask), 4, 2) for mask in moved]
+    # A subtree moves whole or not at all...
+    assert all((s.all(axis=2) == s.any(axis=2)).all() for s in subtrees)
+    # ...and some subtree selected while another of its question was still in its step.
+    assert any((s.any(axis=2) & ~s.any(axis=2).all(axis=1, keepdims=True)).any() for s in subtrees)
+
+
+def test_dvts_results_do_not_depend_on_the_pace_of_the_other_subtrees(policy, monkeypatch):
+    """Each subtree selecting at its own pace gives the same candidates, in the same order,
+    as every subtree waiting for its question's slowest."""
+    config = _config("dvts", beam_width=2)
+    own_pace = run(config, policy, ScriptedPRM(policy), PROBLEMS, budget=8, seed=5)
+    decode = tree._Tree.decode
+
+    def question_pace(self, sampling):
+        ready = decode(self, sampling)
+        live = self._by_group(self.live).any(axis=2)
+        return ready & (ready | ~live).all(axis=1, keepdims=True)
+
+    monkeypatch.setattr(tree._Tree, "decode", question_pace)
+    together = run(config, policy, ScriptedPRM(policy), PROBLEMS, budget=8, seed=5)
+    for mine, theirs in zip(own_pace, together, strict=True):
+        assert mine.answer == theirs.answer
+        assert [c.text for c in mine.candidates] == [c.text for c in theirs.candidates]
+        assert [c.step_scores for c in mine.candidates] == [
+            c.step_scores for c in theirs.candidates
+        ]
+        # The same tokens and generations (wall time aside).
+        assert dataclasses.replace(mine.accounting, wall_s=0) == dataclasses.replace(
+            theirs.accounting, wall_s=0
+        )
+
+
+def test_lookahead_rolls_out_beside_other_questions_sampling(policy, monkeypatch):
+    """A question's greedy rollouts share decode calls with other questions' sampled steps:
+    nothing is held while another question looks ahead."""
+    calls = []
+    extend = SearchState.extend
+
+    def spy(self, sampling, stop, max_tokens, hold=None, return_on_pause=False, **options):
+        greedy = options.get("greedy")
+        live = np.array([[not slot.ended for slot in row] for row in self.history])
+        decoding = live & ~(np.zeros_like(live) if hold is None else hold)
+        if greedy is not None:
+            calls.append(((decoding & greedy).any(), (decoding & ~greedy).any()))
+        return extend(self, sampling, stop, max_tokens, hold, return_on_pause, **options)
+
+    monkeypatch.setattr(SearchState, "extend", spy)
+    config = _config("lookahead", lookahead_steps=2)
+    run(config, policy, ScriptedPRM(policy), PROBLEMS, budget=4, seed=3)
+    assert any(rolling and sampling for rolling, sampling in calls)
+
+
+@pytest.mark.parametrize("name", ["beam", "lookahead", "dvts"])
+def test_a_step_is_cut_at_exactly_max_step_tokens(policy, monkeypatch, name):
+    """However long a decode call runs, no step grows past ``max_step_tokens`` tokens."""
+    longest = []
+    absorb = SearchState._absorb
+
+    def spy(self, round_):
+        absorb(self, round_)
+        longest.append(max(slot.pending_tokens for row in self.history for slot in row))
+
+    monkeypatch.setattr(SearchState, "_absorb", spy)
+    config = _config(name, max_step_tokens=3, tokens_per_call=64)
+    run(config, policy, ScriptedPRM(policy), PROBLEMS[:3], budget=4, seed=8)
+    assert max(longest) == 3
 
 
 def test_revisions_hold_at_most_four_previous_attempts(policy):

@@ -73,14 +73,15 @@ def _default_cpu_client_environment() -> dict[str, str]:
 
 
 def test_a_question_gets_the_same_candidates_alone_or_beside_others():
-    """Bitwise, on real weights, for best-of-N and beam search with a PRM: beside a long
-    prompt a short one's prefix is padded to 1,024 slots instead of 64, and its 16 rows share
-    64 lanes with other questions' rows instead of 16. With XLA:CPU's defaults both changed
-    how a sum was computed (YNNPACK or XLA's own code for the softmax, Eigen's threads for
-    the products: `ttc_jax.xla_options`), and log-probabilities, scores and then tokens
-    moved. Run on the default CPU client, in a process of its own (tests/batch_invariance.py)."""
+    """Bitwise, on real weights, for best-of-N, beam search and DVTS (whose subtrees select
+    at their own pace) with a PRM: beside a long prompt a short one's prefix is padded to
+    1,024 slots instead of 64, and its 16 rows share 64 lanes with other questions' rows
+    instead of 16. With XLA:CPU's defaults both changed how a sum was computed (YNNPACK or
+    XLA's own code for the softmax, Eigen's threads for the products:
+    `ttc_jax.xla_options`), and log-probabilities, scores and then tokens moved. Run on the
+    default CPU client, in a process of its own (tests/batch_invariance.py)."""
     completed = subprocess.run(
-        [sys.executable, "-m", "tests.batch_invariance", "best_of_n", "beam"],
+        [sys.executable, "-m", "tests.batch_invariance", "best_of_n", "beam", "dvts"],
         cwd=ROOT,
         env=_default_cpu_client_environment(),
         capture_output=True,

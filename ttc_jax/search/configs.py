@@ -73,8 +73,9 @@ def strategy_config(name: str) -> ml_collections.ConfigDict:
         # A step longer than this is cut and continued in the next round (UNSTATED).
         config.max_step_tokens = 256
         # Most tokens one device call decodes. A call also returns as soon as some question's
-        # slots have all finished their step; that question is scored and selects while the
-        # others go on. Smaller values bound how far past max_step_tokens a step runs.
+        # (or DVTS subtree's) slots have all finished their step; it is scored and selects
+        # while the others go on. A step is cut at exactly max_step_tokens, whenever the
+        # calls that decode it return.
         config.tokens_per_call = 64
         # M: each kept beam is expanded M times; beam search keeps N / M beams, DVTS runs
         # N / M independent subtrees of width M.

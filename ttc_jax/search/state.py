@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import math
 import time
 from collections.abc import Sequence
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from ttc_jax.bucketing import bucket_length
 from ttc_jax.engine import Engine, Finish, SamplingConfig
+from ttc_jax.engine.selection import moved_mask
 from ttc_jax.math.prompts import split_steps
 from ttc_jax.prm import PRM
 from ttc_jax.search.prompting import step_text
@@ -122,10 +124,16 @@ class SearchState:
         max_tokens: int,
         hold: np.ndarray | None = None,
         return_on_pause: bool = False,
+        settle_group: int | None = None,
+        greedy: np.ndarray | None = None,
+        budget: np.ndarray | None = None,
     ) -> Round:
         """One decode call: every live slot not in ``hold`` [Q, N] runs to the stop string,
         EOS or ``max_tokens`` tokens (or, with ``return_on_pause``, until some question's
-        slots are all paused or ended); its new text joins its slot's pending step."""
+        slots, or some group of ``settle_group`` consecutive slots, are all paused or
+        ended); its new text joins its slot's pending step. Slots marked in ``greedy`` [Q, N]
+        decode greedily whatever ``sampling`` says; a slot pauses once it has added
+        ``budget[q, n]`` tokens in this call."""
         live = np.array([[not slot.ended for slot in row] for row in self.history])
         with self._timed("decode"):
             self.policy, out = self.engine.extend(
@@ -135,10 +143,21 @@ class SearchState:
                 sampling=sampling,
                 stop=stop,
                 hold=None if hold is None else self._pad(hold),
+                greedy=None if greedy is None else self._pad(greedy),
+                budget=None if budget is None else self._pad(budget, max_tokens),
                 return_on_pause=return_on_pause,
+                # Groups must divide the padded slot count; finer groups only end calls sooner.
+                settle_group=None if settle_group is None else math.gcd(settle_group, self.slots),
             )
         new_ids = self.engine.new_tokens(out, self.num_questions, self.num_samples)
         finish = np.asarray(out.finish)[: self.num_questions, : self.num_samples]
+        # A sample that completed the stop string on its last allowed token reports STOP for
+        # this call, but its state has ended (LENGTH): it ends now, as it would if a later
+        # call held it, so that when it ends does not depend on its neighbours' pace.
+        ended = np.asarray(self.policy.finish)[: self.num_questions, : self.num_samples]
+        finish = np.where(
+            (finish == Finish.STOP) & (ended == Finish.LENGTH), int(Finish.LENGTH), finish
+        )
         texts, tokens = [], np.zeros(finish.shape, int)
         for q, samples in enumerate(new_ids):
             self.counts[q].decode += sum(len(ids) for ids in samples)
@@ -197,16 +216,19 @@ class SearchState:
             new_steps.append(steps_row)
         return new_steps
 
-    def _pad(self, mask: np.ndarray) -> np.ndarray:
-        """A [Q, N] slot mask widened to the decode state's bucketed sample count."""
-        mask = np.asarray(mask, bool)
-        return np.pad(mask, ((0, 0), (0, self.slots - self.num_samples)))
+    def _pad(self, values: np.ndarray, fill=False) -> np.ndarray:
+        """A [Q, N] slot mask (or, with ``fill``, values) widened to the decode state's
+        bucketed sample count; the padding slots get ``fill``."""
+        values = np.asarray(values, type(fill))
+        width = ((0, 0), (0, self.slots - self.num_samples))
+        return np.pad(values, width, constant_values=fill)
 
     # -- verification -------------------------------------------------------------------------
 
-    def score(self, new_steps: Sequence[Sequence[Sequence[str]]], keep: bool = True):
-        """Scores lists of new steps per slot (``new_steps[q][n]``); with ``keep``, the scores
-        join the slots' histories. Returns ``scores[q][n]`` lists."""
+    def score(self, new_steps: Sequence[Sequence[Sequence[str]]], keep: bool | np.ndarray = True):
+        """Scores lists of new steps per slot (``new_steps[q][n]``); the scores of the slots
+        ``keep`` marks (True: all; or a [Q, N] bool mask) join the slots' histories. Returns
+        ``scores[q][n]`` lists."""
         if self.prm is None:
             raise ValueError("this search has no verifier")
         padded = [
@@ -217,27 +239,37 @@ class SearchState:
             self.verifier, scores = self.prm.score_steps(self.verifier, padded)
         self.verifier_calls += 1
         scores = [row[: self.num_samples] for row in scores]
-        if keep:
-            for q in range(self.num_questions):
-                for n in range(self.num_samples):
-                    self.history[q][n].scores.extend(scores[q][n])
+        kept = np.broadcast_to(np.asarray(keep, bool), (self.num_questions, self.num_samples))
+        for q, n in zip(*np.nonzero(kept), strict=True):
+            self.history[q][n].scores.extend(scores[q][n])
         return scores
 
     # -- selection ----------------------------------------------------------------------------
 
-    def reorder(self, indices: np.ndarray, questions: Sequence[int] | None = None) -> None:
+    def reorder(self, indices: np.ndarray, moved: Sequence[int] | np.ndarray | None = None) -> None:
         """Slot n' of question q continues slot ``indices[q, n']``: policy cache, verifier
         cache and history together (copies of one slot get their own history objects). Only
-        ``questions`` (default: all) are selecting now: only their samples get fresh keys."""
+        ``moved`` (question indices, or a [Q, N] bool mask of slots; default: all) are
+        selecting now: only their samples move and get fresh keys."""
         indices = np.asarray(indices)
         extra = np.arange(self.num_samples, self.slots)
         padded = np.concatenate([indices, np.tile(extra, (self.num_questions, 1))], axis=1)
+        mask = moved_mask(
+            np.arange(self.num_questions) if moved is None else moved,
+            self.num_questions,
+            self.num_samples,
+        )
+        engine_moved = None if moved is None else self._pad(mask)
         with self._timed("select"):
-            self.policy = self.engine.reorder(self.policy, padded, questions)
+            self.policy = self.engine.reorder(self.policy, padded, engine_moved)
             if self.verifier is not None:
-                self.verifier = self.prm.reorder(self.verifier, padded, questions)
-        for q in range(self.num_questions) if questions is None else questions:
-            self.history[q] = [copy.deepcopy(self.history[q][int(n)]) for n in indices[q]]
+                self.verifier = self.prm.reorder(self.verifier, padded, engine_moved)
+        for q in np.flatnonzero(mask.any(axis=1)):
+            before = self.history[q]
+            self.history[q] = [
+                copy.deepcopy(before[int(source)]) if mask[q, n] else before[n]
+                for n, source in enumerate(indices[q])
+            ]
 
     def freeze(self, frozen: np.ndarray) -> None:
         """Sets the marked slots [Q, N] aside for good."""
@@ -247,23 +279,28 @@ class SearchState:
         for q, n in zip(*np.nonzero(frozen), strict=True):
             self.history[q][n].finish = Finish.FROZEN
 
-    def checkpoint(self):
+    def checkpoint(self, questions: Sequence[int] | None = None):
+        """What `rollback` needs to bring ``questions`` (default: all) back as they are now,
+        whatever the other questions do meanwhile."""
+        questions = range(self.num_questions) if questions is None else questions
         with self._timed("select"):
             return (
                 self.engine.checkpoint(self.policy),
                 None if self.verifier is None else self.verifier.checkpoint(),
-                copy.deepcopy(self.history),
+                {int(q): copy.deepcopy(self.history[q]) for q in questions},
             )
 
     def rollback(self, saved, questions: Sequence[int] | None = None) -> None:
-        """``questions`` (default: all) back as they were at `checkpoint` ``saved``."""
+        """``questions`` (default: all that `checkpoint` ``saved`` holds) back as they were at
+        ``saved``."""
         policy, verifier, history = saved
+        questions = list(history) if questions is None else [int(q) for q in questions]
         with self._timed("select"):
             self.policy = self.engine.rollback(self.policy, policy, questions)
             if verifier is not None:
                 self.verifier = self.prm.rollback(self.verifier, verifier, questions)
-        for q in range(self.num_questions) if questions is None else questions:
-            self.history[q] = history[q]
+        for q in questions:
+            self.history[q] = copy.deepcopy(history[q])
 
     # -- accounting ---------------------------------------------------------------------------
 

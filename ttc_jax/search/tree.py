@@ -15,20 +15,26 @@ finished candidates:
 
 Lookahead k scores each candidate step by the PRM's score at the end of a k-step greedy
 rollout from it; the rollouts are then undone in both models (`SearchState.rollback`), so no
-rollout token is kept. k = 0 is beam search. A question stops when every group has spent its
-slots or has nothing live, or after ``max_rounds`` rounds; beams still live then are final
-candidates that never finished, so they are never chosen. The answer is chosen over the
-pool by ``spec.selection`` (best-of-N weighted by default).
+rollout token is kept. A question's rollouts decode at its own pace, greedily, in the same
+decode calls as the other questions' sampled steps (the engine's ``greedy`` rows), so no
+question waits for another's rollouts. k = 0 is beam search. A question stops when every
+group has spent its slots or has nothing live, or after ``max_rounds`` rounds; beams still
+live then are final candidates that never finished, so they are never chosen. The answer is
+chosen over the pool by ``spec.selection`` (best-of-N weighted by default).
 
-Questions keep their own rounds. A slot that reaches its step's end waits (held) until every
-live slot of its question has, and then that question alone is scored, selects and goes on,
-while the others keep decoding; a held or ended slot costs no decode work (the engine decodes
-only live rows, gathered into lanes). A decode call returns once some question has every live
-slot at its step's end and fewer than half the lanes are live (or after ``tokens_per_call``
-tokens); every question ready by then is scored in one PRM call. Samples of a question
-therefore wait for the longest step among its own slots, not for the longest in the batch,
-and a question's result does not depend on the others. The host runs once per decode call
-and once per round of ready questions, never per token.
+Groups keep their own rounds (a question's one group in beam search and lookahead, each
+subtree in DVTS). A slot that reaches its step's end waits (held) until every live slot of
+its group has, and then that group alone is scored, selects and goes on, while the others
+keep decoding; a held or ended slot costs no decode work (the engine decodes only live rows,
+gathered into lanes). A decode call returns once some group has every live slot at its
+step's end and fewer than half the lanes are live (or after ``tokens_per_call`` tokens);
+every group ready by then is scored in one PRM call. Samples of a group therefore wait for
+the longest step among its own slots, not for the longest in the question or the batch, and
+a group's result does not depend on the others: its samples' keys follow its own path of
+selections, and a question's pool lists its candidates in the order they would join if
+every group kept its question's pace. A slot that completes its step on its last allowed
+token ends in that round (`SearchState.extend`), whatever its neighbours do. The host runs
+once per decode call and once per round of ready groups, never per token.
 """
 
 from __future__ import annotations
@@ -45,12 +51,10 @@ from ttc_jax.search.prompting import Prompter
 from ttc_jax.search.specs import TreeSpec
 from ttc_jax.search.state import SearchState
 
-GREEDY = SamplingConfig(temperature=0)
-
 
 class _Tree:
     """The bookkeeping of a batched tree search: which slots are live, which have finished
-    their current step, how many rounds each question has had, and the final pools."""
+    their current step, how many rounds each group has had, and the final pools."""
 
     def __init__(self, spec: TreeSpec, search: SearchState, budget: int):
         self.spec = spec
@@ -58,22 +62,50 @@ class _Tree:
         self.width = spec.beam_width
         self.group_size = self.width if spec.independent_subtrees else budget
         shape = (search.num_questions, budget)
+        groups = (search.num_questions, budget // self.group_size)
         self.live = np.ones(shape, bool)
         self.step_done = np.zeros(shape, bool)
-        self.spent = np.zeros((search.num_questions, budget // self.group_size), int)
-        self.rounds = np.zeros(search.num_questions, int)
+        self.spent = np.zeros(groups, int)
+        self.rounds = np.zeros(groups, int)
+        # Lookahead: 0 while a group samples its step, i >= 1 while its slots' rollouts take
+        # their i-th greedy step; the checkpoint each question's rollouts return to; the
+        # scores a group's selection ranks its slots by (NaN: unscored).
+        if spec.lookahead_steps and spec.independent_subtrees:
+            raise ValueError("lookahead rolls back whole questions; it cannot run per subtree")
+        self.rollout = np.zeros(groups, int)
+        self.saved: dict[int, tuple] = {}
+        self.ranking = np.full(shape, np.nan)
+        # Final candidates per question, each with its place in the pool: (round, 0 for an
+        # ended slot or 1 for one still live at the last round, slot), the order they would
+        # join in if every group kept its question's pace.
         self.pools = [[] for _ in range(search.num_questions)]
 
     def running(self) -> bool:
         return bool(self.live.any())
 
+    def _by_group(self, slots: np.ndarray) -> np.ndarray:
+        """[Q, N] slots as [Q, groups, group size]."""
+        return slots.reshape((*self.spent.shape, self.group_size))
+
+    def _slots_of(self, groups: np.ndarray) -> np.ndarray:
+        """[Q, groups] marks as [Q, N]: every slot of each marked group."""
+        return np.repeat(groups, self.group_size, axis=1)
+
     def decode(self, sampling: SamplingConfig) -> np.ndarray:
-        """One decode call for every live slot still in its step; returns the questions
-        whose live slots have all reached their step's end."""
+        """One decode call for every live slot still in its step (greedily where its group
+        is rolling out); returns [Q, groups] bool: the groups whose live slots have all
+        reached their step's end."""
         spec = self.spec
         hold = self.live & self.step_done
         round_ = self.search.extend(
-            sampling, spec.step_delimiter, spec.tokens_per_call, hold, return_on_pause=True
+            sampling,
+            spec.step_delimiter,
+            spec.tokens_per_call,
+            hold,
+            return_on_pause=True,
+            settle_group=self.group_size,
+            greedy=self._slots_of(self.rollout > 0),
+            budget=self._step_budget(),
         )
         moving = self.live & ~hold
         for q, n in zip(*np.nonzero(moving), strict=True):
@@ -83,109 +115,109 @@ class _Tree:
                 slot.pending_tokens >= spec.max_step_tokens
             ):
                 self.step_done[q, n] = True
-        waiting = self.live & ~self.step_done
-        return np.flatnonzero(self.live.any(axis=1) & ~waiting.any(axis=1))
+        waiting = self._by_group(self.live & ~self.step_done).any(axis=2)
+        return self._by_group(self.live).any(axis=2) & ~waiting
 
-    def finish_round(self, questions: np.ndarray, lookahead: int) -> None:
-        """Scores, ranks and selects for ``questions``, whose steps are all done."""
+    def _step_budget(self) -> np.ndarray:
+        """[Q, N] the tokens each slot's current step may still add (at least 1), so that a
+        step is cut at ``max_step_tokens`` whenever its decode calls return."""
+        pending = np.array([[slot.pending_tokens for slot in row] for row in self.search.history])
+        return np.maximum(1, self.spec.max_step_tokens - pending)
+
+    def finish_round(self, ready: np.ndarray, lookahead: int) -> None:
+        """Scores the steps of the ``ready`` [Q, groups] groups, whose steps are all done, in
+        one PRM call. A group that has just sampled its step ranks its slots by their new
+        scores, or, with ``lookahead`` k, first rolls them out greedily for k steps (at its
+        own pace, beside the other groups' decoding) and ranks them by the PRM's score at
+        the end; its rollouts are then undone in both models. A group done ranking selects
+        within itself, so its result depends on its own slots alone."""
         search, spec = self.search, self.spec
-        slots = np.zeros_like(self.live)
-        slots[questions] = self.live[questions]
-        search.score(search.close_steps(slots, spec.step_delimiter))
-        ranking = self._latest_scores(questions)
-        if lookahead:
-            ranking = self._lookahead_scores(questions, lookahead, ranking)
-        for q in questions:
-            for n in np.flatnonzero(self.live[q]):
-                slot = search.history[q][n]
-                if slot.ended:
-                    self.pools[q].append(candidate(slot, spec.aggregation))
-                    self.spent[q, n // self.group_size] += 1
-                    self.live[q, n] = False
-        self.rounds[questions] += 1
+        slots = self._slots_of(ready) & self.live
+        rolled = slots & self._slots_of(self.rollout > 0)
+        new = search.score(search.close_steps(slots, spec.step_delimiter), keep=slots & ~rolled)
+        for q, n in zip(*np.nonzero(slots), strict=True):
+            if rolled[q, n]:
+                if new[q][n]:
+                    self.ranking[q, n] = new[q][n][-1]
+            else:
+                history = search.history[q][n].scores
+                self.ranking[q, n] = history[-1] if history else np.nan
+        rolling_on = ready & (self.rollout < lookahead)
+        starting = rolling_on & (self.rollout == 0)
+        if starting.any():
+            questions = np.flatnonzero(starting.any(axis=1))
+            saved = search.checkpoint(questions)
+            self.saved.update(dict.fromkeys(questions.tolist(), saved))
+        self.rollout[rolling_on] += 1
+        self.step_done[self._slots_of(rolling_on)] = False
+        ranked = ready & ~rolling_on
+        if ranked.any():
+            self._select(ranked)
+
+    def _select(self, ready: np.ndarray) -> None:
+        """The end of a round for the ``ready`` [Q, groups] groups, ranked by
+        ``self.ranking``: rollouts undone, ended slots to the pool, selection."""
+        search, spec = self.search, self.spec
+        for q in np.flatnonzero((ready & (self.rollout > 0)).any(axis=1)):
+            # Only the rolled-out slots of q changed since its checkpoint.
+            search.rollback(self.saved.pop(int(q)), [q])
+        self.rollout[ready] = 0
+        selecting = self._slots_of(ready)
+        for q, n in zip(*np.nonzero(selecting & self.live), strict=True):
+            slot = search.history[q][n]
+            if slot.ended:
+                place = (self.rounds[q, n // self.group_size], 0, n)
+                self.pools[q].append((place, candidate(slot, spec.aggregation)))
+                self.spent[q, n // self.group_size] += 1
+                self.live[q, n] = False
+        self.rounds[ready] += 1
         indices = np.tile(np.arange(self.live.shape[1]), (self.live.shape[0], 1))
-        for q in questions:
-            if self.rounds[q] >= spec.max_rounds:
+        for q, g in zip(*np.nonzero(ready), strict=True):
+            group = slice(g * self.group_size, (g + 1) * self.group_size)
+            if self.rounds[q, g] >= spec.max_rounds:
                 # What is still live joins the pool unfinished: never chosen.
-                for n in np.flatnonzero(self.live[q]):
-                    self.pools[q].append(candidate(search.history[q][n], spec.aggregation))
-                self.live[q] = False
-            indices[q], self.live[q] = select_beams(
-                ranking[q], self.live[q], self.spent[q], self.group_size, self.width
+                for n in np.flatnonzero(self.live[q, group]) + group.start:
+                    unfinished = candidate(search.history[q][n], spec.aggregation)
+                    self.pools[q].append(((self.rounds[q, g] - 1, 1, n), unfinished))
+                self.live[q, group] = False
+            chosen, self.live[q, group] = select_group(
+                self.ranking[q, group], self.live[q, group], self.spent[q, g], self.width
             )
-        search.reorder(indices, questions)
-        frozen = np.zeros_like(self.live)
-        frozen[questions] = ~self.live[questions]
-        search.freeze(frozen)
-        self.step_done[questions] = False
+            indices[q, group] = chosen + group.start
+        search.reorder(indices, selecting)
+        search.freeze(selecting & ~self.live)
+        self.step_done[selecting] = False
+        self.ranking[selecting] = np.nan
 
     def close(self) -> list[Outcome]:
         counts = self.search.finish_counts()
-        return [
-            Outcome(pool, choose(pool, self.spec.selection), counts[q])
-            for q, pool in enumerate(self.pools)
-        ]
-
-    def _latest_scores(self, questions) -> np.ndarray:
-        """[Q, N] each live slot's latest step score (NaN elsewhere)."""
-        scores = np.full(self.live.shape, np.nan)
-        for q in questions:
-            for n in np.flatnonzero(self.live[q]):
-                history = self.search.history[q][n].scores
-                if history:
-                    scores[q, n] = history[-1]
-        return scores
-
-    def _lookahead_scores(self, questions, steps: int, scores: np.ndarray) -> np.ndarray:
-        """[Q, N] the PRM's score at the end of a ``steps``-step greedy rollout from each
-        live slot of ``questions`` (its own score if the rollout adds nothing). Other
-        questions are held meanwhile; both models are then rolled back."""
-        search, spec = self.search, self.spec
-        saved = search.checkpoint()
-        scores = scores.copy()
-        rolling = np.zeros_like(self.live)
-        rolling[questions] = self.live[questions]
-        for _ in range(steps):
-            done = ~rolling.copy()
-            while not done.all():
-                round_ = search.extend(
-                    GREEDY, spec.step_delimiter, spec.tokens_per_call, done, True
-                )
-                for q, n in zip(*np.nonzero(~done), strict=True):
-                    slot = search.history[q][n]
-                    if round_.finish[q, n] != Finish.RUNNING or (
-                        slot.pending_tokens >= spec.max_step_tokens
-                    ):
-                        done[q, n] = True
-            new = search.score(search.close_steps(rolling, spec.step_delimiter), keep=False)
-            for q, n in zip(*np.nonzero(rolling), strict=True):
-                if new[q][n]:
-                    scores[q, n] = new[q][n][-1]
-        search.rollback(saved, questions)
-        return scores
+        outcomes = []
+        for q, placed in enumerate(self.pools):
+            pool = [c for _, c in sorted(placed, key=lambda entry: entry[0])]
+            outcomes.append(Outcome(pool, choose(pool, self.spec.selection), counts[q]))
+        return outcomes
 
 
-def select_beams(
-    scores: np.ndarray, live: np.ndarray, spent: np.ndarray, group_size: int, width: int
+def select_group(
+    scores: np.ndarray, live: np.ndarray, spent: int, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One question's selection, per group: keep the top K live beams by ``scores`` [N] and
-    copy them over the group's unspent slots. Returns reorder indices [N] and the new live
-    mask [N]."""
-    budget = live.shape[0]
-    indices = np.arange(budget)
+    """One group's selection (a question's N slots, or a DVTS subtree's M): keep the top
+    K = max(1, (G - spent) // width) live beams by ``scores`` [G] and copy them over the
+    group's unspent slots. Returns reorder indices [G] within the group and its new live
+    mask [G]."""
+    size = live.shape[0]
+    indices = np.arange(size)
     next_live = np.zeros_like(live)
-    for g, start in enumerate(range(0, budget, group_size)):
-        slots = np.arange(start, start + group_size)
-        beams = [n for n in slots if live[n]]
-        room = group_size - spent[g]
-        if not beams or room <= 0:
-            continue
-        # Best first; an unscored beam (NaN) last; ties to the lower slot.
-        beams.sort(key=lambda n: (-_value(scores[n]), n))
-        kept = beams[: max(1, room // width)]
-        for i, n in enumerate(slots[:room]):
-            indices[n] = kept[i % len(kept)]
-            next_live[n] = True
+    beams = list(np.flatnonzero(live))
+    room = size - spent
+    if not beams or room <= 0:
+        return indices, next_live
+    # Best first; an unscored beam (NaN) last; ties to the lower slot.
+    beams.sort(key=lambda n: (-_value(scores[n]), n))
+    kept = beams[: max(1, room // width)]
+    for i in range(room):
+        indices[i] = kept[i % len(kept)]
+        next_live[i] = True
     return indices, next_live
 
 
@@ -215,6 +247,6 @@ def tree_search(
     tree = _Tree(spec, search, budget)
     while tree.running():
         ready = tree.decode(spec.sampling)
-        if len(ready):
+        if ready.any():
             tree.finish_round(ready, spec.lookahead_steps)
     return tree.close(), [search]
