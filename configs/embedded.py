@@ -3,8 +3,9 @@ its compute-optimal study (``ttc-study --config configs/embedded.py``, the ``stu
 
 ``--config configs/embedded.py:quick`` is the same pipeline at toy sizes (a minute on two
 CPU cores; the tests run it). ``:harder`` (and ``:harder_quick``) is the same pipeline on
-task version 4, the harder world, whose larger policy is meant not to be perfect
-(docs/embedded.md); ``:harder_v3`` and ``:harder_v2`` its earlier trials, on versions 3 and 2.
+task version 5, the harder world, whose larger policy is meant not to be perfect
+(docs/embedded.md); ``:harder_v4``, ``:harder_v3`` and ``:harder_v2`` its earlier trials, on
+versions 4, 3 and 2.
 Any field can be overridden on the command line, e.g. ``--config.workdir=/tmp/run
 --config.stages=evaluate``.
 
@@ -44,13 +45,13 @@ def train(**settings):
 def get_config(mode: str = "full") -> ml_collections.ConfigDict:
     from ttc_jax.embedded import SAMPLING_TEMPERATURE
 
-    modes = ("full", "quick", "harder", "harder_quick", "harder_v3", "harder_v2")
+    modes = ("full", "quick", "harder", "harder_quick", "harder_v4", "harder_v3", "harder_v2")
     if mode not in modes:
         raise ValueError(f"mode must be one of {modes}, got {mode!r}")
     config = ml_collections.ConfigDict()
     config.mode = mode
     config.workdir = "embedded_run"
-    # The task (ttc_jax.embedded.task.TASK_VERSIONS): 1, the world first shipped; 2 to 4,
+    # The task (ttc_jax.embedded.task.TASK_VERSIONS): 1, the world first shipped; 2 to 5,
     # the harder world's, with compound steps. Recorded in every model's training.json, so
     # the shipped models are asked their own task.
     config.task = dict(version=1)
@@ -227,24 +228,24 @@ def get_config(mode: str = "full") -> ml_collections.ConfigDict:
 
     if mode == "harder_v2":
         _make_harder_v2(config)
-    elif mode == "harder_v3":
-        _make_harder(config, version=3)
+    elif mode in ("harder_v3", "harder_v4"):
+        _make_harder(config, version=int(mode[-1]))
     elif mode.startswith("harder"):
-        _make_harder(config, version=4)
+        _make_harder(config, version=5)
     if mode.endswith("quick"):
         _make_quick(config)
         if mode == "harder_quick":
-            config.workdir = "embedded_v4_quick"
-            config.study.workdir = "embedded_v4_quick/study"
+            config.workdir = "embedded_v5_quick"
+            config.study.workdir = "embedded_v5_quick/study"
     return config
 
 
 def _make_harder(config: ml_collections.ConfigDict, version: int) -> None:
-    """Task ``version`` 4 (`ttc_jax.embedded.task.HARDER_LEVEL_SPECS_4`, ``:harder``) or 3
-    (``:harder_v3``), everything else as the full run's; levels 1 and 2, which hold no
-    compound step, drawn twice as often in the reference stream, so that both policies learn
-    the simple steps as fast as in version 1 (in version 3 a batch holds 122 simple steps
-    against version 1's 164 and version 2's 68)."""
+    """Task ``version`` 5 (`ttc_jax.embedded.task.HARDER_LEVEL_SPECS_5`, ``:harder``), 4
+    (``:harder_v4``) or 3 (``:harder_v3``), everything else as the full run's; levels 1 and
+    2, which hold no compound step, drawn twice as often in the reference stream, so that
+    both policies learn the simple steps as fast as in version 1 (in version 3 a batch holds
+    122 simple steps against version 1's 164 and version 2's 68)."""
     config.task.version = version
     config.workdir = f"embedded_v{version}"
     config.sft.level_weights = [2, 2, 1, 1, 1]

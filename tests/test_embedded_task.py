@@ -290,6 +290,23 @@ def test_version_4_has_three_operation_compound_steps(level):
         assert task.question_text(start, operations) == problem.problem
 
 
+@pytest.mark.parametrize("level", task.LEVELS)
+def test_version_5_has_smaller_three_operation_steps_at_version_3s_places(level):
+    spec = task.HARDER_LEVEL_SPECS_5[level]
+    assert spec.compound_steps == (0, 0, 1, 1, 2)[level - 1]
+    offsets = set()
+    for problem in task.make_problems(30, level, seed=1, version=5):
+        assert problem.id.startswith(f"embedded-v5/level{level}/")
+        compounds = THREE_OPERATION_COMPOUND.findall(problem.problem)
+        assert len(compounds) == spec.compound_steps
+        offsets.update(offset for *_, offset in compounds)
+        assert int(problem.answer) == solve_version_4(problem.problem)
+        start, operations = task.parse_question(problem.problem)
+        assert task.question_text(start, operations) == problem.problem
+    if spec.compound_steps:
+        assert offsets == {"1", "2", "3"}
+
+
 def test_a_compound_step_has_three_or_four_operations():
     with pytest.raises(ValueError, match="3 or 4 operations, got 2"):
         task.draw_compound(np.random.default_rng(0), "x", 2)
@@ -370,7 +387,7 @@ def test_the_version_in_use_is_the_innermost_block_and_defaults_to_the_shipped_o
         assert task.level_specs() is task.HARDER_LEVEL_SPECS
     assert task.level_specs() is task.LEVEL_SPECS
     with pytest.raises(ValueError, match="task version must be one of"):
-        task.make_problems(1, 1, version=5)
+        task.make_problems(1, 1, version=6)
     with pytest.raises(ValueError, match="task version must be one of"), task.using_version(0):
         pass
 
@@ -401,10 +418,11 @@ def test_configs_name_their_task_version():
 
     assert get_config().task.version == 1 and get_config("quick").task.version == 1
     harder = get_config("harder")
-    assert harder.task.version == 4 and harder.workdir == "embedded_v4"
-    assert get_config("harder_quick").task.version == 4
+    assert harder.task.version == 5 and harder.workdir == "embedded_v5"
+    assert get_config("harder_quick").task.version == 5
+    assert get_config("harder_v4").task.version == 4
     assert get_config("harder_v3").task.version == 3
     assert get_config("harder_v3").workdir == "embedded_v3"
     assert get_config("harder_v2").task.version == 2
-    assert task.config_version(harder) == 4
+    assert task.config_version(harder) == 5
     assert task.config_version(ml_collections.ConfigDict({"seed": 0})) == 1

@@ -114,8 +114,11 @@ class LevelSpec:
     kind_weights: dict[str, float]
     compound_steps: int = 0
     # Arithmetic operations in one compound step: 4, ``((t+A)*B+C)*D`` (versions 2 and 3),
-    # or 3, ``(t+A)*B+C`` (version 4).
+    # or 3, ``(t+A)*B+C`` (versions 4 and 5).
     compound_operations: int = 4
+    # The digits a compound step's offset C is drawn from; None: a digit 1-9 or the other
+    # register (versions 2-4).
+    compound_offsets: tuple[int, ...] | None = None
 
 
 EASY = {"add": 1, "sub": 1, "mul": 1}
@@ -176,11 +179,29 @@ HARDER_LEVEL_SPECS_4 = {
         for level, compound in ((3, 1), (4, 2), (5, 3))
     },
 }
+# Task version 5: version 3's places (1, 1 and 2 compound steps at levels 3, 4 and 5) with a
+# smaller three-operation step, ``x=(x+A)*B+C`` with C a digit 1-3: 900 combinations of
+# operand values, between the 300 of ``x=x+y+3``, which both policies learned whole, and the
+# 3,000 of version 4's step, which neither learned (docs/embedded.md).
+HARDER_LEVEL_SPECS_5 = {
+    1: LEVEL_SPECS[1],
+    2: LEVEL_SPECS[2],
+    **{
+        level: dataclasses.replace(
+            LEVEL_SPECS[level],
+            compound_steps=compound,
+            compound_operations=3,
+            compound_offsets=(1, 2, 3),
+        )
+        for level, compound in ((3, 1), (4, 1), (5, 2))
+    },
+}
 TASK_VERSIONS = {
     1: LEVEL_SPECS,
     2: HARDER_LEVEL_SPECS,
     3: HARDER_LEVEL_SPECS_3,
     4: HARDER_LEVEL_SPECS_4,
+    5: HARDER_LEVEL_SPECS_5,
 }
 # Compound operations ``t=((t+A)*B+C)*D``: A and C a digit or the other register, B and D
 # units (so, as with "mul", every result stays equally likely).
@@ -391,7 +412,7 @@ def draw_problem(rng: np.random.Generator, level: int, version: int | None = Non
         places = rng.choice(spec.num_steps, size=spec.compound_steps, replace=False)
         for index in sorted(int(place) for place in places):
             operations[index] = draw_compound(
-                rng, operations[index].target, spec.compound_operations
+                rng, operations[index].target, spec.compound_operations, spec.compound_offsets
             )
     question = question_text(start, operations)
     restated = list(rng.random(len(operations)) < RESTATE_PROBABILITY)
@@ -409,13 +430,20 @@ def draw_problem(rng: np.random.Generator, level: int, version: int | None = Non
     )
 
 
-def draw_compound(rng: np.random.Generator, target: str, operations: int = 4) -> CompoundOperation:
+def draw_compound(
+    rng: np.random.Generator,
+    target: str,
+    operations: int = 4,
+    offsets: tuple[int, ...] | None = None,
+) -> CompoundOperation:
     """A compound operation of ``operations`` (4 or 3) arithmetic operations on ``target``:
-    its addend and offset each the other register one time in ten, else a digit 1-9; its
-    factors units."""
+    its addend the other register one time in ten, else a digit 1-9; its offset the same, or
+    one of ``offsets``; its factors units."""
     other = REGISTERS[1 - REGISTERS.index(target)]
     choices = [other, *COMPOUND_ADDENDS]
     addend, offset = (choices[int(i)] for i in rng.integers(len(choices), size=2))
+    if offsets is not None:
+        offset = int(rng.choice(offsets))
     factor, outer = (int(f) for f in rng.choice(COMPOUND_FACTORS, size=2))
     if operations == 3:
         return CompoundOperation(target, addend, factor, offset)
@@ -444,7 +472,9 @@ def question_count(level: int, version: int | None = None) -> int:
         if weight > 0
     )
     factors = 2 if spec.compound_operations == 4 else 1
-    compound = (1 + len(COMPOUND_ADDENDS)) ** 2 * len(COMPOUND_FACTORS) ** factors
+    operands = 1 + len(COMPOUND_ADDENDS)
+    offsets = operands if spec.compound_offsets is None else len(spec.compound_offsets)
+    compound = operands * offsets * len(COMPOUND_FACTORS) ** factors
     simple_steps = spec.num_steps - spec.compound_steps
     return MODULUS ** len(REGISTERS) * choices**simple_steps * compound**spec.compound_steps
 
