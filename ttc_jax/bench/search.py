@@ -9,7 +9,7 @@ computed in a decode step: what the search wastes), the KV-slot utilisation of t
 steps (of the suffix slots live samples read, the share holding their tokens), the calls that
 reach the host (decode loop and PRM), and the split of the wall time into policy decoding, PRM
 scoring, selection and the host's own work. Each strategy runs with all
-questions in one call and with one question per call.
+questions in one call and with one question per call (`strategy_cells` chooses).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ttc_jax.lm import LanguageModel
 from ttc_jax.math.datasets import Problem
 from ttc_jax.models.config import ModelConfig
 from ttc_jax.prm import PRM
-from ttc_jax.search import run
+from ttc_jax.search import run, strategy_config
 from ttc_jax.search.results import BatchStats
 
 # The default verifier: cheap next to the policy, so the benchmark measures search, not a PRM.
@@ -134,6 +134,47 @@ def measure(
         accuracy=sum(graded) / len(graded) if graded else None,
         timed_compiles=sum(s.programs_compiled for s in stats),
     )
+
+
+# The strategies a cell can measure, and how many questions a call takes ("all" or a count).
+BENCHMARKED = ("best_of_n", "beam", "dvts", "lookahead")
+
+
+def strategy_cells(
+    names: Sequence[str],
+    budget: int,
+    beam_width: int,
+    max_new_tokens: int,
+    prompt_style: str,
+    questions: int,
+    per_call: Sequence[str | int],
+    lookahead_steps: int = 1,
+) -> list[tuple]:
+    """(strategy config, budget, questions per call) cells: every strategy of ``names`` at
+    each of ``per_call`` ("all": every question in one call), in that order. Raises
+    ValueError naming a strategy or a per-call count that cannot be measured."""
+    unknown = [name for name in names if name not in BENCHMARKED]
+    if unknown or not names:
+        raise ValueError(f"strategies must be some of {', '.join(BENCHMARKED)}, got {unknown}")
+    counts = []
+    for value in per_call:
+        count = questions if value == "all" else value
+        if isinstance(count, str) and count.isdigit():
+            count = int(count)
+        if not isinstance(count, int) or not 1 <= count <= questions:
+            raise ValueError(f"questions per call must be 'all' or 1-{questions}, got {value!r}")
+        counts.append(count)
+    configs = []
+    for name in names:
+        config = strategy_config(name)
+        config.max_new_tokens = max_new_tokens
+        config.prompt.style = prompt_style
+        if name in ("beam", "dvts", "lookahead"):
+            config.beam_width = beam_width
+        if name == "lookahead":
+            config.lookahead_steps = lookahead_steps
+        configs.append(config)
+    return [(config, budget, count) for count in counts for config in configs]
 
 
 def _label(strategy, budget: int) -> str:

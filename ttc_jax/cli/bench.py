@@ -52,10 +52,11 @@ SAMPLING_HELP = (
 
 
 SEARCH_HELP = (
-    "Runs beam search (N, M) and best-of-N (N) on the same MATH-500 questions, all questions in "
-    "one call and one question per call, each timed after a warm-up call of the same shapes; "
+    "Runs best-of-N (N) and beam search (N, M), or the strategies --strategies names (DVTS, "
+    "lookahead too), on the same MATH-500 questions, all questions in one call and one "
+    "question per call (--per-call), each timed after a warm-up call of the same shapes; "
     "prints wall time per generated token (PRM included), verifier tokens per generated "
-    "token, slot utilisation and where the time goes."
+    "token, lane and KV-slot utilisation and where the time goes."
 )
 
 
@@ -214,6 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--beam-width", type=int, default=4, help="M")
     search.add_argument("--max-new-tokens", type=int, default=96, help="tokens per candidate")
     search.add_argument(
+        "--strategies",
+        default="best_of_n,beam",
+        help="comma-separated: best_of_n, beam, dvts, lookahead (default: best_of_n,beam)",
+    )
+    search.add_argument("--lookahead-steps", type=int, default=1, help="k of lookahead")
+    search.add_argument(
+        "--per-call",
+        default="all,1",
+        help="questions per call, comma-separated: 'all' or a count (default: all,1)",
+    )
+    search.add_argument(
         "--prompt-style", choices=["plain", "chat"], default="chat", help="policy prompt"
     )
     search.add_argument("--json", type=Path, help="also write the report here")
@@ -334,8 +346,20 @@ def run_search(args: argparse.Namespace) -> None:
     import ttc_jax
     from ttc_jax.bench import search
     from ttc_jax.math import load_math500
-    from ttc_jax.search import strategy_config
 
+    try:
+        cells = search.strategy_cells(
+            args.strategies.split(","),
+            args.budget,
+            args.beam_width,
+            args.max_new_tokens,
+            args.prompt_style,
+            args.questions,
+            args.per_call.split(","),
+            args.lookahead_steps,
+        )
+    except ValueError as e:
+        sys.exit(f"ttc-bench search: {e}")
     policy_path = args.policy or ttc_jax.smollm2_path()
     policy = ttc_jax.load_lm(policy_path)
     if args.prm is not None:
@@ -349,15 +373,6 @@ def run_search(args: argparse.Namespace) -> None:
         )
         prm_name = "random ttc_value PRM (2 layers, width 64)"
     problems = load_math500()[: args.questions]
-    strategies = []
-    for name in ("best_of_n", "beam"):
-        config = strategy_config(name)
-        config.max_new_tokens = args.max_new_tokens
-        config.prompt.style = args.prompt_style
-        if name == "beam":
-            config.beam_width = args.beam_width
-        strategies.append(config)
-    cells = [(s, args.budget, per_call) for per_call in (args.questions, 1) for s in strategies]
     print(
         f"policy {policy_path.name}; PRM {prm_name}; {args.questions} MATH-500 questions; "
         f"max_new_tokens {args.max_new_tokens}"
