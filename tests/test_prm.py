@@ -167,6 +167,39 @@ def test_reorder_then_continue_equals_full_rescoring(kind, prms):
                 assert np.isnan(scores[b, c])
 
 
+@pytest.mark.parametrize("kind", ["rlhflow", "ttc_likelihood", "ttc_value"])
+def test_a_reorder_of_marked_candidates_then_continue_equals_full_rescoring(kind, prms):
+    """A DVTS subtree selects alone: only the candidates a mask marks move; the others keep
+    their steps (whatever their indices say) and go on scoring as before."""
+    prm = prms[kind]
+    first = [[c[0] for c in cands] for cands in CANDIDATES]
+    state = prm.start(QUESTIONS, num_candidates=3)
+    state, _ = prm.score_step(state, first)
+    indices = np.array([[2, 2, 2], [1, 1, 0]])
+    moved = np.array([[False, True, False], [True, True, False]])
+    state = prm.reorder(state, indices, moved)
+    followed = np.where(moved, indices, np.arange(3))
+    later = [
+        ["So x + y = 47.", "She eats three eggs.", None],
+        ["12 + 35 = 47", "The answer is \\boxed{47}.", "47"],
+    ]
+    state, scores = prm.score_step(state, later)
+    histories = [
+        [
+            [first[b][int(i)]] + ([step] if step is not None else [])
+            for i, step in zip(followed[b], later[b], strict=True)
+        ]
+        for b in range(len(QUESTIONS))
+    ]
+    full = prm.score_batch(QUESTIONS, histories)
+    for b in range(len(QUESTIONS)):
+        for c, steps in enumerate(histories[b]):
+            if len(steps) == 2:
+                assert abs(scores[b, c] - full[b][c][1]) < INCREMENTAL_TOLERANCE, (b, c)
+            else:
+                assert np.isnan(scores[b, c])
+
+
 @pytest.mark.parametrize("kind", ["ttc_value", "ttc_likelihood"])
 def test_steps_of_a_few_questions_of_many_run_only_their_rows(kind, prms):
     prm = prms[kind]
