@@ -5,7 +5,7 @@ Run in its own process by tests/test_search_smollm2.py, on XLA's default CPU cli
 device): the tests' other processes force 8 host devices, and with 4 or 8 of them Eigen's
 products on a device changed with their row count again, options or not (docs/engine.md).
 
-    python -m tests.batch_invariance best_of_n beam dvts
+    python -m tests.batch_invariance best_of_n beam dvts lookahead
 """
 
 import json
@@ -31,7 +31,7 @@ PRM_SHAPE = ttc_jax.ModelConfig(
 def search_config(name: str):
     config = strategy_config(name)
     config.max_new_tokens = 16
-    if name in ("beam", "dvts"):
+    if name in ("beam", "dvts", "lookahead"):
         config.beam_width = 4
         config.max_rounds = 3
         config.max_step_tokens = 8

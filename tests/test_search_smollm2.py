@@ -72,16 +72,20 @@ def _default_cpu_client_environment() -> dict[str, str]:
     return environment
 
 
+INVARIANT_STRATEGIES = ("best_of_n", "beam", "dvts", "lookahead")
+
+
 def test_a_question_gets_the_same_candidates_alone_or_beside_others():
-    """Bitwise, on real weights, for best-of-N, beam search and DVTS (whose subtrees select
-    at their own pace) with a PRM: beside a long prompt a short one's prefix is padded to
+    """Bitwise, on real weights, for best-of-N, beam search, DVTS (whose subtrees select at
+    their own pace) and lookahead (whose greedy rollouts decode beside other questions'
+    samples) with a PRM: beside a long prompt a short one's prefix is padded to
     1,024 slots instead of 64, and its 16 rows share 64 lanes with other questions' rows
     instead of 16. With XLA:CPU's defaults both changed how a sum was computed (YNNPACK or
     XLA's own code for the softmax, Eigen's threads for the products:
     `ttc_jax.xla_options`), and log-probabilities, scores and then tokens moved. Run on the
     default CPU client, in a process of its own (tests/batch_invariance.py)."""
     completed = subprocess.run(
-        [sys.executable, "-m", "tests.batch_invariance", "best_of_n", "beam", "dvts"],
+        [sys.executable, "-m", "tests.batch_invariance", *INVARIANT_STRATEGIES],
         cwd=ROOT,
         env=_default_cpu_client_environment(),
         capture_output=True,
@@ -90,6 +94,7 @@ def test_a_question_gets_the_same_candidates_alone_or_beside_others():
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     results = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert list(results) == list(INVARIANT_STRATEGIES)
     for name, result in results.items():
         assert result["beside"] == result["alone"], name
         assert result["alone"][0] != result["alone"][1]  # the comparison tells questions apart
