@@ -421,6 +421,9 @@ def test_configs_name_their_task_version():
     assert harder.task.version == 5 and harder.workdir == "embedded_v5"
     assert get_config("harder_quick").task.version == 5
     assert get_config("harder_v4").task.version == 4
+    # Version 5's small policy trains twice as long; the others as version 1's.
+    assert harder.policy.train.steps == 3200 and harder.policy_14x.train.steps == 1600
+    assert get_config("harder_v4").policy.train.steps == get_config().policy.train.steps
     assert get_config("harder_v3").task.version == 3
     assert get_config("harder_v3").workdir == "embedded_v3"
     assert get_config("harder_v2").task.version == 2
