@@ -276,35 +276,28 @@ def solve_version_4(question: str) -> int:
 
 
 @pytest.mark.parametrize("level", task.LEVELS)
-def test_version_4_has_three_operation_compound_steps(level):
-    spec = task.HARDER_LEVEL_SPECS_4[level]
+@pytest.mark.parametrize(
+    "version, places, offsets",
+    [(4, (0, 0, 1, 2, 3), {"x", "y", *"123456789"}), (5, (0, 0, 1, 1, 2), {"1", "2", "3"})],
+)
+def test_versions_4_and_5_have_three_operation_compound_steps(level, version, places, offsets):
+    spec = task.TASK_VERSIONS[version][level]
     assert spec.num_steps == task.LEVEL_SPECS[level].num_steps
-    assert spec.compound_steps == (0, 0, 1, 2, 3)[level - 1]
-    for problem in task.make_problems(20, level, seed=1, version=4):
-        assert problem.id.startswith(f"embedded-v4/level{level}/")
-        assert len(THREE_OPERATION_COMPOUND.findall(problem.problem)) == spec.compound_steps
+    assert spec.compound_steps == places[level - 1]
+    seen = set()
+    for problem in task.make_problems(30, level, seed=1, version=version):
+        assert problem.id.startswith(f"embedded-v{version}/level{level}/")
+        compounds = THREE_OPERATION_COMPOUND.findall(problem.problem)
+        assert len(compounds) == spec.compound_steps
+        seen.update(offset for *_, offset in compounds)
         assert not COMPOUND.findall(problem.problem)
         assert int(problem.answer) == solve_version_4(problem.problem)
         assert task.solution_worded_like(problem.problem, problem.solution) == problem.solution
         start, operations = task.parse_question(problem.problem)
         assert task.question_text(start, operations) == problem.problem
-
-
-@pytest.mark.parametrize("level", task.LEVELS)
-def test_version_5_has_smaller_three_operation_steps_at_version_3s_places(level):
-    spec = task.HARDER_LEVEL_SPECS_5[level]
-    assert spec.compound_steps == (0, 0, 1, 1, 2)[level - 1]
-    offsets = set()
-    for problem in task.make_problems(30, level, seed=1, version=5):
-        assert problem.id.startswith(f"embedded-v5/level{level}/")
-        compounds = THREE_OPERATION_COMPOUND.findall(problem.problem)
-        assert len(compounds) == spec.compound_steps
-        offsets.update(offset for *_, offset in compounds)
-        assert int(problem.answer) == solve_version_4(problem.problem)
-        start, operations = task.parse_question(problem.problem)
-        assert task.question_text(start, operations) == problem.problem
-    if spec.compound_steps:
-        assert offsets == {"1", "2", "3"}
+    assert seen <= offsets
+    if spec.compound_steps and version == 5:
+        assert seen == offsets
 
 
 def test_a_compound_step_has_three_or_four_operations():

@@ -135,6 +135,27 @@ def test_many_candidates_are_scored_in_chunks_with_the_same_scores(prms, monkeyp
             np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def _check_second_steps(prm, state, first, followed, later):
+    """Scores ``later`` steps after a reorder and checks them against full rescoring of the
+    histories the candidates now hold: candidate c of question b continues
+    ``first[b][followed[b, c]]`` (a None step: nothing new, scored NaN)."""
+    state, scores = prm.score_step(state, later)
+    histories = [
+        [
+            [first[b][int(i)]] + ([step] if step is not None else [])
+            for i, step in zip(followed[b], later[b], strict=True)
+        ]
+        for b in range(len(QUESTIONS))
+    ]
+    full = prm.score_batch(QUESTIONS, histories)
+    for b in range(len(QUESTIONS)):
+        for c, steps in enumerate(histories[b]):
+            if len(steps) == 2:
+                assert abs(scores[b, c] - full[b][c][1]) < INCREMENTAL_TOLERANCE, (b, c)
+            else:
+                assert np.isnan(scores[b, c])
+
+
 @pytest.mark.parametrize("kind", ["rlhflow", "ttc_likelihood"])
 def test_reorder_then_continue_equals_full_rescoring(kind, prms):
     # rlhflow formats a first step unlike later ones: the step counts must follow the beams;
@@ -150,21 +171,7 @@ def test_reorder_then_continue_equals_full_rescoring(kind, prms):
         ["So x + y = 47.", "She eats three eggs.", None, "The answer is \\boxed{18}."],
         ["So x + y = 47.", "12 + 35 = 47", "The answer is \\boxed{47}.", "47"],
     ]
-    state, scores = prm.score_step(state, later)
-    histories = [
-        [
-            [first[b][int(i)]] + ([step] if step is not None else [])
-            for i, step in zip(indices[b], later[b], strict=True)
-        ]
-        for b in range(len(QUESTIONS))
-    ]
-    full = prm.score_batch(QUESTIONS, histories)
-    for b in range(len(QUESTIONS)):
-        for c, steps in enumerate(histories[b]):
-            if len(steps) == 2:
-                assert abs(scores[b, c] - full[b][c][1]) < INCREMENTAL_TOLERANCE, (b, c)
-            else:
-                assert np.isnan(scores[b, c])
+    _check_second_steps(prm, state, first, indices, later)
 
 
 @pytest.mark.parametrize("kind", ["rlhflow", "ttc_likelihood", "ttc_value"])
@@ -183,21 +190,7 @@ def test_a_reorder_of_marked_candidates_then_continue_equals_full_rescoring(kind
         ["So x + y = 47.", "She eats three eggs.", None],
         ["12 + 35 = 47", "The answer is \\boxed{47}.", "47"],
     ]
-    state, scores = prm.score_step(state, later)
-    histories = [
-        [
-            [first[b][int(i)]] + ([step] if step is not None else [])
-            for i, step in zip(followed[b], later[b], strict=True)
-        ]
-        for b in range(len(QUESTIONS))
-    ]
-    full = prm.score_batch(QUESTIONS, histories)
-    for b in range(len(QUESTIONS)):
-        for c, steps in enumerate(histories[b]):
-            if len(steps) == 2:
-                assert abs(scores[b, c] - full[b][c][1]) < INCREMENTAL_TOLERANCE, (b, c)
-            else:
-                assert np.isnan(scores[b, c])
+    _check_second_steps(prm, state, first, followed, later)
 
 
 @pytest.mark.parametrize("kind", ["ttc_value", "ttc_likelihood"])

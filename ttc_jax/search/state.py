@@ -292,7 +292,8 @@ class SearchState:
 
     def rollback(self, saved, questions: Sequence[int] | None = None) -> None:
         """``questions`` (default: all that `checkpoint` ``saved`` holds) back as they were at
-        ``saved``."""
+        ``saved``; each question is rolled back from a checkpoint at most once (its saved
+        history is taken over, not copied)."""
         policy, verifier, history = saved
         questions = list(history) if questions is None else [int(q) for q in questions]
         with self._timed("select"):
@@ -300,7 +301,7 @@ class SearchState:
             if verifier is not None:
                 self.verifier = self.prm.rollback(self.verifier, verifier, questions)
         for q in questions:
-            self.history[q] = copy.deepcopy(history[q])
+            self.history[q] = history.pop(q)
 
     # -- accounting ---------------------------------------------------------------------------
 

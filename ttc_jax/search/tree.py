@@ -124,10 +124,10 @@ class _Tree:
         pending = np.array([[slot.pending_tokens for slot in row] for row in self.search.history])
         return np.maximum(1, self.spec.max_step_tokens - pending)
 
-    def finish_round(self, ready: np.ndarray, lookahead: int) -> None:
+    def finish_round(self, ready: np.ndarray) -> None:
         """Scores the steps of the ``ready`` [Q, groups] groups, whose steps are all done, in
         one PRM call. A group that has just sampled its step ranks its slots by their new
-        scores, or, with ``lookahead`` k, first rolls them out greedily for k steps (at its
+        scores, or, with lookahead k, first rolls them out greedily for k steps (at its
         own pace, beside the other groups' decoding) and ranks them by the PRM's score at
         the end; its rollouts are then undone in both models. A group done ranking selects
         within itself, so its result depends on its own slots alone."""
@@ -142,7 +142,7 @@ class _Tree:
             else:
                 history = search.history[q][n].scores
                 self.ranking[q, n] = history[-1] if history else np.nan
-        rolling_on = ready & (self.rollout < lookahead)
+        rolling_on = ready & (self.rollout < spec.lookahead_steps)
         starting = rolling_on & (self.rollout == 0)
         if starting.any():
             questions = np.flatnonzero(starting.any(axis=1))
@@ -248,5 +248,5 @@ def tree_search(
     while tree.running():
         ready = tree.decode(spec.sampling)
         if ready.any():
-            tree.finish_round(ready, spec.lookahead_steps)
+            tree.finish_round(ready)
     return tree.close(), [search]
