@@ -371,21 +371,25 @@ def test_bad_overrides_are_one_line(arguments, message):
     assert len(lines) == 1 and lines[0].startswith(message)
 
 
-TINY_STUDY = [
+# Long enough (minutes) that a Ctrl-C a second after its settings are recorded always lands
+# mid-study, however fast the machine and however warm its compilation cache.
+LONG_STUDY = [
     "--config=configs/embedded.py",
-    "--config.study.data.per_level=1",
-    "--config.study.budgets=(1,)",
+    "--config.study.data.per_level=20",
+    "--config.study.budgets=(1,16)",
     "--config.study.strategies=('majority',)",
     "--config.study.revision_ratios=False",
-    "--config.study.difficulty.samples=2",
+    "--config.study.difficulty.samples=16",
     "--config.study.difficulty.charged_samples=1",
     "--config.study.models.policy_14x=",
 ]
 
 
-def test_ctrl_c_stops_a_study_in_one_line_without_library_chatter(tmp_path):
+# A second in, it lands while the models load; five in, under the first stage's progress bar.
+@pytest.mark.parametrize("seconds_in", [1, 5])
+def test_ctrl_c_stops_a_study_in_one_line_without_library_chatter(tmp_path, seconds_in):
     child = subprocess.Popen(
-        [tool("ttc-study"), *TINY_STUDY, f"--config.study.workdir={tmp_path}"],
+        [tool("ttc-study"), *LONG_STUDY, f"--config.study.workdir={tmp_path}"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         # A test runner's worker may ignore SIGINT, and a child inherits that: restore it.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -393,8 +397,7 @@ def test_ctrl_c_stops_a_study_in_one_line_without_library_chatter(tmp_path):
     deadline = time.time() + 300
     while time.time() < deadline and not (tmp_path / "study.json").exists():
         time.sleep(0.1)
-    # Into loading the models: with compiled programs cached, the rest can take seconds.
-    time.sleep(1)
+    time.sleep(seconds_in)
     child.send_signal(signal.SIGINT)
     _, stderr = child.communicate(timeout=120)
     assert child.returncode == 1

@@ -6,7 +6,8 @@
   the first (``--config.budgets='(1,4)' --config.budgets='(16,)'`` would run 1, 4 and 16).
 * Library chatter (absl INFO lines, JAX's backend probing, "loaded N parameters") stays at
   WARNING unless ``--verbosity`` (or ``-v``) asks for more, so progress lines read cleanly.
-* Ctrl-C ends the command with one line saying what it left and how to go on.
+* Ctrl-C ends the command with one line saying what it left and how to go on, even when the
+  first interrupt lands where Python swallows it (`ttc_jax.cli.interrupts`).
 * ``--coordinator_address HOST:PORT --num_processes N --process_id K`` (JAX's names) or
   ``--distributed`` (detected: TPU pod slices, Slurm, Open MPI) run the command as one of
   several JAX processes (`ttc_jax.distributed`), joined after the flags are read and before
@@ -28,6 +29,8 @@ from collections.abc import Callable
 
 from absl import app, flags
 from absl import logging as absl_logging
+
+from ttc_jax.cli.interrupts import persistent_interrupt
 
 OVERRIDE_PREFIX = "--config."
 
@@ -115,7 +118,12 @@ def run(
         from ttc_jax import distributed
 
         try:
-            main(argv)
+            with persistent_interrupt() as interrupt_caught:
+                try:
+                    main(argv)
+                except KeyboardInterrupt:
+                    interrupt_caught.set()
+                    raise
         except KeyboardInterrupt:
             sys.exit(f"{name}: stopped (Ctrl-C)" + (f"; {on_interrupt}" if on_interrupt else ""))
         except distributed.PeerLostError as e:

@@ -225,11 +225,10 @@ class Study:
 
     def run_sweep(self) -> None:
         cells = self.cells()
-        bar = self._bar(len(cells), "sweep", "cell")
-        for cell in cells:
-            self._run_cell(cell)
-            bar.update()
-        bar.close()
+        with self._bar(len(cells), "sweep", "cell") as bar:
+            for cell in cells:
+                self._run_cell(cell)
+                bar.update()
 
     def _run_cell(self, cell: Cell) -> None:
         config = self.config
@@ -312,16 +311,16 @@ class Study:
         round-robin over the processes (see the module docstring); ``stage`` names a
         progress bar of every process's calls."""
         count, index = distributed.process_count(), distributed.process_index()
-        bar = self._bar(len(chunks) if stage else 0, stage, "call")
-        for start in range(0, len(chunks), count):
-            mine = chunks[start + index] if start + index < len(chunks) else None
-            gathered = distributed.allgather(compute(mine) if mine else [])
-            store.append([row for rows in gathered for row in rows])
-            bar.update(min(count, len(chunks) - start))
-        bar.close()
+        with self._bar(len(chunks) if stage else 0, stage, "call") as bar:
+            for start in range(0, len(chunks), count):
+                mine = chunks[start + index] if start + index < len(chunks) else None
+                gathered = distributed.allgather(compute(mine) if mine else [])
+                store.append([row for rows in gathered for row in rows])
+                bar.update(min(count, len(chunks) - start))
 
     def _bar(self, total: int, stage: str | None, unit: str) -> tqdm:
-        """A progress bar on process 0 (a silent one elsewhere, or for no stage)."""
+        """A progress bar on process 0 (a silent one elsewhere, or for no stage); used as a
+        context manager, so an interrupt closes it before the command's last line."""
         return tqdm(total=total, desc=stage, unit=unit, disable=not (self.progress and stage))
 
     # -- everything ---------------------------------------------------------------------------

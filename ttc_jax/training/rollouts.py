@@ -80,18 +80,20 @@ def sample_solutions(
     ``settings.prompts_per_call`` prompts, each call with its own seed."""
     results = []
     starts = range(0, len(prompts), settings.prompts_per_call)
-    for call, start in enumerate(tqdm(starts, desc=progress, disable=progress is None)):
-        chunk = prompts[start : start + settings.prompts_per_call]
-        results.extend(
-            generate(
-                lm,
-                list(chunk),
-                n=n,
-                max_new_tokens=settings.max_new_tokens,
-                temperature=settings.temperature,
-                seed=(seed * 100_003 + call) % 2**32,
+    # A context manager, so a Ctrl-C closes the bar before the command's last line.
+    with tqdm(starts, desc=progress, disable=progress is None) as bar:
+        for call, start in enumerate(bar):
+            chunk = prompts[start : start + settings.prompts_per_call]
+            results.extend(
+                generate(
+                    lm,
+                    list(chunk),
+                    n=n,
+                    max_new_tokens=settings.max_new_tokens,
+                    temperature=settings.temperature,
+                    seed=(seed * 100_003 + call) % 2**32,
+                )
             )
-        )
     return results
 
 
