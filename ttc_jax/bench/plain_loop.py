@@ -149,15 +149,13 @@ def _prefill_jit(graphdef, params, prefix, num_samples: int, capacity: int) -> P
     if not length:  # a one-token prompt: the first scan step feeds it
         layers = tuple(empty for _ in range(cfg.num_layers))
         return PlainCache(layers, layers)
-    keys, values = [], []
     mask = causal_mask(jnp.ones((batch, length), bool))
 
-    def attend(_, q, k, v):
-        keys.append(k)
-        values.append(v)
-        return dense_attention(q, k, v, mask)
+    def attend(_, __, q, k, v):
+        return dense_attention(q, k, v, mask), (k, v)
 
-    model.run_layers(prefix, jnp.arange(length, dtype=jnp.int32)[None], attend)
+    _, prompt_kv = model.run_layers(prefix, jnp.arange(length, dtype=jnp.int32)[None], attend)
+    keys, values = [k for k, _ in prompt_kv], [v for _, v in prompt_kv]
 
     def broadcast(prompt_kv):
         # [1, P, K, D] -> [N, K, P, D]: one real copy per sample, which is what the baseline is.
@@ -183,29 +181,31 @@ def _decode_jit(
         cache, tokens = carry
         position = start + i
         visible = slots <= position
-        keys, values = list(cache.k), list(cache.v)
 
-        def attend(layer, q, k, v):
+        def attend(_, layer_cache, q, k, v):
             # q [N, 1, H, D], k/v [N, 1, K, D]; the cache is [N, K, S, D].
-            keys[layer] = jax.lax.dynamic_update_slice(
-                keys[layer], k.transpose(0, 2, 1, 3), (0, 0, position, 0)
+            layer_k, layer_v = layer_cache
+            layer_k = jax.lax.dynamic_update_slice(
+                layer_k, k.transpose(0, 2, 1, 3), (0, 0, position, 0)
             )
-            values[layer] = jax.lax.dynamic_update_slice(
-                values[layer], v.transpose(0, 2, 1, 3), (0, 0, position, 0)
+            layer_v = jax.lax.dynamic_update_slice(
+                layer_v, v.transpose(0, 2, 1, 3), (0, 0, position, 0)
             )
             n, _, heads, head_dim = q.shape
             kv_heads = k.shape[2]
             grouped = q.reshape(n, kv_heads, heads // kv_heads, head_dim)
             scores = jnp.einsum(
-                "nkgd,nksd->nkgs", grouped, keys[layer], preferred_element_type=jnp.float32
+                "nkgd,nksd->nkgs", grouped, layer_k, preferred_element_type=jnp.float32
             )
             scores = jnp.where(visible, scores * head_dim**-0.5, MASKED_LOGIT)
-            probs = jax.nn.softmax(scores, axis=-1).astype(values[layer].dtype)
-            out = jnp.einsum("nkgs,nksd->nkgd", probs, values[layer])
-            return out.reshape(n, 1, heads, head_dim).astype(q.dtype)
+            probs = jax.nn.softmax(scores, axis=-1).astype(layer_v.dtype)
+            out = jnp.einsum("nkgs,nksd->nkgd", probs, layer_v)
+            return out.reshape(n, 1, heads, head_dim).astype(q.dtype), (layer_k, layer_v)
 
         positions = jnp.full((num_samples, 1), position, jnp.int32)
-        hidden = model.run_layers(tokens[:, None], positions, attend)
+        hidden, layer_caches = model.run_layers(
+            tokens[:, None], positions, attend, zip(cache.k, cache.v, strict=True)
+        )
         logits = model.logits(hidden)[:, 0]  # [N, V] float32
         chosen = jax.random.categorical(jax.random.fold_in(root, i), logits, axis=-1)
         chosen = chosen.astype(jnp.int32)
@@ -213,7 +213,8 @@ def _decode_jit(
         if logprobs:
             logp = jax.nn.log_softmax(logits, axis=-1)
             out = (chosen, jnp.take_along_axis(logp, chosen[:, None], axis=-1)[:, 0])
-        return (PlainCache(tuple(keys), tuple(values)), chosen), out
+        cache = PlainCache(tuple(k for k, _ in layer_caches), tuple(v for _, v in layer_caches))
+        return (cache, chosen), out
 
     first = jnp.full((num_samples,), last_token, jnp.int32)
     steps = jnp.arange(new_tokens, dtype=jnp.int32)

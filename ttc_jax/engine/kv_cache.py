@@ -137,16 +137,14 @@ def prefill(model: Transformer, tokens, valid, num_samples: int, capacity: int) 
     an empty suffix of ``capacity`` slots for each of ``num_samples`` samples."""
     positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)
     causal = causal_mask(valid)
-    keys, values = [], []
 
-    def attend(layer, q, k, v):
-        keys.append(k)
-        values.append(v)
+    def attend(layer, _, q, k, v):
         window = model.config.window(layer)
         mask = causal if window is None else causal & window_mask(positions, positions, window)
-        return dense_attention(q, k, v, mask)
+        return dense_attention(q, k, v, mask), (k, v)
 
-    model.run_layers(tokens, positions, attend)
+    _, prompt_kv = model.run_layers(tokens, positions, attend)
+    keys, values = [k for k, _ in prompt_kv], [v for _, v in prompt_kv]
     b = tokens.shape[0]
     cfg = model.config
     dtype = keys[0].dtype if keys else jnp.float32
@@ -312,7 +310,6 @@ def _append_rows(model, cache: KVCache, suffix: LaneSuffix, tokens, valid, atten
     suffix_mask = (jnp.arange(capacity) <= slots[:, :, None])[:, None, None]
     prefix_mask = cache.prefix_valid[:, None, None, :]  # [B, 1, 1, P]
     row_ids = jnp.arange(r)[:, None]
-    new_k, new_v = list(suffix.suffix_k), list(suffix.suffix_v)
     piece = _piece_per_device(rules or ShardingRules()) if fused else None
     cfg = model.config
 
@@ -330,20 +327,21 @@ def _append_rows(model, cache: KVCache, suffix: LaneSuffix, tokens, valid, atten
         prefix_start, suffix_start = _window_starts(cache, positions, prefix_len, window)
         starts[window] = (to_grid(prefix_start).reshape(num_questions, samples, t), suffix_start)
 
-    def attend(layer, q, k, v):
+    def attend(layer, layer_cache, q, k, v):
         kv_heads, head_dim = k.shape[-2], k.shape[-1]
         group = q.shape[2] // kv_heads
         # New keys and values [R', T, K, D] scattered to each row's slots (in place on a
         # donated cache); slots past the capacity (padding only) are dropped.
-        new_k[layer] = new_k[layer].at[row_ids, :, :, slots].set(k, mode="drop")
-        new_v[layer] = new_v[layer].at[row_ids, :, slots, :].set(v, mode="drop")
+        layer_k, layer_v = layer_cache
+        layer_k = layer_k.at[row_ids, :, :, slots].set(k, mode="drop")
+        layer_v = layer_v.at[row_ids, :, slots, :].set(v, mode="drop")
         grouped = q.reshape(r, t, kv_heads, group, head_dim)
         window_starts = starts.get(cfg.window(layer))
         if fused:
             prefix = _fused_prefix(piece, to_grid(grouped), cache, layer, window_starts)
             parts = [
                 tuple(from_grid(x) for x in prefix),
-                _fused_suffix(piece, grouped, new_k[layer], new_v[layer], start, window_starts),
+                _fused_suffix(piece, grouped, layer_k, layer_v, start, window_starts),
             ]
         else:
             layer_prefix_mask, layer_suffix_mask = prefix_mask, suffix_mask
@@ -360,16 +358,19 @@ def _append_rows(model, cache: KVCache, suffix: LaneSuffix, tokens, valid, atten
             )
             parts = [
                 tuple(from_grid(x) for x in prefix),
-                _suffix_part(grouped, new_k[layer], new_v[layer], layer_suffix_mask),
+                _suffix_part(grouped, layer_k, layer_v, layer_suffix_mask),
             ]
         out = merge_partials(parts)  # [R', K, G * T, D]
         out = out.reshape(r, kv_heads, group, t, head_dim).transpose(0, 3, 1, 2, 4)
-        return out.reshape(r, t, -1, head_dim).astype(q.dtype)
+        return out.reshape(r, t, -1, head_dim).astype(q.dtype), (layer_k, layer_v)
 
-    hidden = model.run_layers(tokens, positions.astype(jnp.int32), attend)
+    layer_caches = zip(suffix.suffix_k, suffix.suffix_v, strict=True)
+    hidden, layer_caches = model.run_layers(
+        tokens, positions.astype(jnp.int32), attend, layer_caches
+    )
     suffix = suffix.replace(
-        suffix_k=tuple(new_k),
-        suffix_v=tuple(new_v),
+        suffix_k=tuple(k for k, _ in layer_caches),
+        suffix_v=tuple(v for _, v in layer_caches),
         suffix_len=suffix.suffix_len + jnp.sum(valid, axis=-1).astype(jnp.int32),
     )
     return hidden, suffix

@@ -3,7 +3,8 @@ Flax NNX module."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -14,8 +15,12 @@ from ttc_jax.models.config import ModelConfig
 from ttc_jax.models.layers import DecoderLayer, norm, random_param
 from ttc_jax.models.rope import inverse_frequencies, rope_angles
 
-# attend(layer_index, q [B, T, H, D], k [B, T, K, D], v [B, T, K, D]) -> [B, T, H, D]
-Attend = Callable[[int, jnp.ndarray, jnp.ndarray, jnp.ndarray], jnp.ndarray]
+# attend(layer_index, layer_cache, q [B, T, H, D], k [B, T, K, D], v [B, T, K, D])
+#   -> (out [B, T, H, D], the layer's new cache)
+# A layer's cache is whatever the caller keeps per layer (a KV cache's keys and values, or
+# None for a forward pass that keeps nothing); attention returns it instead of mutating state
+# captured from outside, so the layers compose as a pure function.
+Attend = Callable[[int, Any, jnp.ndarray, jnp.ndarray, jnp.ndarray], tuple[jnp.ndarray, Any]]
 
 
 class Transformer(nnx.Module):
@@ -45,21 +50,32 @@ class Transformer(nnx.Module):
             x = x * jnp.asarray(self.config.hidden_size**0.5, x.dtype)
         return x
 
-    def run_layers(self, tokens, positions, attend: Attend) -> jnp.ndarray:
-        """tokens [B, T] at RoPE positions [B, T] -> final-normed hidden states [B, T, E].
+    def run_layers(
+        self, tokens, positions, attend: Attend, caches: Sequence[Any] | None = None
+    ) -> tuple[jnp.ndarray, tuple]:
+        """tokens [B, T] at RoPE positions [B, T] -> (final-normed hidden states [B, T, E],
+        each layer's new cache).
 
-        ``attend(layer_index, q, k, v)`` decides what each query sees: `hidden_states` passes
-        a dense causal mask, the engine passes one that reads and writes its KV cache. Either
-        must honour the layer's window, `ModelConfig.window`.
+        ``attend(layer_index, layer_cache, q, k, v)`` decides what each query sees and
+        returns the layer's output and new cache: `hidden_states` passes a dense causal mask
+        and keeps nothing, the engine reads and writes its KV cache. Either must honour the
+        layer's window, `ModelConfig.window`. ``caches``: one per layer (default None each).
         """
+        num_layers = self.config.num_layers
+        caches = (None,) * num_layers if caches is None else tuple(caches)
+        if len(caches) != num_layers:
+            raise ValueError(f"caches: {len(caches)} given for {num_layers} layers")
         x = self.embed_tokens(tokens)
-        local = [self.config.local_rope(i) for i in range(self.config.num_layers)]
+        local = [self.config.local_rope(i) for i in range(num_layers)]
         angles = {kind: self.rope(positions, kind) for kind in set(local)}
+        new_caches = []
         for index, layer in enumerate(self.layers):
             with jax.named_scope(f"layer_{index}"):
                 q, k, v = layer.attention_inputs(x, *angles[local[index]])
-                x = layer.finish(x, attend(index, q, k, v))
-        return self.final_norm(x)
+                out, cache = attend(index, caches[index], q, k, v)
+                new_caches.append(cache)
+                x = layer.finish(x, out)
+        return self.final_norm(x), tuple(new_caches)
 
     def hidden_states(self, tokens, positions, key_valid) -> jnp.ndarray:
         """Full causal forward pass over tokens [B, T] -> hidden states [B, T, E].
@@ -73,10 +89,10 @@ class Transformer(nnx.Module):
             w: full if w is None else full & window_mask(positions, positions, w) for w in windows
         }
 
-        def attend(layer, q, k, v):
-            return dense_attention(q, k, v, masks[self.config.window(layer)])
+        def attend(layer, _, q, k, v):
+            return dense_attention(q, k, v, masks[self.config.window(layer)]), None
 
-        return self.run_layers(tokens, positions, attend)
+        return self.run_layers(tokens, positions, attend)[0]
 
     def logits(self, hidden: jnp.ndarray) -> jnp.ndarray:
         """Hidden states [B, T, E] -> float32 logits [B, T, V] (soft-capped where the config

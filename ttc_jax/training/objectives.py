@@ -27,9 +27,10 @@ from ttc_jax.training.packing import Batch, packed_mask
 def packed_hidden_states(model, batch: Batch) -> jax.Array:
     """Final-normed hidden states [B, L, E] of packed rows."""
     mask = packed_mask(batch.segments)
-    return model.run_layers(
-        batch.tokens, batch.positions, lambda _, q, k, v: dense_attention(q, k, v, mask)
+    hidden, _ = model.run_layers(
+        batch.tokens, batch.positions, lambda _, __, q, k, v: (dense_attention(q, k, v, mask), None)
     )
+    return hidden
 
 
 def lm_loss(graphdef):
