@@ -1,6 +1,7 @@
 """``ttc-bench``: benchmarks of this package against its baselines (not timed tests).
 
 ``ttc-bench search`` times beam search against best-of-N and batched against one-by-one.
+``ttc-bench layers`` times a model's layers unrolled against scanned over stacked weights.
 ``ttc-bench sampling`` measures what top-p and top-k add to a decode step on a real checkpoint.
 ``ttc-bench decode`` samples N continuations of one prompt with our engine, with a plain JAX
 decode loop and with transformers' ``generate``, same shape and same random weights, and
@@ -229,6 +230,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompt-style", choices=["plain", "chat"], default="chat", help="policy prompt"
     )
     search.add_argument("--json", type=Path, help="also write the report here")
+    layers = commands.add_parser(
+        "layers",
+        help="a model's layers unrolled (as the engine runs them) against scanned: compile "
+        "and run time",
+        description="Runs a decode-shaped program (--steps one-token steps for --rows rows) "
+        "with the layers unrolled and with one layer scanned over stacked weights, and prints "
+        "trace, compile and per-step time and how far the scanned result is from the unrolled.",
+    )
+    layers.add_argument(
+        "--checkpoint", type=Path, help="HF folder or GGUF file (default: SmolLM2-135M-Instruct)"
+    )
+    layers.add_argument("--rows", type=int, default=64, help="rows decoded together")
+    layers.add_argument("--steps", type=int, default=32, help="steps in the program's loop")
+    layers.add_argument("--repeats", type=int, default=3, help="timed calls, best kept")
+    layers.add_argument("--json", type=Path, help="also write the report here")
     return parser
 
 
@@ -391,6 +407,30 @@ def run_search(args: argparse.Namespace) -> None:
         args.json.write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
 
 
+def run_layers(args: argparse.Namespace) -> None:
+    import datetime
+
+    import jax
+
+    import ttc_jax
+    from ttc_jax.bench import layer_scan
+
+    path = args.checkpoint or ttc_jax.smollm2_path()
+    lm = ttc_jax.load_lm(path)
+    try:
+        costs = layer_scan.measure_layer_scan(lm, args.rows, args.steps, args.repeats)
+    except ValueError as e:
+        sys.exit(f"ttc-bench layers: {e}")
+    device = jax.devices()[0].device_kind
+    print(
+        f"{path.name} ({lm.config.num_layers} layers); {args.rows} rows x {args.steps} steps, "
+        f"best of {args.repeats}; {device}; {datetime.date.today().isoformat()}"
+    )
+    print(layer_scan.format_layer_scan(costs))
+    if args.json:
+        args.json.write_text(json.dumps([dataclasses.asdict(c) for c in costs], indent=2) + "\n")
+
+
 JOINING_FLAGS = ("--coordinator_address", "--num_processes", "--process_id", "--distributed")
 
 
@@ -425,6 +465,8 @@ def main(argv: list[str] | None = None) -> None:
         run_sampling(args)
     elif args.command == "search":
         run_search(args)
+    elif args.command == "layers":
+        run_layers(args)
     elif args.command == "goals":
         from ttc_jax.bench import goals
 
