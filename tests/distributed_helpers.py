@@ -73,14 +73,14 @@ GLOBAL_PROMPTS = ([1, 2, 3], [4, 5, 6, 7], [9, 8], [30, 31, 32, 33, 34])
 
 
 def global_mesh_run() -> dict:
-    """A tiny model's logits on a global mesh of 2 devices per process (data 1, its model
-    axis over all of them) and greedy tokens on one of every device (data 2, the model axis
-    over 2 devices of each process)."""
+    """A tiny model's logits on a global mesh of 2 devices per process (data 2 within each
+    process, its model axis over the processes) and greedy tokens on one of every device
+    (data 2, the model axis over 2 devices of each process)."""
     import jax
 
     from ttc_jax.sharding import global_mesh
 
-    logits_mesh = global_mesh(1, 2 * jax.process_count(), devices=_first(2))
+    logits_mesh = global_mesh(2, jax.process_count(), devices=_first(2))
     return tiny_model_outputs(logits_mesh, global_mesh(2, -1))
 
 

@@ -297,8 +297,8 @@ def test_a_global_mesh_splits_the_model_over_processes_and_computes_what_one_pro
     environment, tmp_path
 ):
     """A tiny model on `global_mesh` across 2 processes of 4 devices: its parameters span
-    both processes' devices, and every process gets the logits (data 1, the model axis over 2
-    devices of each process) and greedy tokens (4 prompts x 2 samples; data 2 within each
+    both processes' devices, and every process gets the logits (data 2 within each process,
+    the model axis over the processes) and greedy tokens (4 prompts x 2 samples; data 2 within each
     process, model 2 x 2) that one device computes alone."""
     from tests import distributed_helpers
     from ttc_jax.sharding import make_mesh

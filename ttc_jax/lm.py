@@ -134,14 +134,21 @@ class LanguageModel:
         padded_time = bucket_length(time)
         pad = ((0, padded_batch - batch), (0, padded_time - time))
         positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+        inputs = (
+            np.pad(tokens, pad).astype(np.int32),
+            np.pad(positions, pad).astype(np.int32),
+            np.pad(mask, pad),
+        )
         with jax.set_mesh(self.mesh):
-            out = self._forward(
-                self.params,
-                np.pad(tokens, pad).astype(np.int32),
-                np.pad(positions, pad).astype(np.int32),
-                np.pad(mask, pad),
-            )
+            out = self._forward(self.params, *map(self._on_mesh, inputs))
         return out[:batch, :time]
+
+    def _on_mesh(self, rows: np.ndarray) -> jax.Array:
+        """A [batch, time] host array, which every process holds whole, as one array split
+        over the mesh's data axis: JAX takes host arrays only for meshes whose every device
+        this process addresses, so on a mesh across processes each builds its own shards."""
+        sharding = self.sharding("batch", "seq", shape=rows.shape)
+        return jax.make_array_from_callback(rows.shape, sharding, lambda index: rows[index])
 
 
 def _forward_logits(graphdef, params, tokens, positions, valid):
