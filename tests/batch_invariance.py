@@ -5,7 +5,9 @@ Run in its own process by tests/test_search_smollm2.py, on XLA's default CPU cli
 device): the tests' other processes force 8 host devices, and with 4 or 8 of them Eigen's
 products on a device changed with their row count again, options or not (docs/engine.md).
 
-    python -m tests.batch_invariance best_of_n beam dvts lookahead
+    python -m tests.batch_invariance best_of_n beam dvts lookahead admit
+
+``admit`` compares a question's samples decoded alone and admitted into a running batch.
 """
 
 import json
@@ -67,10 +69,45 @@ def compare(name: str, policy, prm) -> dict[str, list]:
     return {"alone": alone, "beside": [candidates(beside[2]), candidates(beside[0])]}
 
 
+def admission(policy) -> dict[str, list]:
+    """The first short question's samples (tokens and bit-exact log-probabilities), decoded
+    alone, and admitted into the row of the second short question once that one has ended,
+    beside the long one mid-way (`Engine.admit`: its prefix padded to 1,024 slots)."""
+    from ttc_jax.engine import Engine, SamplingConfig
+
+    config = search_config("best_of_n")
+    (first, second), long = short_and_long_problems(policy, config)
+    prompter = build_prompter(config.prompt, config.step_delimiter, policy.tokenizer)
+    first, second, long = (policy.tokenizer.encode(prompter.text(p)) for p in (first, second, long))
+    sampling = SamplingConfig(temperature=1.0)
+
+    def decode(engine, state, tokens):
+        state, out = engine.extend(state, max_tokens=tokens, token_limit=64, sampling=sampling)
+        samples = zip(engine.new_tokens(out, 1)[0], out.logprob[0].tolist(), strict=False)
+        return state, [[ids, repr(logprob)] for ids, logprob in samples]
+
+    engine = Engine(policy)
+    _, alone = decode(engine, engine.start(engine.layout([first]), 4, 64, seed=5), 16)
+    state = engine.start(engine.layout([second, long]), 4, 64, seed=5)
+    state, _ = decode(engine, state, 8)
+    state = engine.freeze(state, [[True] * 4, [False] * 4])  # the second question ends
+    width = state.cache.prefix_valid.shape[1]
+    state = engine.admit(state, [0], engine.layout([first], width=width), 4, seed=5)
+    _, beside = decode(engine, state, 16)
+    return {"alone": alone, "beside": beside}
+
+
 def main(names: list[str]) -> None:
     policy = ttc_jax.load_lm(ttc_jax.smollm2_path())
     prm = ttc_jax.PRM.random(PRM_SHAPE, "ttc_value", policy.tokenizer, seed=0)
-    print(json.dumps({name: compare(name, policy, prm) for name in names}))
+    print(
+        json.dumps(
+            {
+                name: admission(policy) if name == "admit" else compare(name, policy, prm)
+                for name in names
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

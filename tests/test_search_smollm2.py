@@ -82,10 +82,12 @@ def test_a_question_gets_the_same_candidates_alone_or_beside_others():
     1,024 slots instead of 64, and its 16 rows share 64 lanes with other questions' rows
     instead of 16. With XLA:CPU's defaults both changed how a sum was computed (YNNPACK or
     XLA's own code for the softmax, Eigen's threads for the products:
-    `ttc_jax.xla_options`), and log-probabilities, scores and then tokens moved. Run on the
-    default CPU client, in a process of its own (tests/batch_invariance.py)."""
+    `ttc_jax.xla_options`), and log-probabilities, scores and then tokens moved. Also a
+    question admitted into a running batch (`Engine.admit`) samples the tokens, with the
+    same log-probabilities, that it samples alone. Run on the default CPU client, in a process
+    of its own (tests/batch_invariance.py)."""
     completed = subprocess.run(
-        [sys.executable, "-m", "tests.batch_invariance", *INVARIANT_STRATEGIES],
+        [sys.executable, "-m", "tests.batch_invariance", *INVARIANT_STRATEGIES, "admit"],
         cwd=ROOT,
         env=_default_cpu_client_environment(),
         capture_output=True,
@@ -94,7 +96,7 @@ def test_a_question_gets_the_same_candidates_alone_or_beside_others():
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     results = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert list(results) == list(INVARIANT_STRATEGIES)
+    assert list(results) == [*INVARIANT_STRATEGIES, "admit"]
     for name, result in results.items():
         assert result["beside"] == result["alone"], name
         assert result["alone"][0] != result["alone"][1]  # the comparison tells questions apart

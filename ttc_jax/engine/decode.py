@@ -377,3 +377,15 @@ def move_samples(state: DecodeState, sources: jax.Array, targets: jax.Array) -> 
     keys = state.keys.reshape(b * n, 2).at[targets].set(moved_keys, mode="drop")
     samples["keys"] = keys.reshape(state.keys.shape)
     return state.replace(cache=kv_cache.move_rows(state.cache, sources, targets), **samples)
+
+
+def put_questions(state: DecodeState, fresh: DecodeState, slots: jax.Array) -> DecodeState:
+    """``state`` with the questions at ``slots`` [k] replaced by ``fresh``'s k questions, cache
+    and samples (a slot of B or more writes nothing): new prompts admitted into the rows of
+    questions that ended, beside the others mid-way."""
+    samples = jax.tree.map(
+        lambda whole, part: whole.at[slots].set(part, mode="drop"),
+        state.sample_fields(),
+        fresh.sample_fields(),
+    )
+    return state.replace(cache=kv_cache.put_questions(state.cache, fresh.cache, slots), **samples)

@@ -98,6 +98,7 @@ class Engine:
         self._checkpoint = jax.jit(decode.checkpoint)
         self._freeze = jax.jit(decode.freeze, donate_argnames=("state",))
         self._rollback = jax.jit(decode.rollback, donate_argnames=("state",))
+        self._put_questions = jax.jit(decode.put_questions, donate_argnames=("state",))
         self._stop_tables: dict[tuple[str, ...], tuple[jax.Array, jax.Array]] = {}
 
     # -- prompts ------------------------------------------------------------------------------
@@ -128,15 +129,29 @@ class Engine:
             ids.append(prompt)
         return ids
 
-    def layout(self, prompt_ids: list[list[int]], streams: Sequence[int] | None = None) -> Batch:
-        """Prompts laid out for `start`. ``streams`` (one int per prompt, default 0) tell
-        equal prompts apart: a sample's key depends on its prompt's tokens and stream."""
+    def layout(
+        self,
+        prompt_ids: list[list[int]],
+        streams: Sequence[int] | None = None,
+        width: int | None = None,
+    ) -> Batch:
+        """Prompts laid out for `start` (or `admit`). ``streams`` (one int per prompt, default
+        0) tell equal prompts apart: a sample's key depends on its prompt's tokens and stream.
+        ``width``: the prefix's width in tokens (default: a bucket of the longest prompt);
+        `admit` needs the width of the state it admits into."""
         num = len(prompt_ids)
         streams = [0] * num if streams is None else list(streams)
         if len(streams) != num or not all(_is_int(s) and 0 <= s < 2**32 for s in streams):
             raise ValueError(f"streams must be {num} integers in [0, 2**32), got {streams!r}")
         rows = self.lm.padded_batch_size(num)
-        width = bucket_length(max(len(p) for p in prompt_ids) - 1)
+        longest_body = max(len(p) for p in prompt_ids) - 1
+        if width is None:
+            width = bucket_length(longest_body)
+        elif not _is_int(width) or width < max(1, longest_body):
+            raise ValueError(
+                f"width {width!r} cannot hold the longest prompt ({longest_body} tokens before "
+                "its last)"
+            )
         tokens = np.zeros((rows, width), np.int32)
         valid = np.zeros((rows, width), bool)
         last = np.zeros((rows,), np.int32)
@@ -226,6 +241,68 @@ class Engine:
                 capacity=capacity,
                 allocated=kv_cache.stage_capacity(allocate, capacity, self.suffix_stage),
             )
+
+    def admit(
+        self,
+        state: DecodeState,
+        slots: Sequence[int],
+        batch: Batch,
+        num_samples: int,
+        seed: int,
+    ) -> DecodeState:
+        """``state`` with the questions at ``slots`` replaced by ``batch``'s prompts (laid out
+        by `layout` with ``width`` the state's prefix width), for a pool of questions that
+        fills the rows of ended questions while the others go on.
+
+        An admitted prompt's samples start as `start` would start them with this ``seed``
+        (the same keys: the seed, the prompt's tokens and stream, the sample's index), with
+        the state's suffix limit and allocation and ``num_samples`` samples each (the count
+        the state was started with), so what they generate
+        does not depend on when or beside what they were admitted. Each slot must hold a
+        question whose samples have all ended. ``state`` is consumed.
+        """
+        check_live(state, "admit")
+        rows, samples = state.pending.shape
+        check_count(num_samples, "num_samples")
+        if self.padded_samples(num_samples) != samples:
+            raise ValueError(
+                f"admit: {num_samples} samples a question do not fit a state of {samples}"
+            )
+        given = slots
+        slots = [int(s) for s in np.asarray(slots).reshape(-1) if _is_int(s)]
+        if len(slots) != batch.num_prompts or len(slots) != np.size(given):
+            raise ValueError(
+                f"admit: {batch.num_prompts} prompts need as many question slots, got {given!r}"
+            )
+        if len(set(slots)) != len(slots) or not all(0 <= s < rows for s in slots):
+            raise ValueError(f"admit: slots must be distinct questions in [0, {rows}), got {slots}")
+        width = state.cache.prefix_valid.shape[1]
+        if batch.prefix_tokens.shape[1] != width:
+            raise ValueError(
+                f"admit: the prompts are laid out {batch.prefix_tokens.shape[1]} tokens wide, "
+                f"the state's prefix is {width} (layout(..., width={width}))"
+            )
+        running = np.asarray(state.finish)[slots] == Finish.RUNNING
+        if running.any():
+            busy = sorted({slots[i] for i in np.nonzero(running)[0]})
+            raise ValueError(f"admit: questions {busy} still have samples running")
+        self.check_context(batch.longest_prompt, state.slot_limit)
+        padded = slots + [rows] * (batch.prefix_tokens.shape[0] - len(slots))  # rows: dropped
+        with jax.set_mesh(self.lm.mesh):
+            fresh = self._start(
+                self.lm.params,
+                batch.prefix_tokens,
+                batch.prefix_valid,
+                batch.last_tokens,
+                batch.is_real,
+                batch.digests,
+                jnp.uint32(seed),
+                jnp.int32(num_samples),
+                num_samples=samples,
+                capacity=state.slot_limit,
+                allocated=state.cache.capacity,
+            )
+            return self._put_questions(state, fresh, jnp.asarray(padded, jnp.int32))
 
     @staticmethod
     def padded_samples(num_samples: int) -> int:

@@ -588,3 +588,29 @@ def move_rows(cache: KVCache, sources: jax.Array, targets: jax.Array) -> KVCache
         suffix_v=tuple(move(x) for x in cache.suffix_v),
         suffix_len=move(lengths).reshape(cache.suffix_len.shape),
     )
+
+
+def put_questions(cache: KVCache, fresh: KVCache, slots: jax.Array) -> KVCache:
+    """``cache`` with the questions at ``slots`` [k] replaced by ``fresh``'s k questions: their
+    prompt prefixes and every sample's suffix. A slot of B or more (padding) writes nothing.
+    Both caches hold the same samples a question, prefix width and suffix capacity; the other
+    questions' entries are left as they are (in place on a donated cache)."""
+    b, n = cache.suffix_len.shape
+
+    def put(whole, part):
+        return whole.at[slots].set(part, mode="drop")
+
+    def put_rows(whole, part):  # [B * N, ...]: question-major sample rows
+        grid = whole.reshape(b, n, *whole.shape[1:])
+        grid = put(grid, part.reshape(-1, n, *part.shape[1:]))
+        return grid.reshape(whole.shape)
+
+    return KVCache(
+        prefix_k=tuple(map(put, cache.prefix_k, fresh.prefix_k)),
+        prefix_v=tuple(map(put, cache.prefix_v, fresh.prefix_v)),
+        prefix_valid=put(cache.prefix_valid, fresh.prefix_valid),
+        prefix_len=put(cache.prefix_len, fresh.prefix_len),
+        suffix_k=tuple(map(put_rows, cache.suffix_k, fresh.suffix_k)),
+        suffix_v=tuple(map(put_rows, cache.suffix_v, fresh.suffix_v)),
+        suffix_len=put(cache.suffix_len, fresh.suffix_len),
+    )
