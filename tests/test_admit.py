@@ -70,3 +70,55 @@ def test_admission_refuses_what_cannot_work_naming_it():
             engine.admit(state, slots, given, samples, SEED)
     with pytest.raises(ValueError, match="cannot hold the longest prompt"):
         engine.layout(NEW, width=4)
+
+
+# -- the PRM's scoring state ------------------------------------------------------------------
+
+QUESTIONS = ["What is 12 + 35?", "Janet's ducks lay 16 eggs per day; she eats 3. How many left?"]
+ADMITTED = "What is 2 + 2?"
+STEPS = [["Let x = 12.", "So x + 35 = 47."], ["16 - 3 = 13.", "She has 13 left."]]
+ADMITTED_STEPS = ["2 + 2 = 4.", "The answer is 4."]
+
+
+@pytest.fixture(scope="module")
+def prm():
+    from tests import prm_checkpoints
+    from tests.test_prm import RANDOM_CONFIG
+    from ttc_jax import PRM
+
+    tokenizer = prm_checkpoints.build_tokenizer("qwen_math_prm")
+    return PRM.random(RANDOM_CONFIG, "ttc_value", tokenizer, seed=1)
+
+
+def _score(prm, state, steps_by_question):
+    """One step for each of two candidates of every question; returns scores by question."""
+    lists = [[[step], [step + " Then check."]] for step in steps_by_question]
+    state, scores = prm.score_steps(state, lists)
+    return state, [[c[0] for c in question] for question in scores]
+
+
+def test_an_admitted_question_scores_as_it_scores_alone_and_the_others_go_on(prm):
+    def first_round():
+        state = prm.start(QUESTIONS, num_candidates=2)
+        return _score(prm, state, [steps[0] for steps in STEPS])[0]
+
+    state = prm.admit(first_round(), [0], [ADMITTED])
+    state, pooled = _score(prm, state, [ADMITTED_STEPS[0], STEPS[1][1]])
+    state, pooled_next = _score(prm, state, [ADMITTED_STEPS[1], STEPS[1][1]])
+
+    alone = prm.start([ADMITTED], num_candidates=2)
+    alone, first = _score(prm, alone, [ADMITTED_STEPS[0]])
+    alone, second = _score(prm, alone, [ADMITTED_STEPS[1]])
+    np.testing.assert_allclose([pooled[0], pooled_next[0]], [first[0], second[0]], rtol=1e-6)
+    assert state.processed[0] == alone.processed[0]  # its count starts afresh
+
+    _, unchanged = _score(prm, first_round(), [STEPS[0][1], STEPS[1][1]])
+    np.testing.assert_allclose(pooled[1], unchanged[1], rtol=1e-6)
+
+
+def test_the_prm_refuses_an_admission_that_cannot_work(prm):
+    state = prm.start(QUESTIONS[:1], num_candidates=2)
+    with pytest.raises(ValueError, match="does not fit the state's prefix"):
+        prm.admit(state, [0], ["x " * 200])
+    with pytest.raises(ValueError, match="distinct questions"):
+        prm.admit(state, [3], [ADMITTED])

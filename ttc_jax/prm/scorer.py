@@ -145,6 +145,7 @@ class PRM:
         self._resize = jax.jit(kv_cache.reorder)
         self._move = jax.jit(kv_cache.move_rows, donate_argnames=("cache",))
         self._grow = jax.jit(kv_cache.grow, static_argnames=("capacity",))
+        self._put_questions = jax.jit(kv_cache.put_questions, donate_argnames=("cache",))
         self._set_lengths = jax.jit(
             lambda cache, lengths: cache.replace(suffix_len=lengths), donate_argnames=("cache",)
         )
@@ -294,8 +295,73 @@ class PRM:
             raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
         question_ids = [self.format.question_ids(q) for q in questions]
         self._check_length(max(len(ids) for ids in question_ids))
-        num_rows = self.backbone.padded_batch_size(len(questions))
         width = bucket_length(max(len(ids) for ids in question_ids))
+        cache, lengths = self._prefill_questions(
+            question_ids, width, num_candidates, bucket_length(capacity)
+        )
+        num_rows = lengths.shape[0]
+        steps_done = np.zeros((num_rows, num_candidates), np.int64)
+        return PRMState(
+            cache,
+            len(questions),
+            steps_done,
+            lengths,
+            suffix_tokens=np.zeros_like(steps_done),
+            processed=lengths[:, 0].copy(),
+            likelihood=np.zeros((num_rows, num_candidates), np.float32),
+        )
+
+    def admit(self, state: PRMState, slots: Sequence[int], questions: Sequence[str]) -> PRMState:
+        """``state`` with the questions at ``slots`` replaced by ``questions``, each with its
+        candidates and no steps, and the other questions as they are: a streaming pool's
+        admission, as `ttc_jax.engine.Engine.admit` makes it for the policy. A question must
+        fit the state's prefix width. An admitted question's ``processed`` count starts
+        afresh (read the old one first). ``state`` is consumed."""
+        _check_strings(questions, "questions")
+        rows, num_candidates = state.steps_done.shape
+        slots = [int(s) for s in slots]
+        if len(slots) != len(questions):
+            raise ValueError(f"admit: {len(questions)} questions need as many slots, got {slots}")
+        if len(set(slots)) != len(slots) or not all(0 <= s < rows for s in slots):
+            raise ValueError(f"admit: slots must be distinct questions in [0, {rows}), got {slots}")
+        question_ids = [self.format.question_ids(q) for q in questions]
+        width = state.cache.prefix_valid.shape[1]
+        longest = max(len(ids) for ids in question_ids)
+        if longest > width:
+            raise ValueError(
+                f"admit: a question of {longest} tokens does not fit the state's prefix of "
+                f"{width}; start the pool with its longest question"
+            )
+        fresh, lengths = self._prefill_questions(
+            question_ids, width, num_candidates, state.cache.capacity
+        )
+        padded = slots + [rows] * (lengths.shape[0] - len(slots))  # rows: dropped
+        with jax.set_mesh(self.backbone.mesh):
+            cache = self._put_questions(state.cache, fresh, jnp.asarray(padded, jnp.int32))
+
+        def put(whole, values):
+            whole = whole.copy()
+            whole[slots] = values
+            return whole
+
+        new_lengths = lengths[: len(slots)]
+        return PRMState(
+            cache,
+            max(state.num_questions, max(slots) + 1),
+            put(state.steps_done, 0),
+            put(state.lengths, new_lengths),
+            put(state.suffix_tokens, 0),
+            put(state.processed, new_lengths[:, 0]),
+            put(state.likelihood, 0.0),
+        )
+
+    def _prefill_questions(
+        self, question_ids: list[list[int]], width: int, num_candidates: int, capacity: int
+    ) -> tuple[KVCache, np.ndarray]:
+        """Each question's tokens, right-aligned in ``width``, run into a fresh cache of
+        ``num_candidates`` empty suffixes of ``capacity`` slots; and the tokens each candidate
+        holds so far [rows, N] (its question's)."""
+        num_rows = self.backbone.padded_batch_size(len(question_ids))
         tokens = np.zeros((num_rows, width), np.int32)
         valid = np.zeros((num_rows, width), bool)
         lengths = np.zeros((num_rows, num_candidates), np.int64)
@@ -309,18 +375,9 @@ class PRM:
                 tokens,
                 valid,
                 num_candidates=num_candidates,
-                capacity=bucket_length(capacity),
+                capacity=capacity,
             )
-        steps_done = np.zeros((num_rows, num_candidates), np.int64)
-        return PRMState(
-            cache,
-            len(questions),
-            steps_done,
-            lengths,
-            suffix_tokens=np.zeros_like(steps_done),
-            processed=lengths[:, 0].copy(),
-            likelihood=np.zeros((num_rows, num_candidates), np.float32),
-        )
+        return cache, lengths
 
     def score_step(
         self, state: PRMState, new_steps: Sequence[Sequence[str | None]]
