@@ -5,9 +5,10 @@ Run in its own process by tests/test_search_smollm2.py, on XLA's default CPU cli
 device): the tests' other processes force 8 host devices, and with 4 or 8 of them Eigen's
 products on a device changed with their row count again, options or not (docs/engine.md).
 
-    python -m tests.batch_invariance best_of_n beam dvts lookahead admit
+    python -m tests.batch_invariance best_of_n beam dvts lookahead admit pool
 
-``admit`` compares a question's samples decoded alone and admitted into a running batch.
+``admit`` compares a question's samples decoded alone and admitted into a running batch,
+``pool`` beam search's candidates searched alone and in a pool of two questions at a time.
 """
 
 import json
@@ -69,6 +70,19 @@ def compare(name: str, policy, prm) -> dict[str, list]:
     return {"alone": alone, "beside": [candidates(beside[2]), candidates(beside[0])]}
 
 
+def pooled(policy, prm) -> dict[str, list]:
+    """Beam search's candidates of the two short questions, searched alone, and in a pool
+    with room for two questions at a time (32 rows at budget 16): the first short question
+    waits, then takes the rows of whichever of the other two ends first (`tree_search`)."""
+    config = search_config("beam")
+    (first, second), long = short_and_long_problems(policy, config)
+    alone = [
+        candidates(run(config, policy, prm, [p], budget=16, seed=5)[0]) for p in (first, second)
+    ]
+    pool = run(config, policy, prm, [second, long, first], budget=16, seed=5, max_rows=32)
+    return {"alone": alone, "beside": [candidates(pool[2]), candidates(pool[0])]}
+
+
 def admission(policy) -> dict[str, list]:
     """The first short question's samples (tokens and bit-exact log-probabilities), decoded
     alone, and admitted into the row of the second short question once that one has ended,
@@ -103,7 +117,11 @@ def main(names: list[str]) -> None:
     print(
         json.dumps(
             {
-                name: admission(policy) if name == "admit" else compare(name, policy, prm)
+                name: admission(policy)
+                if name == "admit"
+                else pooled(policy, prm)
+                if name == "pool"
+                else compare(name, policy, prm)
                 for name in names
             }
         )

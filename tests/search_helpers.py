@@ -97,13 +97,22 @@ class ScriptedPRM:
     def reorders(self) -> list[np.ndarray]:
         return [call[1] for call in self.calls if call[0] == "reorder"]
 
-    def start(self, questions, num_candidates):
+    def start(self, questions, num_candidates, room_for=()):
         return ScriptedState(
             list(questions),
             [[[] for _ in range(num_candidates)] for _ in questions],
             np.array([len(q) for q in questions]),
             [list(range(num_candidates)) for _ in questions],
         )
+
+    def admit(self, state, slots, questions):
+        self.calls.append(("admit", list(slots), list(questions)))
+        for row, question in zip(slots, questions, strict=True):
+            state.questions[row] = question
+            state.steps[row] = [[] for _ in range(state.num_candidates)]
+            state.processed[row] = len(question)
+            state.lineage[row] = list(range(state.num_candidates))
+        return state
 
     def score_steps(self, state, new_steps):
         self.scoring_calls += 1

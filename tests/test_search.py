@@ -436,10 +436,46 @@ def test_configs_search_gives_each_strategys_defaults():
         module.get_config("bfs")
 
 
+@pytest.mark.parametrize("name", ["beam", "lookahead", "dvts"])
+def test_a_tree_search_pool_admits_questions_into_ended_rows_and_each_gets_what_it_gets_alone(
+    policy, monkeypatch, name
+):
+    """With room for two questions (8 rows of budget 4), the five questions run as one pool:
+    each of the last three takes the rows of a question that has ended, beside one still
+    searching, and every question's candidates, scores and counts are those of the five
+    searched at once."""
+    config, prm = _config(name), ScriptedPRM(policy)
+    together = run(config, policy, prm, PROBLEMS, budget=4, seed=7)
+    admitted, stats = [], []
+    real_admit = SearchState.admit
+
+    def recorded(self, rows, prompts, questions):
+        admitted.append((list(rows), list(questions)))
+        real_admit(self, rows, prompts, questions)
+
+    monkeypatch.setattr(SearchState, "admit", recorded)
+    pooled = run(config, policy, prm, PROBLEMS, budget=4, seed=7, max_rows=8,
+                 on_batch=stats.append)  # fmt: skip
+    assert sorted(q for _, questions in admitted for q in questions) == sorted(
+        p.problem for p in PROBLEMS[2:]
+    )
+    assert all(set(rows) <= {0, 1} for rows, _ in admitted)
+    assert [s.questions for s in stats] == [5]
+    for alone, joint in zip(together, pooled, strict=True):
+        assert [c.text for c in alone.candidates] == [c.text for c in joint.candidates]
+        assert [c.step_scores for c in alone.candidates] == [
+            c.step_scores for c in joint.candidates
+        ]
+        assert alone.answer == joint.answer
+        assert alone.accounting.policy_prefill_tokens == joint.accounting.policy_prefill_tokens
+        assert alone.accounting.policy_decode_tokens == joint.accounting.policy_decode_tokens
+        assert alone.accounting.verifier_tokens == joint.accounting.verifier_tokens
+
+
 def test_batches_report_their_rounds_lanes_calls_and_time(policy):
     stats = []
     results = run(
-        _config("beam"), policy, ScriptedPRM(policy), PROBLEMS, budget=4, seed=10,
+        _config("best_of_n"), policy, ScriptedPRM(policy), PROBLEMS, budget=4, seed=10,
         max_rows=8, on_batch=stats.append,
     )  # fmt: skip
     assert [s.questions for s in stats] == [2, 2, 1]  # 8 rows hold two questions of 4
@@ -461,7 +497,7 @@ def test_a_search_near_the_mapping_limit_releases_programs_between_batches(polic
     crowd the kernel's limit (`ttc_jax.program_cache`); the programs compile again and the
     results do not change."""
     settings = dict(budget=4, seed=10, max_rows=8)
-    before = run(_config("beam"), policy, ScriptedPRM(policy), PROBLEMS, **settings)
+    before = run(_config("best_of_n"), policy, ScriptedPRM(policy), PROBLEMS, **settings)
     released = []
     real = program_cache.release_if_crowded
 
@@ -471,7 +507,7 @@ def test_a_search_near_the_mapping_limit_releases_programs_between_batches(polic
 
     monkeypatch.setattr(program_cache, "mapping_limit", lambda: 1)  # always crowded
     monkeypatch.setattr(program_cache, "release_if_crowded", recorded)
-    after = run(_config("beam"), policy, ScriptedPRM(policy), PROBLEMS, **settings)
+    after = run(_config("best_of_n"), policy, ScriptedPRM(policy), PROBLEMS, **settings)
     assert released == [True, True, True]  # three batches of at most two questions
     assert [r.candidates for r in after] == [r.candidates for r in before]
 

@@ -84,10 +84,11 @@ def test_a_question_gets_the_same_candidates_alone_or_beside_others():
     XLA's own code for the softmax, Eigen's threads for the products:
     `ttc_jax.xla_options`), and log-probabilities, scores and then tokens moved. Also a
     question admitted into a running batch (`Engine.admit`) samples the tokens, with the
-    same log-probabilities, that it samples alone. Run on the default CPU client, in a process
-    of its own (tests/batch_invariance.py)."""
+    same log-probabilities, that it samples alone, and beam search run as a pool of two
+    questions at a time (`tree_search`) gives each question what it gives alone. Run on the
+    default CPU client, in a process of its own (tests/batch_invariance.py)."""
     completed = subprocess.run(
-        [sys.executable, "-m", "tests.batch_invariance", *INVARIANT_STRATEGIES, "admit"],
+        [sys.executable, "-m", "tests.batch_invariance", *INVARIANT_STRATEGIES, "admit", "pool"],
         cwd=ROOT,
         env=_default_cpu_client_environment(),
         capture_output=True,
@@ -96,7 +97,7 @@ def test_a_question_gets_the_same_candidates_alone_or_beside_others():
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     results = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert list(results) == [*INVARIANT_STRATEGIES, "admit"]
+    assert list(results) == [*INVARIANT_STRATEGIES, "admit", "pool"]
     for name, result in results.items():
         assert result["beside"] == result["alone"], name
         assert result["alone"][0] != result["alone"][1]  # the comparison tells questions apart

@@ -283,19 +283,26 @@ class PRM:
     # -- incremental scoring ------------------------------------------------------------------
 
     def start(
-        self, questions: Sequence[str], num_candidates: int, capacity: int = DEFAULT_CAPACITY
+        self,
+        questions: Sequence[str],
+        num_candidates: int,
+        capacity: int = DEFAULT_CAPACITY,
+        room_for: Sequence[str] = (),
     ) -> PRMState:
         """Prefills each question once, shared by ``num_candidates`` candidates with no steps.
 
         ``capacity`` is the initial number of step-token slots per candidate; it grows (to the
-        next power of two) when a step would not fit.
+        next power of two) when a step would not fit. ``room_for``: questions to be admitted
+        later (`admit`), whose length the prefix must also hold.
         """
         _check_strings(questions, "questions")
         if num_candidates < 1:
             raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
         question_ids = [self.format.question_ids(q) for q in questions]
-        self._check_length(max(len(ids) for ids in question_ids))
-        width = bucket_length(max(len(ids) for ids in question_ids))
+        longest = max(len(ids) for ids in question_ids)
+        longest = max([longest, *(len(self.format.question_ids(q)) for q in room_for)])
+        self._check_length(longest)
+        width = bucket_length(longest)
         cache, lengths = self._prefill_questions(
             question_ids, width, num_candidates, bucket_length(capacity)
         )

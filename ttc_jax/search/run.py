@@ -44,13 +44,16 @@ def run(
     """Runs ``strategy`` (see `ttc_jax.search.configs.strategy_config`) at ``budget`` N on
     every problem; returns one `SearchResult` per problem, in order.
 
-    Problems are searched together, ``max(1, max_rows // budget)`` per batch; a problem's
-    result does not depend on which others share its batch. ``prm`` may be None for majority
-    voting; for revisions ``lm`` is the revision model and ``prm`` its verifier. ``seed``
-    with each problem's prompt sets its samples. Bad input is an error before any compute.
-    ``on_batch`` receives each batch's `BatchStats` as it finishes (progress, benchmarks).
-    ``grader(answer, gold)`` says whether a chosen answer (None: no answer) is right (default:
-    MATH's `is_equiv`); the search itself holds no task-specific code.
+    Problems are searched together, ``max(1, max_rows // budget)`` at a time: tree searches
+    (beam, lookahead, DVTS) as one pool, each problem taking the rows of one that has ended
+    (`tree_search`), the others in batches of that many. A problem's result does not depend
+    on which others share its batch or pool, nor on when it was admitted. ``prm`` may be
+    None for majority voting; for revisions ``lm`` is the revision model and ``prm`` its
+    verifier. ``seed`` with each problem's prompt sets its samples. Bad input is an error
+    before any compute. ``on_batch`` receives each batch's `BatchStats` as it finishes (a
+    pool's: once, at its end), for progress and benchmarks. ``grader(answer, gold)`` says
+    whether a chosen answer (None: no answer) is right (default: MATH's `is_equiv`); the
+    search itself holds no task-specific code.
     """
     spec = strategy_spec(strategy, budget, prm is not None)
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
@@ -70,13 +73,19 @@ def run(
     prompter = build_prompter(strategy.prompt, strategy.step_delimiter, lm.tokenizer)
     search = _SEARCHES[strategy.name]
     per_batch = max(1, max_rows // budget)
+    pooled = strategy.name in _POOLED
     results = []
-    for start in range(0, len(problems), per_batch):
-        batch = problems[start : start + per_batch]
+    for start in range(0, len(problems), len(problems) if pooled else per_batch):
+        batch = problems[start : len(problems) if pooled else start + per_batch]
         program_cache.release_if_crowded()
         began = time.perf_counter()
         with program_cache.CompileLog() as compiles:
-            outcomes, searches = search(spec, engine, prm, prompter, batch, budget, seed)
+            if pooled:
+                outcomes, searches = tree_search(
+                    spec, engine, prm, prompter, batch, budget, seed, rows=per_batch
+                )
+            else:
+                outcomes, searches = search(spec, engine, prm, prompter, batch, budget, seed)
         wall_s = time.perf_counter() - began
         results.extend(
             _result(strategy, budget, problem, outcome, lm, prm, wall_s / len(batch), grader)
@@ -107,6 +116,10 @@ def _stats(
         programs_compiled=programs_compiled,
     )
 
+
+# Strategies searched as one pool of questions, ``max_rows // budget`` at a time (their
+# questions end at different rounds); the others run in fixed batches.
+_POOLED = {"beam", "lookahead", "dvts"}
 
 _SEARCHES = {
     "majority": parallel_search,

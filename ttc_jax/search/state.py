@@ -74,20 +74,29 @@ class SearchState:
         seed: int,
         streams: Sequence[int] | None = None,
         whole_solutions: bool = False,
+        room_for: tuple[Sequence[str], Sequence[str]] = ((), ()),
     ):
         """``whole_solutions``: the slots will decode whole solutions in one `extend` call
         (parallel sampling, revisions), so the cache's whole suffix is allocated up front
-        rather than in stages (one decode program, not one per stage)."""
+        rather than in stages (one decode program, not one per stage). ``room_for``: the
+        prompts and questions to be admitted later (`admit`), whose lengths the policy's and
+        the verifier's prefixes must also hold."""
         self.engine = engine
         self.prm = prm
         self.num_questions = len(prompts)
         self.num_samples = num_samples
+        self.seed = seed
         # The decode state holds a bucketed count of samples; the extra slots stay frozen.
         self.slots = engine.padded_samples(num_samples)
         self.max_new_tokens = max_new_tokens
         prompt_ids = engine.tokenize(list(prompts))
-        batch = engine.layout(prompt_ids, streams)
-        engine.check_context(batch.longest_prompt, max_new_tokens)
+        waiting_prompts, waiting_questions = room_for
+        longest = max(len(ids) for ids in prompt_ids)
+        if waiting_prompts:
+            longest = max(longest, *(len(ids) for ids in engine.tokenize(list(waiting_prompts))))
+        engine.check_context(longest, max_new_tokens)
+        width = bucket_length(longest - 1) if waiting_prompts else None
+        batch = engine.layout(prompt_ids, streams, width=width)
         capacity = bucket_length(max_new_tokens)
         self.counts = [TokenCounts(prefill=len(ids)) for ids in prompt_ids]
         self.history = [[SlotHistory() for _ in range(num_samples)] for _ in prompts]
@@ -95,7 +104,7 @@ class SearchState:
         self.policy = engine.start(batch, num_samples, capacity, seed, allocate=allocate)
         self.verifier = None
         if prm is not None:
-            self.verifier = prm.start(list(questions), self.slots)
+            self.verifier = prm.start(list(questions), self.slots, room_for=waiting_questions)
         self.utilisation: list[tuple[float, int]] = []  # (utilisation, steps) per call
         # Seconds spent waiting on the policy's decode calls, the verifier's scoring calls
         # and selection (reorder, freeze, checkpoint, rollback: dispatch only, the device
@@ -302,6 +311,24 @@ class SearchState:
                 self.verifier = self.prm.rollback(self.verifier, verifier, questions)
         for q in questions:
             self.history[q] = history.pop(q)
+
+    # -- a streaming pool ---------------------------------------------------------------------
+
+    def admit(self, rows: Sequence[int], prompts: Sequence[str], questions: Sequence[str]) -> None:
+        """Questions ``rows``, whose slots have all ended, start over with new prompts
+        (`Engine.admit`, `PRM.admit`), with fresh histories and token counts (read the old
+        ones with `finish_counts` first); the other questions go on as they are. The new
+        prompts and questions must be among those the state was made with ``room_for``."""
+        rows = [int(r) for r in rows]
+        prompt_ids = self.engine.tokenize(list(prompts))
+        batch = self.engine.layout(prompt_ids, width=self.policy.cache.prefix_valid.shape[1])
+        with self._timed("select"):
+            self.policy = self.engine.admit(self.policy, rows, batch, self.num_samples, self.seed)
+            if self.verifier is not None:
+                self.verifier = self.prm.admit(self.verifier, rows, list(questions))
+        for row, ids in zip(rows, prompt_ids, strict=True):
+            self.counts[row] = TokenCounts(prefill=len(ids))
+            self.history[row] = [SlotHistory() for _ in range(self.num_samples)]
 
     # -- accounting ---------------------------------------------------------------------------
 

@@ -189,13 +189,29 @@ class _Tree:
         self.step_done[selecting] = False
         self.ranking[selecting] = np.nan
 
-    def close(self) -> list[Outcome]:
+    def done(self) -> np.ndarray:
+        """The questions (rows) with no live slot left: their search is over."""
+        return np.flatnonzero(~self.live.any(axis=1))
+
+    def outcome(self, q: int) -> Outcome:
+        """Question ``q``'s pool and chosen answer, once its search is over."""
         counts = self.search.finish_counts()
-        outcomes = []
-        for q, placed in enumerate(self.pools):
-            pool = [c for _, c in sorted(placed, key=lambda entry: entry[0])]
-            outcomes.append(Outcome(pool, choose(pool, self.spec.selection), counts[q]))
-        return outcomes
+        pool = [c for _, c in sorted(self.pools[q], key=lambda entry: entry[0])]
+        return Outcome(pool, choose(pool, self.spec.selection), counts[q])
+
+    def restart(self, rows: np.ndarray) -> None:
+        """Rows given new questions (`SearchState.admit`) start their first round."""
+        for array, value in (
+            (self.live, True),
+            (self.step_done, False),
+            (self.spent, 0),
+            (self.rounds, 0),
+            (self.rollout, 0),
+            (self.ranking, np.nan),
+        ):
+            array[rows] = value
+        for q in rows:
+            self.pools[q] = []
 
 
 def select_group(
@@ -233,20 +249,43 @@ def tree_search(
     problems: list[Problem],
     budget: int,
     seed: int,
+    rows: int | None = None,
 ) -> tuple[list[Outcome], list[SearchState]]:
-    """Beam search, lookahead or DVTS, as ``spec`` says (see the module docstring)."""
+    """Beam search, lookahead or DVTS, as ``spec`` says (see the module docstring), over a
+    pool of questions ``rows`` at a time (default: all at once): when a question's search
+    ends, the next waiting question takes its rows (`SearchState.admit`) while the others go
+    on, so the lanes stay full to the end and memory holds ``rows`` questions. A question's
+    outcome does not depend on ``rows`` or on when it was admitted."""
+    prompts = [prompter.text(p) for p in problems]
+    questions = [p.problem for p in problems]
+    rows = len(problems) if rows is None else min(rows, len(problems))
     search = SearchState(
         engine,
         prm,
-        [prompter.text(p) for p in problems],
-        [p.problem for p in problems],
+        prompts[:rows],
+        questions[:rows],
         budget,
         spec.max_new_tokens,
         seed,
+        room_for=(prompts[rows:], questions[rows:]),
     )
     tree = _Tree(spec, search, budget)
-    while tree.running():
+    held = list(range(rows))  # the problem each row holds (None: none left to admit)
+    waiting = list(range(rows, len(problems)))
+    outcomes: list[Outcome | None] = [None] * len(problems)
+    while True:
+        finished = [int(q) for q in tree.done() if held[q] is not None]
+        for q in finished:
+            outcomes[held[q]], held[q] = tree.outcome(q), None
+        admitted = finished[: len(waiting)]
+        if admitted:
+            new, waiting = waiting[: len(admitted)], waiting[len(admitted) :]
+            search.admit(admitted, [prompts[i] for i in new], [questions[i] for i in new])
+            tree.restart(np.asarray(admitted))
+            for q, i in zip(admitted, new, strict=True):
+                held[q] = i
+        if not tree.running():
+            return outcomes, [search]
         ready = tree.decode(spec.sampling)
         if ready.any():
             tree.finish_round(ready)
-    return tree.close(), [search]
