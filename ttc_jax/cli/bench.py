@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--per-call",
         default="all,1",
-        help="questions per call, comma-separated: 'all' or a count (default: all,1)",
+        help="questions searched at a time (max_rows = this x N; a tree search's pool, "
+        "other strategies' batches), comma-separated: 'all' or a count (default: all,1)",
     )
     search.add_argument(
         "--prompt-style", choices=["plain", "chat"], default="chat", help="policy prompt"
