@@ -1,9 +1,10 @@
 """Searches two short MATH-500 questions alone, then beside the longest one, on SmolLM2 with a
 small random PRM, and prints each short question's candidates both ways as JSON.
 
-Run in its own process by tests/test_search_smollm2.py, on XLA's default CPU client (one
-device): the tests' other processes force 8 host devices, and with 4 or 8 of them Eigen's
-products on a device changed with their row count again, options or not (docs/engine.md).
+Run in its own process (`measure`) by tests/test_search_smollm2.py and
+tests/test_pool_smollm2.py, on XLA's default CPU client (one device): the tests' other
+processes force 8 host devices, and with 4 or 8 of them Eigen's products on a device changed
+with their row count again, options or not (docs/engine.md).
 
     python -m tests.batch_invariance best_of_n beam dvts lookahead admit pool
 
@@ -12,7 +13,10 @@ products on a device changed with their row count again, options or not (docs/en
 """
 
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import ttc_jax
 from ttc_jax.math import load_math500
@@ -126,6 +130,27 @@ def main(names: list[str]) -> None:
             }
         )
     )
+
+
+def measure(names) -> dict[str, dict]:
+    """Runs ``names`` (strategies, ``admit``, ``pool``) in a process of its own on XLA's
+    default CPU client (this process's environment without the tests' forced host
+    devices) and returns each one's ``alone`` and ``beside`` results."""
+    environment = dict(os.environ)
+    flags = environment.get("XLA_FLAGS", "").split()
+    environment["XLA_FLAGS"] = " ".join(
+        f for f in flags if not f.startswith("--xla_force_host_platform_device_count")
+    )
+    completed = subprocess.run(
+        [sys.executable, "-m", "tests.batch_invariance", *names],
+        cwd=Path(__file__).resolve().parents[1],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -1,23 +1,17 @@
 """Every strategy end to end on the real SmolLM2-135M-Instruct policy, with a small random
 value-head PRM on its tokenizer, over MATH-500 problems."""
 
-import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 import ttc_jax
+from tests import batch_invariance
 from tests.batch_invariance import PRM_SHAPE
 from ttc_jax.math import load_math500
 from ttc_jax.search import run, strategy_config
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +56,6 @@ def test_each_strategy_runs_on_smollm2(policy, prm, name):
         assert result.correct in (True, False)
 
 
-def _default_cpu_client_environment() -> dict[str, str]:
-    """This process's environment without the tests' forced host devices."""
-    environment = dict(os.environ)
-    flags = environment.get("XLA_FLAGS", "").split()
-    environment["XLA_FLAGS"] = " ".join(
-        f for f in flags if not f.startswith("--xla_force_host_platform_device_count")
-    )
-    return environment
-
-
 INVARIANT_STRATEGIES = ("best_of_n", "beam", "dvts", "lookahead")
 
 
@@ -82,22 +66,10 @@ def test_a_question_gets_the_same_candidates_alone_or_beside_others():
     1,024 slots instead of 64, and its 16 rows share 64 lanes with other questions' rows
     instead of 16. With XLA:CPU's defaults both changed how a sum was computed (YNNPACK or
     XLA's own code for the softmax, Eigen's threads for the products:
-    `ttc_jax.xla_options`), and log-probabilities, scores and then tokens moved. Also a
-    question admitted into a running batch (`Engine.admit`) samples the tokens, with the
-    same log-probabilities, that it samples alone, and beam search run as a pool of two
-    questions at a time (`tree_search`) gives each question what it gives alone. Run on the
+    `ttc_jax.xla_options`), and log-probabilities, scores and then tokens moved. Run on the
     default CPU client, in a process of its own (tests/batch_invariance.py)."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "tests.batch_invariance", *INVARIANT_STRATEGIES, "admit", "pool"],
-        cwd=ROOT,
-        env=_default_cpu_client_environment(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    results = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert list(results) == [*INVARIANT_STRATEGIES, "admit", "pool"]
+    results = batch_invariance.measure(INVARIANT_STRATEGIES)
+    assert list(results) == list(INVARIANT_STRATEGIES)
     for name, result in results.items():
         assert result["beside"] == result["alone"], name
         assert result["alone"][0] != result["alone"][1]  # the comparison tells questions apart
