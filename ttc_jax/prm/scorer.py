@@ -93,22 +93,35 @@ class PRMState:
     def num_candidates(self) -> int:
         return self.steps_done.shape[1]
 
+    def candidate_fields(self) -> dict[str, np.ndarray]:
+        """Every per-candidate host field [rows, N] by name: gathered by a reorder, rolled
+        back and reset by an admission together, so a new field is listed once
+        (`CANDIDATE_FIELDS`)."""
+        return {name: getattr(self, name) for name in CANDIDATE_FIELDS}
+
     def checkpoint(self) -> PRMCheckpoint:
         """What `PRM.rollback` needs to undo later steps (host copies; the cache is kept)."""
-        return PRMCheckpoint(
-            self.steps_done.copy(),
-            self.lengths.copy(),
-            self.suffix_tokens.copy(),
-            self.likelihood.copy(),
-        )
+        return PRMCheckpoint({name: x.copy() for name, x in self.candidate_fields().items()})
+
+    @staticmethod
+    def fresh_fields(lengths: np.ndarray) -> dict[str, np.ndarray]:
+        """The candidate fields of questions with no steps yet, whose candidates hold
+        ``lengths`` [rows, N] tokens (their question's)."""
+        return {
+            "steps_done": np.zeros(lengths.shape, np.int64),
+            "lengths": lengths,
+            "suffix_tokens": np.zeros(lengths.shape, np.int64),
+            "likelihood": np.zeros(lengths.shape, np.float32),
+        }
+
+
+# `PRMState`'s per-candidate host fields, in `PRMState.candidate_fields`.
+CANDIDATE_FIELDS = ("steps_done", "lengths", "suffix_tokens", "likelihood")
 
 
 @dataclasses.dataclass(frozen=True)
 class PRMCheckpoint:
-    steps_done: np.ndarray
-    lengths: np.ndarray
-    suffix_tokens: np.ndarray
-    likelihood: np.ndarray
+    fields: dict[str, np.ndarray]  # copies of `PRMState.candidate_fields`
 
 
 class PRM:
@@ -306,16 +319,11 @@ class PRM:
         cache, lengths = self._prefill_questions(
             question_ids, width, num_candidates, bucket_length(capacity)
         )
-        num_rows = lengths.shape[0]
-        steps_done = np.zeros((num_rows, num_candidates), np.int64)
         return PRMState(
             cache,
             len(questions),
-            steps_done,
-            lengths,
-            suffix_tokens=np.zeros_like(steps_done),
             processed=lengths[:, 0].copy(),
-            likelihood=np.zeros((num_rows, num_candidates), np.float32),
+            **PRMState.fresh_fields(lengths),
         )
 
     def admit(self, state: PRMState, slots: Sequence[int], questions: Sequence[str]) -> PRMState:
@@ -348,18 +356,16 @@ class PRM:
 
         def put(whole, values):
             whole = whole.copy()
-            whole[slots] = values
+            whole[slots] = values[: len(slots)]
             return whole
 
-        new_lengths = lengths[: len(slots)]
-        return PRMState(
-            cache,
-            max(state.num_questions, max(slots) + 1),
-            put(state.steps_done, 0),
-            put(state.lengths, new_lengths),
-            put(state.suffix_tokens, 0),
-            put(state.processed, new_lengths[:, 0]),
-            put(state.likelihood, 0.0),
+        fresh_fields = PRMState.fresh_fields(lengths)
+        return dataclasses.replace(
+            state,
+            cache=cache,
+            num_questions=max(state.num_questions, max(slots) + 1),
+            processed=put(state.processed, lengths[:, 0]),
+            **{name: put(x, fresh_fields[name]) for name, x in state.candidate_fields().items()},
         )
 
     def _prefill_questions(
@@ -519,17 +525,13 @@ class PRM:
                 gather = self._reorder if same_size else self._resize
                 cache = gather(state.cache, jnp.asarray(padded))
 
-        def take(x):
-            return np.take_along_axis(x, padded, axis=1)
-
-        return PRMState(
-            cache,
-            state.num_questions,
-            take(state.steps_done),
-            take(state.lengths),
-            take(state.suffix_tokens),
-            state.processed,
-            take(state.likelihood),
+        return dataclasses.replace(
+            state,
+            cache=cache,
+            **{
+                name: np.take_along_axis(x, padded, axis=1)
+                for name, x in state.candidate_fields().items()
+            },
         )
 
     def rollback(self, state: PRMState, saved: PRMCheckpoint, questions=None) -> PRMState:
@@ -537,10 +539,10 @@ class PRM:
         (same candidates, no reorder in between): later steps are forgotten (their cache
         slots are overwritten later); other questions' candidates stay as they are. The
         tokens forgotten steps cost stay counted in ``processed``. ``state`` is consumed."""
-        if saved.steps_done.shape != state.steps_done.shape:
+        if saved.fields["steps_done"].shape != state.steps_done.shape:
             raise ValueError(
-                f"a checkpoint of {saved.steps_done.shape} candidates cannot roll back a state "
-                f"of {state.steps_done.shape}"
+                f"a checkpoint of {saved.fields['steps_done'].shape} candidates cannot roll "
+                f"back a state of {state.steps_done.shape}"
             )
         rows = np.zeros(state.steps_done.shape[0], bool)
         if questions is None:
@@ -551,18 +553,11 @@ class PRM:
         def back(now, then):
             return np.where(rows[:, None], then, now)
 
-        suffix_tokens = back(state.suffix_tokens, saved.suffix_tokens)
+        fields = {name: back(x, saved.fields[name]) for name, x in state.candidate_fields().items()}
         with jax.set_mesh(self.backbone.mesh):
-            cache = self._set_lengths(state.cache, jnp.asarray(suffix_tokens, jnp.int32))
-        return PRMState(
-            cache,
-            state.num_questions,
-            back(state.steps_done, saved.steps_done),
-            back(state.lengths, saved.lengths),
-            suffix_tokens,
-            state.processed,
-            back(state.likelihood, saved.likelihood),
-        )
+            suffix_len = jnp.asarray(fields["suffix_tokens"], jnp.int32)
+            cache = self._set_lengths(state.cache, suffix_len)
+        return dataclasses.replace(state, cache=cache, **fields)
 
     # -- helpers ------------------------------------------------------------------------------
 
