@@ -34,9 +34,9 @@ lint: $(STAMP)
 # cores busy: two workers (pytest-xdist; a test file stays in one worker, so its module
 # fixtures run once) take it from about 20 minutes to about 13 on two cores.
 TEST_WORKERS ?= 2
-# The suite should stay under 20 minutes on two cores (22 min 16 s with 889 tests on
-# 2026-12-07, the SmolLM2 batch-invariance test the slowest at 204 s): the slowest tests are
-# listed at its end.
+# The suite should stay under 20 minutes on two cores; it does not (24 min 39 s for 923 tests
+# in CI on 2026-12-07, the SmolLM2 batch-invariance test the slowest at 283 s): the slowest
+# tests are listed at its end.
 
 test: lint
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
