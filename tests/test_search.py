@@ -522,3 +522,31 @@ def test_a_batch_counts_the_programs_it_compiled(policy):
     first, second = stats
     assert first.programs_compiled > 0
     assert second.programs_compiled == 0
+
+
+def test_training_rollouts_near_the_mapping_limit_release_programs_between_calls(
+    policy, monkeypatch
+):
+    """`ttc-train`'s sampling stages run thousands of prompts in calls of
+    ``prompts_per_call``; each call starts by releasing compiled programs when the mappings
+    crowd the limit (a stage crashed in a compile for want of it), and the samples do not
+    change."""
+    from ttc_jax.training.rollouts import SamplingSettings, sample_solutions
+
+    settings = SamplingSettings(temperature=1.0, max_new_tokens=8, prompts_per_call=2)
+    prompts = [p.problem for p in PROBLEMS]
+    before = sample_solutions(policy, prompts, 2, settings, seed=3)
+    released = []
+    real = program_cache.release_if_crowded
+
+    def recorded():
+        released.append(real())
+        return released[-1]
+
+    monkeypatch.setattr(program_cache, "mapping_limit", lambda: 1)  # always crowded
+    monkeypatch.setattr(program_cache, "release_if_crowded", recorded)
+    after = sample_solutions(policy, prompts, 2, settings, seed=3)
+    assert released == [True, True, True]  # three calls of at most two prompts
+    assert [[s.token_ids for s in row] for row in after] == [
+        [s.token_ids for s in row] for row in before
+    ]

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from ttc_jax import program_cache
 from ttc_jax.engine.generate import generate
 from ttc_jax.lm import LanguageModel
 from ttc_jax.math.datasets import Problem
@@ -83,6 +84,9 @@ def sample_solutions(
     # A context manager, so a Ctrl-C closes the bar before the command's last line.
     with tqdm(starts, desc=progress, disable=progress is None) as bar:
         for call, start in enumerate(bar):
+            # Each call may compile programs; a long stage of calls (thousands of prompts)
+            # would otherwise fill the process's memory mappings (`ttc_jax.program_cache`).
+            program_cache.release_if_crowded()
             chunk = prompts[start : start + settings.prompts_per_call]
             results.extend(
                 generate(
