@@ -228,19 +228,29 @@ class Engine:
                 f"allocate must be an integer in [1, capacity={capacity}], got {allocate!r}"
             )
         with jax.set_mesh(self.lm.mesh):
-            return self._start(
-                self.lm.params,
-                batch.prefix_tokens,
-                batch.prefix_valid,
-                batch.last_tokens,
-                batch.is_real,
-                batch.digests,
-                jnp.uint32(seed),
-                jnp.int32(num_samples),
-                num_samples=self.padded_samples(num_samples),
-                capacity=capacity,
-                allocated=kv_cache.stage_capacity(allocate, capacity, self.suffix_stage),
+            return self._prefill_batch(
+                batch,
+                seed,
+                num_samples,
+                capacity,
+                kv_cache.stage_capacity(allocate, capacity, self.suffix_stage),
             )
+
+    def _prefill_batch(self, batch, seed, num_samples, capacity, allocated) -> DecodeState:
+        """A fresh state of ``batch``'s prompts (the program `start` and `admit` share)."""
+        return self._start(
+            self.lm.params,
+            batch.prefix_tokens,
+            batch.prefix_valid,
+            batch.last_tokens,
+            batch.is_real,
+            batch.digests,
+            jnp.uint32(seed),
+            jnp.int32(num_samples),
+            num_samples=self.padded_samples(num_samples),
+            capacity=capacity,
+            allocated=allocated,
+        )
 
     def admit(
         self,
@@ -289,18 +299,8 @@ class Engine:
         self.check_context(batch.longest_prompt, state.slot_limit)
         padded = slots + [rows] * (batch.prefix_tokens.shape[0] - len(slots))  # rows: dropped
         with jax.set_mesh(self.lm.mesh):
-            fresh = self._start(
-                self.lm.params,
-                batch.prefix_tokens,
-                batch.prefix_valid,
-                batch.last_tokens,
-                batch.is_real,
-                batch.digests,
-                jnp.uint32(seed),
-                jnp.int32(num_samples),
-                num_samples=samples,
-                capacity=state.slot_limit,
-                allocated=state.cache.capacity,
+            fresh = self._prefill_batch(
+                batch, seed, num_samples, state.slot_limit, state.cache.capacity
             )
             return self._put_questions(state, fresh, jnp.asarray(padded, jnp.int32))
 
