@@ -19,10 +19,10 @@ from ttc_jax import program_cache
 from ttc_jax.engine import Engine, default_engine
 from ttc_jax.math import is_equiv
 from ttc_jax.math.prompts import split_steps
+from ttc_jax.models.config import non_embedding_params
 from ttc_jax.prm.kinds import build_format
 from ttc_jax.search import STRATEGIES, run, strategy_config, tree
 from ttc_jax.search.prompting import step_text
-from ttc_jax.search.results import non_embedding_params
 from ttc_jax.search.state import SearchState
 
 

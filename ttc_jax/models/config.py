@@ -221,6 +221,26 @@ class ModelConfig:
                 raise ValueError(f"{path} is not valid JSON: {e}") from e
 
 
+def non_embedding_params(config: ModelConfig) -> int:
+    """Parameters a token passes through, without the token embedding and the LM head (the
+    head is a lookup-sized product that FLOP counts in the paper's style leave out)."""
+    e, h, k, d, f = (
+        config.hidden_size,
+        config.num_heads,
+        config.num_kv_heads,
+        config.head_dim,
+        config.intermediate_size,
+    )
+    attention = e * (h + 2 * k) * d + h * d * e
+    if config.qkv_bias:
+        attention += (h + 2 * k) * d
+    if config.o_bias:
+        attention += e
+    mlp = 3 * e * f + (2 * f + e if config.mlp_bias else 0)
+    norms = 2 * e
+    return config.num_layers * (attention + mlp + norms) + e
+
+
 def _rope_parameters(hf: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """RoPE settings of the global (full-attention) layers, and of the sliding layers where
     they have their own (Gemma 3), else None.

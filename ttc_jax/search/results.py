@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ttc_jax.models.config import ModelConfig
+from ttc_jax.models.config import ModelConfig, non_embedding_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,26 +60,6 @@ class SearchResult:
 
     def to_json_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def non_embedding_params(config: ModelConfig) -> int:
-    """Parameters a token passes through, without the token embedding and the LM head (the
-    head is a lookup-sized product that FLOP counts in the paper's style leave out)."""
-    e, h, k, d, f = (
-        config.hidden_size,
-        config.num_heads,
-        config.num_kv_heads,
-        config.head_dim,
-        config.intermediate_size,
-    )
-    attention = e * (h + 2 * k) * d + h * d * e
-    if config.qkv_bias:
-        attention += (h + 2 * k) * d
-    if config.o_bias:
-        attention += e
-    mlp = 3 * e * f + (2 * f + e if config.mlp_bias else 0)
-    norms = 2 * e
-    return config.num_layers * (attention + mlp + norms) + e
 
 
 def forward_flops(config: ModelConfig, tokens: int) -> float:

@@ -12,7 +12,7 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from ttc_jax.search.results import non_embedding_params
+from ttc_jax.models.config import non_embedding_params
 from ttc_jax.study.difficulty import quantile_bins
 from ttc_jax.study.exchange import exchange
 from ttc_jax.study.intervals import LEVEL, Bootstrap, percentiles
