@@ -3,12 +3,20 @@ with the lanes it runs in."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from tests import engine_helpers
 from ttc_jax.engine import Engine, Finish, SamplingConfig
-from ttc_jax.engine.engine import MIN_LANES, lane_plan
+from ttc_jax.engine.engine import (
+    ALL_ROWS,
+    MIN_LANES,
+    default_engine,
+    default_min_lanes,
+    lane_plan,
+)
 
 SAMPLING = SamplingConfig(temperature=1.0)
 
@@ -33,6 +41,55 @@ def test_lane_plan_lists_the_live_rows_and_pads_to_a_power_of_two():
     assert int(exit_below) == 16 and int(settle_below) == 0
     live[:, 3:] = False
     assert len(lane_plan(live, settle=False)[0]) == 16  # 11 rows: 8, 16, 32, ...
+
+
+def test_lanes_never_outnumber_the_rows():
+    live = np.ones((3, 8), bool)  # 24 rows, where the next power of two is 32
+    lanes, exit_below, _ = lane_plan(live, settle=False)
+    assert np.asarray(lanes).tolist() == list(range(24)) and int(exit_below) == 12
+    # Fewer rows than MIN_LANES are padded to it, even where every row is to be computed: a
+    # product of fewer rows rounds differently.
+    live = np.ones((1, 4), bool)
+    for min_lanes in (MIN_LANES, ALL_ROWS):
+        lanes, exit_below, settle_below = lane_plan(live, settle=True, min_lanes=min_lanes)
+        assert np.asarray(lanes).tolist() == [0, 1, 2, 3] + [4] * (MIN_LANES - 4)
+        assert int(exit_below) == 0 and int(settle_below) == MIN_LANES + 1
+
+
+def test_min_lanes_at_the_rows_computes_every_row_in_every_call():
+    live = np.zeros((4, 8), bool)
+    live[1, 0] = True
+    lanes, exit_below, settle_below = lane_plan(live, settle=True, min_lanes=1024)
+    assert np.asarray(lanes).tolist() == [8] + [32] * 31
+    assert int(exit_below) == 0 and int(settle_below) == 33
+    with pytest.raises(ValueError, match="min_lanes must be >= 1"):
+        Engine(engine_helpers.tiny_lm(), min_lanes=0)
+
+
+def test_the_default_engine_gathers_lanes_for_models_worth_it_only():
+    tiny = engine_helpers.tiny_lm()
+    assert default_engine(tiny).min_lanes == ALL_ROWS
+    larger = dataclasses.replace(tiny.config, hidden_size=256, intermediate_size=1024)
+    assert default_min_lanes(larger) == MIN_LANES
+
+
+def test_a_sample_is_the_same_in_every_row_or_in_lanes():
+    """An engine that computes every row in every call samples what one that gathers the live
+    rows into lanes does, with one lane count per call and a lane-step for every row."""
+    lm = engine_helpers.tiny_lm(eos_token_ids=(5, 13, 21, 29, 37, 45, 53, 61))
+
+    def run(min_lanes):
+        engine = Engine(lm, min_lanes=min_lanes)
+        state = _start(engine, 4, 8, seed=8)
+        state, out = engine.extend(state, max_tokens=40, token_limit=40, sampling=SAMPLING)
+        return engine.new_tokens(out, 4), np.asarray(out.logprob), out
+
+    lane_tokens, lane_logprob, lanes = run(MIN_LANES)
+    row_tokens, row_logprob, rows = run(4 * 8)
+    assert lane_tokens == row_tokens
+    np.testing.assert_array_equal(lane_logprob, row_logprob)
+    assert int(rows.lane_steps) == 4 * 8 * int(rows.steps) and int(rows.calls) == 1
+    assert int(lanes.lane_steps) < int(rows.lane_steps)
 
 
 def test_held_questions_cost_no_lanes_and_stay_as_they_were():

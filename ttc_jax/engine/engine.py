@@ -26,10 +26,20 @@ from ttc_jax.engine.sampling import SamplingConfig, prompt_digest, sample_keys
 from ttc_jax.engine.selection import moved_rows, padded_indices
 from ttc_jax.engine.stopping import StopTable, build_stop_table, stop_strings
 from ttc_jax.lm import LanguageModel
+from ttc_jax.models.config import ModelConfig, non_embedding_params
 
 # Fewest lanes a decode call computes (see `lane_plan`): fewer rows hardly make a step
 # cheaper, and every lane count is another compiled program.
 MIN_LANES = 8
+# `min_lanes` that computes every row in every call: one decode program per batch shape.
+ALL_ROWS = 2**31 - 1
+# Smaller models compute every row (`default_min_lanes`). Beam search, N=16, on 24 of the
+# embedded world's questions, 2-core CPU (docs/benchmarks.md): on its 0.13M-parameter policy
+# every row beat lanes both cold (31.0 s against 36.9) and compiled (8.1 s against 9.1), the
+# same results bit for bit; on its 2.0M-parameter 14x policy lanes lost cold (53.9 s against
+# 37.5) and won compiled (11.2 s against 13.3); on SmolLM2 (106M) they brought beam search
+# from 3.7x best-of-N's cost a token to 2.1x.
+LANES_FROM_PARAMS = 1_000_000
 # Size of the on-device EOS id list (padded with -1): a fixed shape keeps one program.
 MAX_EOS_IDS = 8
 # Fewest states of a stop automaton on device; more round up to a power of two. "\n" needs
@@ -58,14 +68,21 @@ class Engine:
     `ttc_jax.engine.kv_cache.stage_capacity`): smaller stages read less of the cache per step
     and compile more programs. ``attention`` is "xla" (any backend) or "pallas" (a fused
     kernel for GPUs, see `ttc_jax.engine.pallas_attention`; it needs stages that are
-    multiples of 16).
+    multiples of 16). ``min_lanes`` is the fewest lanes a decode call computes (see
+    `lane_plan`): each lane count below the batch's rows is another compiled program.
     """
 
     def __init__(
-        self, lm: LanguageModel, suffix_stage: int = kv_cache.FIRST_STAGE, attention: str = "xla"
+        self,
+        lm: LanguageModel,
+        suffix_stage: int = kv_cache.FIRST_STAGE,
+        attention: str = "xla",
+        min_lanes: int = MIN_LANES,
     ):
         if suffix_stage < 1:
             raise ValueError(f"suffix_stage must be >= 1, got {suffix_stage}")
+        if min_lanes < 1:
+            raise ValueError(f"min_lanes must be >= 1, got {min_lanes}")
         if attention not in kv_cache.ATTENTION_IMPLEMENTATIONS:
             raise ValueError(
                 f"attention must be one of {kv_cache.ATTENTION_IMPLEMENTATIONS}, got {attention!r}"
@@ -78,6 +95,7 @@ class Engine:
         self.lm = lm
         self.suffix_stage = suffix_stage
         self.attention = attention
+        self.min_lanes = min_lanes
         self._start = jax.jit(
             self._start_fn,
             static_argnames=("num_samples", "capacity", "allocated"),
@@ -381,7 +399,7 @@ class Engine:
                     return state, out
                 if return_on_pause and settled_groups(live, out, int(group)).any():
                     return state, out
-                lanes, exit_below, settle_below = lane_plan(live, return_on_pause)
+                lanes, exit_below, settle_below = lane_plan(live, return_on_pause, self.min_lanes)
 
     def extend_arguments(
         self,
@@ -424,7 +442,7 @@ class Engine:
             sampling.params(),
             self._sample_mask(state, greedy, "greedy"),
             self._row_budget(state, budget, max_tokens),
-            *lane_plan(live_rows(state, out), return_on_pause),
+            *lane_plan(live_rows(state, out), return_on_pause, self.min_lanes),
             jnp.int32(group),
         )
         static = {"sampling": sampling.mode(self.lm.config.vocab_size)}
@@ -620,34 +638,50 @@ def settled_groups(live: np.ndarray, out: StepOutput, group: int) -> np.ndarray:
     return decoded & ~live.reshape(b, n // group, group).any(axis=2)
 
 
-def lane_plan(live: np.ndarray, settle: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
+def lane_plan(
+    live: np.ndarray, settle: bool, min_lanes: int = MIN_LANES
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The lanes of one decode call for the live rows ``live`` [B, N], and when it ends.
 
     Lanes: the live rows' ids (question major), padded with the id B x N (a lane that writes
-    nothing) to a power of two of at least `MIN_LANES`, so that few programs compile (each
+    nothing) to a power of two of at least ``min_lanes``, so that few programs compile (each
     lane count is one more decode program per suffix stage, and on a CPU compiling them costs
-    more than finer sizes save). The call ends once fewer than half its lanes are live
-    (``exit_below``; never at the fewest lanes) and then goes on with the live rows in fewer
-    lanes; with ``settle`` (a search scoring steps), at the fewest lanes, it also ends as soon
-    as some question has no live lane (``settle_below``), so that its step is scored.
+    more than finer sizes save), and to no more lanes than the B x N rows, nor fewer than
+    `MIN_LANES`. The call ends
+    once fewer than half its lanes are live (``exit_below``; never at the fewest lanes) and
+    then goes on with the live rows in fewer lanes; with ``settle`` (a search scoring steps),
+    at the fewest lanes, it also ends as soon as some question has no live lane
+    (``settle_below``), so that its step is scored. ``min_lanes`` >= B x N computes every
+    row in every call.
     """
     rows = np.flatnonzero(live.reshape(-1)).astype(np.int32)
-    width = max(MIN_LANES, 1 << max(0, len(rows) - 1).bit_length())
+    # Never fewer than MIN_LANES, whatever ``min_lanes``: a product of one row rounds
+    # differently from the same row among others (docs/engine.md, "Batch shape and float
+    # bits").
+    fewest = max(MIN_LANES, min(min_lanes, live.size))
+    width = max(fewest, min(live.size, 1 << max(0, len(rows) - 1).bit_length()))
     lanes = np.full((width,), live.size, np.int32)
     lanes[: len(rows)] = rows
-    exit_below = width // 2 if width > MIN_LANES else 0
-    settle_below = width + 1 if settle and width == MIN_LANES else 0
+    exit_below = width // 2 if width > fewest else 0
+    settle_below = width + 1 if settle and width == fewest else 0
     return jnp.asarray(lanes), jnp.int32(exit_below), jnp.int32(settle_below)
 
 
 _DEFAULT_ENGINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def default_min_lanes(config: ModelConfig) -> int:
+    """`MIN_LANES` for a model of at least `LANES_FROM_PARAMS` non-embedding parameters;
+    `ALL_ROWS` for a smaller one, whose rows cost less to compute than more programs cost to
+    compile."""
+    return MIN_LANES if non_embedding_params(config) >= LANES_FROM_PARAMS else ALL_ROWS
+
+
 def default_engine(lm: LanguageModel) -> Engine:
-    """The engine of ``lm`` with default options, built once per model (its compiled programs
-    and stop tables are reused by every later call)."""
+    """The engine of ``lm`` with default options (lanes by `default_min_lanes`), built once
+    per model (its compiled programs and stop tables are reused by every later call)."""
     if lm not in _DEFAULT_ENGINES:
-        _DEFAULT_ENGINES[lm] = Engine(lm)
+        _DEFAULT_ENGINES[lm] = Engine(lm, min_lanes=default_min_lanes(lm.config))
     return _DEFAULT_ENGINES[lm]
 
 
