@@ -420,12 +420,15 @@ def test_verbosity_brings_the_library_lines_back(tmp_path):
     path.write_text(json.dumps(table))
     done = subprocess.run(
         [tool("ttc-solve"), "--config=configs/embedded.py", "--question=What is 2 + 2?",
-         f"--config.study.strategy_table_file={path}", "--budget=1", "--verbosity=0"],
+         f"--config.study.strategy_table_file={path}", "--budget=1", "--verbosity=0",
+         f"--compile_cache={tmp_path}/programs"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "loaded 14 parameters" in done.stderr
     assert json.loads(done.stdout)["budget"] == 1
+    # Its compiled programs were kept in the folder it was given.
+    assert len(list((tmp_path / "programs").iterdir())) > 10
 
 
 def test_ttc_train_reports_an_unknown_override_in_one_line():

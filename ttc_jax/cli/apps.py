@@ -4,6 +4,8 @@
   naming it, not a traceback from inside the flag parser.
 * A field overridden twice is refused: ml_collections appends the second value of a tuple to
   the first (``--config.budgets='(1,4)' --config.budgets='(16,)'`` would run 1, 4 and 16).
+* Compiled programs are kept in a folder and read back by later runs and by this one after
+  a release (`ttc_jax.compile_cache`; ``--compile_cache=DIR`` or ``off``).
 * Library chatter (absl INFO lines, JAX's backend probing, "loaded N parameters") stays at
   WARNING unless ``--verbosity`` (or ``-v``) asks for more, so progress lines read cleanly.
 * Ctrl-C ends the command with one line saying what it left and how to go on, even when the
@@ -41,6 +43,12 @@ NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "how many processes 
 PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index, 0 to N-1")
 DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "join the other processes as JAX detects them (TPU pod, Slurm, MPI)"
+)
+COMPILE_CACHE = flags.DEFINE_string(
+    "compile_cache",
+    None,
+    "folder of compiled programs reused across runs (default: $JAX_COMPILATION_CACHE_DIR, "
+    "else ~/.cache/ttc_jax/xla); 'off' compiles everything afresh",
 )
 DISTRIBUTED_TIMEOUT = flags.DEFINE_integer(
     "distributed_timeout", 300, "seconds to wait for the other processes to join"
@@ -81,6 +89,12 @@ def _parser(name: str, multi_process: bool) -> Callable[[list[str]], list[str]]:
         if not flags.FLAGS["verbosity"].present:
             absl_logging.set_verbosity(absl_logging.WARNING)
             logging.getLogger().setLevel(logging.WARNING)
+        from ttc_jax import compile_cache
+
+        try:
+            compile_cache.enable(COMPILE_CACHE.value)
+        except ValueError as e:
+            sys.exit(f"{name}: {e}")
         given = [f"--{flag}" for flag in JOINING_FLAGS if flags.FLAGS[flag].present]
         if given and not multi_process:
             sys.exit(
