@@ -268,9 +268,9 @@ def _make_harder_v2(config: ml_collections.ConfigDict) -> None:
 def study(max_new_tokens: int) -> ml_collections.ConfigDict:
     """The study on the shipped models (`ttc_jax.study.study_config` with this world's prompt,
     delimiter and temperature): 5 levels x 10 fresh test questions, budgets 1, 4 and 16, 32
-    difficulty samples; 16 minutes on a 2-core CPU (docs/benchmarks.md). The
-    paper's grid costs far more: ``--config.study.budgets='(1,2,4,8,16,32,64)'
-    --config.study.data.per_level=100``."""
+    difficulty samples; 10 minutes on a 2-core CPU, 7 once its compiled programs are kept
+    (docs/benchmarks.md). The paper's grid costs far more:
+    ``--config.study.budgets='(1,2,4,8,16,32,64)' --config.study.data.per_level=100``."""
     from ttc_jax.embedded import VERIFIER_KINDS, set_search_settings
     from ttc_jax.study import study_config
 
