@@ -35,8 +35,8 @@ lint: $(STAMP)
 # fixtures run once) take it from about 20 minutes to about 13 on two cores.
 TEST_WORKERS ?= 2
 # The suite should stay under 20 minutes on two cores; it does not (24 min 39 s for 923 tests
-# in CI on 2026-12-07, the SmolLM2 batch-invariance test the slowest at 283 s): the slowest
-# tests are listed at its end.
+# in CI on 2026-12-07; 31 min 13 s for 947 on a quiet 2-core machine on 2026-12-08, the
+# SmolLM2 alone-or-beside test the slowest at 311 s): the slowest tests are listed at its end.
 
 test: lint
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
