@@ -492,12 +492,9 @@ def test_batches_report_their_rounds_lanes_calls_and_time(policy):
     assert sum(r.accounting.wall_s for r in results) == pytest.approx(sum(s.wall_s for s in stats))
 
 
-def test_a_search_near_the_mapping_limit_releases_programs_between_batches(policy, monkeypatch):
-    """Each batch starts by releasing compiled programs when the process's memory mappings
-    crowd the kernel's limit (`ttc_jax.program_cache`); the programs compile again and the
-    results do not change."""
-    settings = dict(budget=4, seed=10, max_rows=8)
-    before = run(_config("best_of_n"), policy, ScriptedPRM(policy), PROBLEMS, **settings)
+def _crowded_mappings(monkeypatch) -> list[bool]:
+    """Makes the process's memory mappings always crowd the limit; returns the list that
+    records what each `program_cache.release_if_crowded` call returned."""
     released = []
     real = program_cache.release_if_crowded
 
@@ -505,8 +502,18 @@ def test_a_search_near_the_mapping_limit_releases_programs_between_batches(polic
         released.append(real())
         return released[-1]
 
-    monkeypatch.setattr(program_cache, "mapping_limit", lambda: 1)  # always crowded
+    monkeypatch.setattr(program_cache, "mapping_limit", lambda: 1)
     monkeypatch.setattr(program_cache, "release_if_crowded", recorded)
+    return released
+
+
+def test_a_search_near_the_mapping_limit_releases_programs_between_batches(policy, monkeypatch):
+    """Each batch starts by releasing compiled programs when the process's memory mappings
+    crowd the kernel's limit (`ttc_jax.program_cache`); the programs compile again and the
+    results do not change."""
+    settings = dict(budget=4, seed=10, max_rows=8)
+    before = run(_config("best_of_n"), policy, ScriptedPRM(policy), PROBLEMS, **settings)
+    released = _crowded_mappings(monkeypatch)
     after = run(_config("best_of_n"), policy, ScriptedPRM(policy), PROBLEMS, **settings)
     assert released == [True, True, True]  # three batches of at most two questions
     assert [r.candidates for r in after] == [r.candidates for r in before]
@@ -536,15 +543,7 @@ def test_training_rollouts_near_the_mapping_limit_release_programs_between_calls
     settings = SamplingSettings(temperature=1.0, max_new_tokens=8, prompts_per_call=2)
     prompts = [p.problem for p in PROBLEMS]
     before = sample_solutions(policy, prompts, 2, settings, seed=3)
-    released = []
-    real = program_cache.release_if_crowded
-
-    def recorded():
-        released.append(real())
-        return released[-1]
-
-    monkeypatch.setattr(program_cache, "mapping_limit", lambda: 1)  # always crowded
-    monkeypatch.setattr(program_cache, "release_if_crowded", recorded)
+    released = _crowded_mappings(monkeypatch)
     after = sample_solutions(policy, prompts, 2, settings, seed=3)
     assert released == [True, True, True]  # three calls of at most two prompts
     assert [[s.token_ids for s in row] for row in after] == [

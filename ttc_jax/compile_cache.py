@@ -25,7 +25,7 @@ from pathlib import Path
 import jax
 
 OFF = "off"
-# The main job's programs take 40 MB; this holds many configs' worth.
+# The main job's programs take 22 MB on disk; this holds many configs' worth.
 MAX_BYTES = 2 << 30
 
 

@@ -647,12 +647,11 @@ def lane_plan(
     nothing) to a power of two of at least ``min_lanes``, so that few programs compile (each
     lane count is one more decode program per suffix stage, and on a CPU compiling them costs
     more than finer sizes save), and to no more lanes than the B x N rows, nor fewer than
-    `MIN_LANES`. The call ends
-    once fewer than half its lanes are live (``exit_below``; never at the fewest lanes) and
-    then goes on with the live rows in fewer lanes; with ``settle`` (a search scoring steps),
-    at the fewest lanes, it also ends as soon as some question has no live lane
-    (``settle_below``), so that its step is scored. ``min_lanes`` >= B x N computes every
-    row in every call.
+    `MIN_LANES`. The call ends once fewer than half its lanes are live (``exit_below``; never
+    at the fewest lanes) and then goes on with the live rows in fewer lanes; with ``settle``
+    (a search scoring steps), at the fewest lanes, it also ends as soon as some question has
+    no live lane (``settle_below``), so that its step is scored. ``min_lanes`` >= B x N
+    computes every row in every call.
     """
     rows = np.flatnonzero(live.reshape(-1)).astype(np.int32)
     # Never fewer than MIN_LANES, whatever ``min_lanes``: a product of one row rounds
